@@ -1,0 +1,130 @@
+"""One registry of benchmarks (for ``kgllm eval``) and trainers (for ``kgllm train``).
+
+Benchmark modules register themselves with :func:`benchmark` / :func:`trainer`; they are imported
+lazily from :data:`BENCHMARK_MODULES` so that ``kgllm --help`` does not pay for torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kgllm.exceptions import BenchmarkError
+
+__all__ = ["EvalRequest", "TrainRequest", "Benchmark", "Trainer", "benchmark", "trainer", "get_benchmark",
+           "get_trainer", "benchmarks", "trainers", "BENCHMARK_MODULES"]
+
+# Modules that register benchmarks/trainers when imported (add yours here).
+BENCHMARK_MODULES: list[str] = [
+    "kgllm.eval.metaqa",
+    "kgllm.eval.multiple_choice",
+    "kgllm.eval.link_prediction",
+    "kgllm.eval.routing",
+    "kgllm.eval.rog",
+]
+
+
+@dataclass
+class EvalRequest:
+    """What ``kgllm eval`` passes to a benchmark's run function."""
+
+    data: Path
+    split: str = "dev"
+    limit: int | None = None
+    model: Path | None = None
+    kb: Path | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    progress: bool = False
+
+
+@dataclass
+class TrainRequest:
+    """What ``kgllm train`` passes to a trainer."""
+
+    data: Path
+    out: Path
+    split: str = "train"
+    options: dict[str, Any] = field(default_factory=dict)
+    progress: bool = False
+
+
+@dataclass
+class Benchmark:
+    """A registered benchmark.
+
+    ``run`` returns a dict with at least ``n`` and ``metrics``; it may add ``latency_ms``,
+    ``config``, ``per_type`` and ``predictions``. The runner adds the envelope fields.
+    """
+
+    name: str
+    description: str
+    primary_metric: str
+    run: Callable[[EvalRequest], dict[str, Any]]
+    required_files: Callable[[Path, str], list[str]] | None = None
+    splits: tuple[str, ...] = ("dev", "test")
+
+
+@dataclass
+class Trainer:
+    name: str
+    description: str
+    run: Callable[[TrainRequest], dict[str, Any]]
+
+
+_BENCHMARKS: dict[str, Benchmark] = {}
+_TRAINERS: dict[str, Trainer] = {}
+_loaded = False
+
+
+def benchmark(spec: Benchmark) -> Benchmark:
+    if spec.name in _BENCHMARKS and _BENCHMARKS[spec.name] is not spec:
+        raise BenchmarkError(f"benchmark {spec.name!r} registered twice")
+    _BENCHMARKS[spec.name] = spec
+    return spec
+
+
+def trainer(spec: Trainer) -> Trainer:
+    if spec.name in _TRAINERS and _TRAINERS[spec.name] is not spec:
+        raise BenchmarkError(f"trainer {spec.name!r} registered twice")
+    _TRAINERS[spec.name] = spec
+    return spec
+
+
+def _load_all() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for module in BENCHMARK_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # a real missing dependency, not a module yet to be written
+                raise
+    _loaded = True
+
+
+def benchmarks() -> dict[str, Benchmark]:
+    _load_all()
+    return dict(sorted(_BENCHMARKS.items()))
+
+
+def trainers() -> dict[str, Trainer]:
+    _load_all()
+    return dict(sorted(_TRAINERS.items()))
+
+
+def get_benchmark(name: str) -> Benchmark:
+    known = benchmarks()
+    if name not in known:
+        raise BenchmarkError(f"unknown benchmark {name!r}; known benchmarks: {', '.join(known)}")
+    return known[name]
+
+
+def get_trainer(name: str) -> Trainer:
+    known = trainers()
+    if name not in known:
+        raise BenchmarkError(f"unknown training target {name!r}; known targets: {', '.join(known)}")
+    return known[name]

@@ -1,0 +1,117 @@
+"""The ``GraphStore`` protocol every backend implements, and the raw row type loaders produce.
+
+A store holds several *domains* (one per expert); entity ids are stable strings unique within a
+domain, relation names keep their original spelling. Bulk loads go through a :class:`BulkWriter`
+so that a load failing half-way leaves the store exactly as it was (``abort``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, runtime_checkable
+
+from kgllm.types import Entity, Fact, Subgraph
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from kgllm.stores.snapshot import GraphSnapshot
+
+__all__ = ["RawTriple", "Direction", "BulkWriter", "GraphStore", "subgraph_to_networkx"]
+
+Direction = Literal["out", "in", "both"]
+
+
+class RawTriple(NamedTuple):
+    """A triple as loaders yield it: cheap to make by the million; provenance optional."""
+
+    head: str
+    relation: str
+    tail: str
+    source: str | None = None
+    line: int | None = None
+
+
+@runtime_checkable
+class BulkWriter(Protocol):
+    """Stages one load into one domain; nothing is visible until ``commit``.
+
+    Use as a context manager: commits when the block ends normally, aborts on an exception.
+    """
+
+    def add(self, triples: Iterable[RawTriple]) -> None: ...
+
+    def set_names(self, names: Mapping[str, str]) -> None:
+        """Display names for entity ids (RDF labels); ids without one are their own name."""
+        ...
+
+    def commit(self) -> int:
+        """Make the staged triples visible; returns how many were new (duplicates are not stored twice)."""
+        ...
+
+    def abort(self) -> None: ...
+
+    def __enter__(self) -> BulkWriter: ...
+
+    def __exit__(self, exc_type, exc, tb) -> None: ...  # type: ignore[no-untyped-def]
+
+
+@runtime_checkable
+class GraphStore(Protocol):
+    """What the rest of kgllm knows of a graph backend (local embedded store, Neo4j)."""
+
+    backend: str
+
+    def writer(self, domain: str) -> BulkWriter: ...
+
+    def add_triples(self, domain: str, triples: Iterable[RawTriple], *, batch_size: int = 50_000) -> int:
+        """Load triples atomically into ``domain``; returns the number of new triples."""
+        ...
+
+    def domains(self) -> list[str]: ...
+
+    def entity(self, id: str, domain: str) -> Entity | None: ...
+
+    def find_entities(self, name: str, *, domain: str | None = None, limit: int = 10) -> list[Entity]:
+        """Entities whose name matches ``name`` (case-insensitive exact first, then prefix)."""
+        ...
+
+    def neighbors(self, ids: Sequence[str], *, domain: str, relations: Sequence[str] | None = None,
+                  direction: Direction = "out", limit: int | None = None) -> list[Fact]:
+        """Facts touching ``ids`` in the given direction, optionally only some relations."""
+        ...
+
+    def k_hop(self, seeds: Sequence[str], k: int, *, domain: str, limit: int = 10_000) -> Subgraph:
+        """Nodes within ``k`` undirected hops of ``seeds`` and the facts among them (at most ``limit``)."""
+        ...
+
+    def relations(self, domain: str) -> list[str]: ...
+
+    def count(self, domain: str | None = None) -> dict[str, int]:
+        """``{"entities": n, "triples": m}`` for one domain or the whole store."""
+        ...
+
+    def delete_domain(self, domain: str) -> None: ...
+
+    def iter_triples(self, domain: str) -> Iterator[Fact]: ...
+
+    def snapshot(self, domain: str) -> GraphSnapshot:
+        """The domain's graph as compact in-memory CSR arrays (for traversal, PageRank, reasoning)."""
+        ...
+
+    def to_networkx(self, subgraph: Subgraph) -> nx.MultiDiGraph: ...
+
+    def close(self) -> None: ...
+
+
+def subgraph_to_networkx(subgraph: Subgraph) -> nx.MultiDiGraph:
+    """A networkx export of a subgraph (for users; kgllm itself traverses CSR arrays)."""
+    import networkx as nx
+
+    graph = nx.MultiDiGraph()
+    for node in subgraph.nodes:
+        graph.add_node(node.id, name=node.name, domain=node.domain)
+    for fact in subgraph.facts:
+        graph.add_edge(fact.head, fact.tail, key=fact.relation, relation=fact.relation, domain=fact.domain,
+                       source=fact.source, line=fact.line)
+    return graph
