@@ -82,6 +82,7 @@ class Chunk(KGModel):
     text: str
     source: str | None = None
     chunk: int = 0
+    line: int | None = None
     score: float | None = None
 
 

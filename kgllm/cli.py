@@ -1,0 +1,308 @@
+"""The ``kgllm`` command. The only place that reads environment variables.
+
+Every command takes ``--kb DIR`` (default ``$KGLLM_HOME`` or ``~/.kgllm/default``), ``--store``, the
+Neo4j connection options and ``--json``; library errors print ``ErrorType: message`` and exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from kgllm.config import default_kb_path
+from kgllm.exceptions import ConfigError, KGLLMError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Knowledge-graph-augmented reasoning over domain experts.")
+
+
+@dataclass
+class Options:
+    kb: Path
+    store: str
+    neo4j_uri: str | None
+    neo4j_user: str | None
+    neo4j_password: str | None
+    neo4j_database: str | None
+    json: bool
+
+    @property
+    def progress(self) -> bool:
+        """Progress bars only for a person at a terminal."""
+        return not self.json and sys.stderr.isatty()
+
+    def open(self, *, create: bool = True, embedder: str | None = None):  # type: ignore[no-untyped-def]
+        import kgllm
+
+        kwargs: dict[str, Any] = {}
+        if self.store == "neo4j":
+            kwargs = {"neo4j_uri": self.neo4j_uri, "user": self.neo4j_user, "password": self.neo4j_password,
+                      "database": self.neo4j_database}
+        return kgllm.open(self.kb, store=self.store, create=create, embedder=embedder, **kwargs)
+
+
+def _emit(opts: Options, data: Any, human: str) -> None:
+    if opts.json:
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    else:
+        typer.echo(human)
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    kb: Optional[Path] = typer.Option(None, "--kb", help="Knowledge-base directory [$KGLLM_HOME or ~/.kgllm/default]."),
+    store: str = typer.Option("local", "--store", help="Graph store: local | neo4j."),
+    neo4j_uri: Optional[str] = typer.Option(None, "--neo4j-uri", help="Bolt URI [$NEO4J_URI]."),
+    neo4j_user: Optional[str] = typer.Option(None, "--neo4j-user", help="[$NEO4J_USER]"),
+    neo4j_password: Optional[str] = typer.Option(None, "--neo4j-password", help="[$NEO4J_PASSWORD]"),
+    neo4j_database: Optional[str] = typer.Option(None, "--neo4j-database", help="Neo4j database name."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output; no progress bars."),
+) -> None:
+    ctx.obj = Options(
+        kb=kb or default_kb_path(os.environ.get("KGLLM_HOME")),
+        store=store,
+        neo4j_uri=neo4j_uri or os.environ.get("NEO4J_URI"),
+        neo4j_user=neo4j_user or os.environ.get("NEO4J_USER"),
+        neo4j_password=neo4j_password or os.environ.get("NEO4J_PASSWORD"),
+        neo4j_database=neo4j_database,
+        json=as_json,
+    )
+
+
+@app.command()
+def load(
+    ctx: typer.Context,
+    pack: Optional[Path] = typer.Argument(None, help="A domain pack directory (with manifest.yaml)."),
+    domain: Optional[str] = typer.Option(None, "--domain", help="Domain to load --triples/--documents into."),
+    triples: Optional[Path] = typer.Option(None, "--triples", help="Triples file."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="tsv | csv | jsonl | pipe | nt | ttl (default: by suffix)."),
+    order: Optional[str] = typer.Option(None, "--order", help="Column order for tsv/csv: hrt (default) or rht."),
+    documents: list[Path] = typer.Option([], "--documents", help="Text/Markdown files to chunk and index."),
+    description: Optional[str] = typer.Option(None, "--description", help="What the domain knows (used for routing)."),
+) -> None:
+    """Load a domain pack, or triples/documents into one domain."""
+    opts: Options = ctx.obj
+    with opts.open() as kb:
+        if pack is not None:
+            report = kb.load(pack, progress=opts.progress)
+        elif domain and (triples or documents):
+            report = {}
+            if triples:
+                report = kb.load_triples(domain, triples, format=fmt, order=order, description=description,
+                                         progress=opts.progress)
+            if documents:
+                report = {**report, **kb.load_documents(domain, documents, description=description)}
+        else:
+            raise ConfigError("give a pack directory, or --domain with --triples and/or --documents")
+        _emit(opts, report, f"{report['domain']}: +{report.get('triples_added', 0)} triples, "
+                            f"+{report.get('chunks_added', 0)} chunks "
+                            f"({report.get('entities', 0)} entities, {report.get('triples', 0)} triples in all)")
+
+
+@app.command()
+def stats(ctx: typer.Context) -> None:
+    """Domains, counts, indexes and registered backends of the KB."""
+    opts: Options = ctx.obj
+    with opts.open(create=False) as kb:
+        data = kb.stats()
+    lines = [f"KB {data['kb']} (store: {data['store']}, embedder: {data['embedder'] or 'default'})"]
+    for name, info in data["domains"].items():
+        lines.append(f"  {name:<14} {info['entities']:>9} entities {info['triples']:>10} triples "
+                     f"{info['relations']:>4} relations {info['chunks']:>6} chunks"
+                     + (f"  indexes: {info['indexes']}" if info["indexes"] else ""))
+    lines.append(f"registered stores: {', '.join(data['registered']['stores'])}; "
+                 f"llms: {', '.join(data['registered']['llms'])}")
+    _emit(opts, data, "\n".join(lines))
+
+
+@app.command()
+def ask(
+    ctx: typer.Context,
+    question: str = typer.Argument(..., help="The question."),
+    domain: Optional[str] = typer.Option(None, "--domain", help="Ask this expert only (skips routing)."),
+    llm: str = typer.Option("extractive", "--llm", help="extractive | hf:MODEL_OR_PATH | openai:MODEL@BASE_URL"),
+    top_k: int = typer.Option(10, "--top-k", min=1, help="Answers to return."),
+    choices: list[str] = typer.Option([], "--choice", help="Answer choices (multiple-choice question)."),
+) -> None:
+    """Answer a question with reasoning paths and provenance."""
+    opts: Options = ctx.obj
+    with opts.open(create=False) as kb:
+        answer = kb.ask(question, domain=domain, llm=None if llm == "extractive" else llm, top_k=top_k,
+                        choices=choices or None)
+    if opts.json:
+        typer.echo(answer.to_json(indent=2))
+        return
+    typer.echo(format_answer(answer))
+
+
+def format_answer(answer: Any, *, max_answers: int = 5, max_paths: int = 3) -> str:
+    """A short human-readable rendering of an Answer."""
+    lines = [f"Q: {answer.question}", f"A: {answer.text or '(no answer)'}"]
+    if answer.answers:
+        shown = ", ".join(f"{a.name} ({a.score:.2f})" for a in answer.answers[:max_answers])
+        lines.append(f"   answers: {shown}")
+    for path in answer.paths[:max_paths]:
+        lines.append(f"   path: {path.text()}  [{path.score:.2f}]")
+    if answer.experts:
+        lines.append("   experts: " + ", ".join(f"{e.name} ({e.score:.2f})" for e in answer.experts))
+    for warning in answer.warnings:
+        lines.append(f"   warning: {warning}")
+    return "\n".join(lines)
+
+
+@app.command("export")
+def export_cmd(ctx: typer.Context, out: Path = typer.Argument(..., help="Directory to write the KB dump to.")) -> None:
+    """Dump the KB (graph, documents, metadata) to a directory, for moving it between backends."""
+    from kgllm.transfer import export_kb
+
+    opts: Options = ctx.obj
+    with opts.open(create=False) as kb:
+        report = export_kb(kb, out)
+    _emit(opts, report, f"exported {report.get('domains', '')} to {out}")
+
+
+@app.command("import")
+def import_cmd(ctx: typer.Context, src: Path = typer.Argument(..., help="A directory written by `kgllm export`.")) -> None:
+    """Load a KB dump into this KB (any backend)."""
+    from kgllm.transfer import import_kb
+
+    opts: Options = ctx.obj
+    with opts.open() as kb:
+        report = import_kb(kb, src)
+    _emit(opts, report, f"imported {report.get('domains', '')} from {src}")
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    graphs: Optional[Path] = typer.Option(None, "--graphs", help="Folder of domain packs [the bundled graphs/]."),
+) -> None:
+    """Load the bundled domain packs into the KB and ask each pack's example questions."""
+    from kgllm.demo import run_demo
+
+    opts: Options = ctx.obj
+    with opts.open() as kb:
+        result = run_demo(kb, graphs, progress=opts.progress, echo=None if opts.json else typer.echo)
+    if opts.json:
+        typer.echo(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+
+
+def _parse_options(items: list[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"expected KEY=VALUE for --option, got {item!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+@app.command("eval")
+def eval_cmd(
+    ctx: typer.Context,
+    benchmark: str = typer.Argument(..., help="Benchmark name, or 'all' (with --data-root)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="The benchmark's data folder."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="For 'all': folder holding every benchmark's data."),
+    split: str = typer.Option("dev", "--split", help="dev | test"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate the first N questions only."),
+    model: Optional[Path] = typer.Option(None, "--model", help="A trained model directory."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the report JSON here."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write report.md, JSON and plots here."),
+    option: list[str] = typer.Option([], "--option", "-o", help="Benchmark-specific KEY=VALUE (repeatable)."),
+) -> None:
+    """Evaluate on a benchmark; prints the report JSON (see DESIGN.md)."""
+    from kgllm.eval.registry import EvalRequest
+    from kgllm.eval.runner import run_all, run_eval
+
+    opts: Options = ctx.obj
+    options = _parse_options(option)
+    if benchmark == "all":
+        root = data_root or data
+        if root is None:
+            raise ConfigError("'kgllm eval all' needs --data-root DIR")
+        results = run_all(root, split=split, limit=limit, out=out, report_dir=report, options=options,
+                          progress=opts.progress, echo=None if opts.json else typer.echo)
+        if opts.json:
+            typer.echo(json.dumps(results, indent=2, default=str))
+        return
+    if data is None:
+        raise ConfigError(f"'kgllm eval {benchmark}' needs --data DIR")
+    request = EvalRequest(data=data, split=split, limit=limit, model=model, kb=None, options=options,
+                          progress=opts.progress)
+    result = run_eval(benchmark, request, out=out, report_dir=report)
+    summary = {k: result[k] for k in ("benchmark", "split", "n", "metrics", "latency_ms", "seconds") if k in result}
+    typer.echo(json.dumps(summary if not opts.json else result, indent=2, default=str))
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    target: str = typer.Argument(..., help="What to train, e.g. metaqa, csqa, obqa, rules, router."),
+    data: Path = typer.Option(..., "--data", help="Training data folder (or file)."),
+    out: Path = typer.Option(..., "--out", help="Model directory to write."),
+    split: str = typer.Option("train", "--split"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
+    lr: Optional[float] = typer.Option(None, "--lr"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    no_graph: bool = typer.Option(False, "--no-graph", help="Train the encoder alone (baseline)."),
+    option: list[str] = typer.Option([], "--option", "-o", help="Trainer-specific KEY=VALUE (repeatable)."),
+) -> None:
+    """Train a learned component (path scorer, adapter, rules, router)."""
+    from kgllm.eval.registry import TrainRequest, get_trainer
+
+    opts: Options = ctx.obj
+    options = _parse_options(option)
+    for key, value in (("epochs", epochs), ("lr", lr), ("seed", seed)):
+        if value is not None:
+            options[key] = value
+    if no_graph:
+        options["no_graph"] = True
+    request = TrainRequest(data=data, out=out, split=split, options=options, progress=opts.progress)
+    result = get_trainer(target).run(request)
+    _emit(opts, result, json.dumps(result, indent=2, default=str))
+
+
+@app.command()
+def version() -> None:
+    """Print the kgllm version."""
+    from kgllm import __version__
+
+    typer.echo(__version__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs the app, turning kgllm errors into one line and exit code 1."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except KGLLMError as exc:
+        typer.echo(f"{type(exc).__name__}: {exc}", err=True)
+        return 1
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        return 1
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

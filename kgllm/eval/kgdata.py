@@ -1,0 +1,108 @@
+"""Knowledge-graph benchmark folders: ``train.txt`` / ``valid.txt`` / ``test.txt`` of tab-separated triples.
+
+Used by the link-prediction and Countries benchmarks; entity and relation indices are fixed over
+all splits present so that scores of different splits line up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kgllm.exceptions import BenchmarkError, LoadError
+from kgllm.stores.snapshot import GraphSnapshot
+
+__all__ = ["SPLIT_FILES", "split_file", "read_split", "KGDataset", "snapshot_from_triples"]
+
+# ``--split`` names → file names (the test split is kept apart from the development data).
+SPLIT_FILES = {"train": "train.txt", "dev": "valid.txt", "valid": "valid.txt", "test": "test.txt"}
+
+Triple = tuple[str, str, str]
+
+
+def split_file(data: Path, split: str) -> Path:
+    """The file of ``split`` in ``data`` (``dev`` and ``valid`` are the same split)."""
+    if split not in SPLIT_FILES:
+        raise BenchmarkError(f"unknown split {split!r}; known splits: {', '.join(SPLIT_FILES)}")
+    return Path(data) / SPLIT_FILES[split]
+
+
+def read_split(path: Path) -> list[Triple]:
+    """Read ``head<TAB>relation<TAB>tail`` lines (blank lines skipped).
+
+    Raises:
+        LoadError: a line without exactly three non-empty tab-separated fields (file, line, value).
+    """
+    triples: list[Triple] = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            line = raw.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) != 3 or not all(p.strip() for p in parts):
+                raise LoadError(f"expected 3 tab-separated fields (head, relation, tail), got {len(parts)}",
+                                path=path, line=lineno, value=line)
+            triples.append((parts[0].strip(), parts[1].strip(), parts[2].strip()))
+    return triples
+
+
+def snapshot_from_triples(triples: Iterable[Triple], *, domain: str = "benchmark",
+                          entities: Sequence[str] | None = None,
+                          relations: Sequence[str] | None = None) -> GraphSnapshot:
+    """A :class:`GraphSnapshot` over ``triples`` (fixed ``entities``/``relations`` order when given)."""
+    triples = list(triples)
+    ents = list(entities) if entities is not None else sorted({x for h, _, t in triples for x in (h, t)})
+    rels = list(relations) if relations is not None else sorted({r for _, r, _ in triples})
+    eidx = {e: i for i, e in enumerate(ents)}
+    ridx = {r: i for i, r in enumerate(rels)}
+    arr = np.array([(eidx[h], ridx[r], eidx[t]) for h, r, t in triples], dtype=np.int32).reshape(-1, 3)
+    return GraphSnapshot(domain=domain, ids=ents, names=ents, relations=rels,
+                         head=arr[:, 0], rel=arr[:, 1], tail=arr[:, 2])
+
+
+@dataclass
+class KGDataset:
+    """The splits of one benchmark folder with shared entity / relation indices."""
+
+    name: str
+    splits: dict[str, list[Triple]]
+    entities: list[str]
+    relations: list[str]
+
+    @classmethod
+    def load(cls, data: Path, *, name: str, need: Sequence[str] = ("train",)) -> KGDataset:
+        """Read every split file present; ``need`` lists the splits that must exist.
+
+        Raises:
+            BenchmarkError: the folder or a needed file is missing (the message lists what is expected).
+        """
+        data = Path(data)
+        missing = [SPLIT_FILES[s] for s in need if not split_file(data, s).is_file()]
+        if not data.is_dir() or missing:
+            expected = ", ".join(sorted({SPLIT_FILES[s] for s in need}))
+            what = "folder not found" if not data.is_dir() else f"missing {', '.join(missing)}"
+            raise BenchmarkError(f"{name}: {data}: {what}; expected files: {expected}")
+        splits = {}
+        for split in ("train", "dev", "test"):
+            path = split_file(data, split)
+            if path.is_file():
+                splits[split] = read_split(path)
+        ents = sorted({x for ts in splits.values() for h, _, t in ts for x in (h, t)})
+        rels = sorted({r for ts in splits.values() for _, r, _ in ts})
+        return cls(name=name, splits=splits, entities=ents, relations=rels)
+
+    def snapshot(self, *splits: str) -> GraphSnapshot:
+        """The graph of the given splits (default: train) over the shared indices."""
+        triples = [t for s in (splits or ("train",)) for t in self.splits.get(s, [])]
+        return snapshot_from_triples(triples, domain=self.name, entities=self.entities, relations=self.relations)
+
+    def indexed(self, split: str) -> np.ndarray:
+        """``(m, 3)`` int64 array of (head, relation, tail) indices of ``split``."""
+        eidx = {e: i for i, e in enumerate(self.entities)}
+        ridx = {r: i for i, r in enumerate(self.relations)}
+        return np.array([(eidx[h], ridx[r], eidx[t]) for h, r, t in self.splits[split]],
+                        dtype=np.int64).reshape(-1, 3)

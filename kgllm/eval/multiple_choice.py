@@ -1,0 +1,189 @@
+"""CommonsenseQA and OpenBookQA: ``kgllm train csqa|obqa`` and ``kgllm eval csqa|obqa``.
+
+Both train the multiple-choice graph adapter (:mod:`kgllm.fusion.adapter`) on frozen-encoder
+features, or with ``--no-graph`` the same encoder and head without the graph (the baseline).
+
+Options (``-o KEY=VALUE``): ``graph`` (concept triples, default ``<data>/../conceptnet_100k/train.txt``),
+``cache_dir`` (feature cache, default ``~/.cache/kgllm/mcqa``), ``max_nodes``, ``hops``, ``hidden``,
+``layers``, ``heads``, ``dropout``, ``batch_size``, ``interaction``, ``dev_fraction`` (share of the
+training questions held out to pick the best epoch), ``threads`` (torch CPU threads).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kgllm.eval.registry import Benchmark, EvalRequest, Trainer, TrainRequest, benchmark, trainer
+from kgllm.exceptions import BenchmarkError
+
+__all__ = ["SPLIT_FILES", "DOCUMENTS", "run_benchmark", "run_training"]
+
+SPLIT_FILES: dict[str, dict[str, str]] = {
+    "csqa": {"train": "train_inhouse.jsonl", "dev": "dev.jsonl", "test": "test_inhouse.jsonl"},
+    "obqa": {"train": "train.jsonl", "dev": "dev.jsonl", "test": "test.jsonl"},
+}
+#: Open-book facts retrieved as documents (OpenBookQA only).
+DOCUMENTS = {"obqa": "openbook.txt"}
+_FEATURE_OPTIONS = ("max_nodes", "hops", "top_documents")
+
+
+def _split_file(name: str, data: Path, split: str) -> Path:
+    files = SPLIT_FILES[name]
+    if split not in files:
+        raise BenchmarkError(f"unknown split {split!r} for {name}; valid splits: {', '.join(files)}")
+    path = Path(data) / files[split]
+    if not path.is_file():
+        raise BenchmarkError(f"{name}: {path} not found (the {split!r} split of --data {data})")
+    return path
+
+
+def _graph_path(data: Path, options: dict[str, Any]) -> Path:
+    path = Path(options.get("graph") or Path(data).resolve().parent / "conceptnet_100k" / "train.txt")
+    if not path.is_file():
+        raise BenchmarkError(f"concept graph {path} not found; pass -o graph=PATH "
+                             "(relation<TAB>head<TAB>tail triples, e.g. CN-100K train.txt)")
+    return path
+
+
+def _documents(name: str, data: Path) -> list[str]:
+    from kgllm.fusion.features import read_facts
+
+    if name not in DOCUMENTS:
+        return []
+    path = Path(data) / DOCUMENTS[name]
+    if not path.is_file():
+        raise BenchmarkError(f"{name}: open-book facts {path} not found in --data {data}")
+    return read_facts(path)
+
+
+def _set_threads(options: dict[str, Any]) -> None:
+    if options.get("threads"):
+        import torch
+
+        torch.set_num_threads(int(options["threads"]))
+
+
+def _cache_dir(options: dict[str, Any]) -> Path:
+    return Path(options.get("cache_dir") or Path.home() / ".cache" / "kgllm" / "mcqa")
+
+
+def run_training(name: str, request: TrainRequest) -> dict[str, Any]:
+    """Train the adapter (or the no-graph baseline) on ``name``'s training split and save it."""
+    from kgllm.embed import Embedder
+    from kgllm.fusion.features import FeatureBuilder, read_mc_jsonl
+    from kgllm.fusion.grounding import ConceptGraph
+    from kgllm.fusion.training import GraphData, TrainConfig, save_model, train_adapter
+
+    opts = dict(request.options)
+    _set_threads(opts)
+    train_path = _split_file(name, request.data, request.split)
+    graph_path = _graph_path(request.data, opts)
+    graph = ConceptGraph.from_triples(graph_path)
+    documents = _documents(name, request.data)
+    embedder = Embedder(opts.get("encoder"), cache_dir=_cache_dir(opts))
+    feat_opts = {k: int(opts[k]) for k in _FEATURE_OPTIONS if k in opts}
+    builder = FeatureBuilder(graph, embedder, documents=documents, cache_dir=_cache_dir(opts), **feat_opts)
+    questions = read_mc_jsonl(train_path)
+    if opts.get("limit"):
+        questions = questions[: int(opts["limit"])]
+    started = time.perf_counter()
+    feats = builder.build(questions, progress=request.progress)
+    feature_seconds = time.perf_counter() - started
+    # Hold out part of the training questions to pick the epoch; the dev split stays untouched.
+    fraction = float(opts.get("dev_fraction", 0.1))
+    cfg = TrainConfig(**{k: type(getattr(TrainConfig, k))(opts[k]) for k in
+                         ("epochs", "lr", "weight_decay", "batch_size", "hidden", "layers", "heads", "dropout",
+                          "seed") if k in opts and opts[k] is not None},
+                      use_graph=not opts.get("no_graph", False), interaction=bool(opts.get("interaction", False)))
+    order = np.random.default_rng(cfg.seed).permutation(len(questions))
+    n_hold = int(len(questions) * fraction) if fraction > 0 else 0
+    held, kept = sorted(order[:n_hold].tolist()), sorted(order[n_hold:].tolist())
+    train_data = GraphData(_subset(feats, kept), graph.n_relation_ids)
+    hold_data = GraphData(_subset(feats, held), graph.n_relation_ids) if held else None
+    model, history = train_adapter(train_data, cfg, dev=hold_data, n_graph_relations=graph.n_relation_ids,
+                                   progress=request.progress)
+    info = {"benchmark": name, "train_file": train_path.name, "n_train": len(kept), "n_heldout": len(held),
+            "history": history, "feature_seconds": feature_seconds,
+            "features": {"max_nodes": builder.max_nodes, "hops": builder.hops,
+                         "top_documents": builder.top_documents}}
+    save_model(request.out, model, cfg, encoder=embedder.model_name, encoder_dim=embedder.dim, graph_path=graph_path,
+               vocab_hash=graph.vocab_hash, n_graph_relations=graph.n_relation_ids, node_dim=embedder.dim,
+               documents=documents, info=info)
+    epoch_seconds = [h["seconds"] for h in history]
+    return {"model_dir": str(request.out), "n": len(kept), "history": history, "seconds_per_epoch":
+            float(np.mean(epoch_seconds)) if epoch_seconds else 0.0, "feature_seconds": feature_seconds,
+            "use_graph": cfg.use_graph, "seed": cfg.seed}
+
+
+def _subset(feats, rows: list[int]):  # noqa: ANN001, ANN202
+    from kgllm.fusion.features import MCFeatures
+
+    k = feats.n_choices
+    return MCFeatures(lm=feats.lm[rows], answers=feats.answers[rows],
+                      graphs=[feats.graphs[r * k + j] for r in rows for j in range(k)],
+                      node_vectors=feats.node_vectors, ids=[feats.ids[r] for r in rows])
+
+
+def run_benchmark(name: str, request: EvalRequest) -> dict[str, Any]:
+    """Accuracy of a trained model directory (``--model``) on a split."""
+    from kgllm.embed import Embedder
+    from kgllm.fusion.features import FeatureBuilder, read_mc_jsonl
+    from kgllm.fusion.grounding import ConceptGraph
+    from kgllm.fusion.training import GraphData, accuracy, load_model, predict, read_manifest
+
+    if request.model is None:
+        raise BenchmarkError(f"'kgllm eval {name}' needs --model MODEL_DIR (from 'kgllm train {name}')")
+    opts = dict(request.options)
+    _set_threads(opts)
+    path = _split_file(name, request.data, request.split)
+    manifest = read_manifest(request.model)
+    graph = ConceptGraph.from_triples(Path(request.model) / "graph.tsv")
+    embedder = Embedder(opts.get("encoder") or manifest["encoder"], cache_dir=_cache_dir(opts))
+    model, manifest = load_model(request.model, encoder=embedder.model_name, vocab_hash=graph.vocab_hash)
+    docs = Path(request.model) / "documents.txt"
+    documents = docs.read_text(encoding="utf-8").splitlines() if docs.exists() else []
+    builder = FeatureBuilder(graph, embedder, documents=documents, cache_dir=_cache_dir(opts),
+                             **manifest.get("features", {}))
+    questions = read_mc_jsonl(path)
+    if request.limit:
+        questions = questions[: request.limit]
+    started = time.perf_counter()
+    feats = builder.build(questions, progress=request.progress)
+    feature_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    scores = predict(model, GraphData(feats, graph.n_relation_ids))
+    model_seconds = time.perf_counter() - started
+    acc = accuracy(scores, feats.answers)
+    ungrounded = feats.ungrounded()
+    labels = [q.labels for q in questions]
+    return {
+        "n": len(questions),
+        "metrics": {"accuracy": acc},
+        "config": {"model": str(request.model), "use_graph": manifest["config"]["use_graph"],
+                   "interaction": manifest["config"]["interaction"], "seed": manifest["seed"],
+                   "encoder": manifest["encoder"], "graph_vocab_hash": manifest["graph_vocab_hash"]},
+        "ungrounded_questions": int(ungrounded.sum()),
+        "timing": {"feature_seconds": feature_seconds, "adapter_seconds": model_seconds,
+                   "questions_per_second": len(questions) / max(feature_seconds + model_seconds, 1e-9)},
+        "predictions": [{"id": q.id, "predicted": labels[i][int(scores[i].argmax())],
+                         "gold": labels[i][q.answer] if q.answer is not None else None,
+                         "ungrounded": bool(ungrounded[i])} for i, q in enumerate(questions)],
+    }
+
+
+def _required(name: str):  # noqa: ANN202
+    def files(data: Path, split: str) -> list[str]:  # noqa: ARG001
+        return [SPLIT_FILES[name][split]] + ([DOCUMENTS[name]] if name in DOCUMENTS else [])
+    return files
+
+
+for _name, _title in (("csqa", "CommonsenseQA (in-house split)"), ("obqa", "OpenBookQA")):
+    benchmark(Benchmark(name=_name, description=f"{_title}: multiple choice with the graph adapter",
+                        primary_metric="accuracy", run=lambda req, n=_name: run_benchmark(n, req),
+                        required_files=_required(_name)))
+    trainer(Trainer(name=_name, description=f"{_title}: train the graph adapter (--no-graph: encoder alone)",
+                    run=lambda req, n=_name: run_training(n, req)))

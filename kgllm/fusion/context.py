@@ -1,0 +1,358 @@
+"""ContextFusion: retrieved facts, reasoning paths and document chunks → a cited prompt → the answer text.
+
+The prompt numbers facts ``[1]..[k]`` (highest score first) and document chunks ``[D1]..[Dm]``;
+reasoning paths are shown as chains whose steps cite those numbers. The prompt is fitted into a
+token budget measured with the model's own tokenizer: over budget, facts are dropped lowest score
+first, then chunks, then paths, and the drop is reported in ``Answer.warnings``.
+
+After generation, ``Answer.facts`` is in citation order, so ``[n]`` in ``Answer.text`` is
+``Answer.facts[n - 1]``; citations the model invents are removed from the text and flagged.
+``Answer.prompt``, ``Answer.tokens`` and ``Answer.llm_calls`` record what the answer cost.
+
+The extractive backend (``llm=None``) writes the text from the paths instead, at no LLM call.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kgllm.exceptions import ConfigError
+from kgllm.llm.base import LLM, Message, approx_token_count, messages_to_text
+from kgllm.llm.extractive import extractive_text, hop_fact_key
+from kgllm.types import Answer, Chunk, Fact, ReasoningPath
+
+__all__ = [
+    "ContextFusion",
+    "FusedPrompt",
+    "generate_answer",
+    "DEFAULT_SYSTEM",
+    "DEFAULT_TEMPLATE",
+    "TEMPLATE_FIELDS",
+    "DEFAULT_BUDGET",
+]
+
+DEFAULT_SYSTEM = (
+    "You answer questions with the help of facts from a knowledge graph. Use the numbered facts, the "
+    "reasoning paths and the documents below; cite every fact you rely on as [n] (documents as [Dn]). "
+    "If the facts do not answer the question, say so."
+)
+DEFAULT_TEMPLATE = "{context}\n\nQuestion: {question}\nAnswer concisely, citing the facts you use as [n]."
+#: Fields a template may use; ``{question}`` is required.
+TEMPLATE_FIELDS = ("question", "context", "facts", "paths", "chunks", "answers", "choices")
+#: Prompt budget in tokens when neither the caller nor the model's context length sets one.
+DEFAULT_BUDGET = 3072
+
+_CITATION_RE = re.compile(r"\s?\[(\s*D?\d+\s*(?:[,;]\s*D?\d+\s*)*)\]")
+
+
+@dataclass
+class FusedPrompt:
+    """A prompt and what went into it.
+
+    Attributes:
+        messages: the chat messages sent to the model.
+        facts: the facts shown, in citation order (``[n]`` is ``facts[n - 1]``).
+        chunks: the chunks shown (``[Dn]`` is ``chunks[n - 1]``).
+        paths: the reasoning paths shown.
+        answers: the reasoner's candidate answers named in the prompt.
+        dropped_facts, dropped_chunks, dropped_paths, dropped_answers: what did not fit the budget.
+        prompt_tokens: the prompt's size as the model's tokenizer counts it.
+        budget: the budget it was fitted into.
+    """
+
+    messages: list[Message]
+    facts: list[Fact]
+    chunks: list[Chunk]
+    paths: list[ReasoningPath]
+    answers: list[str] = field(default_factory=list)
+    dropped_facts: list[Fact] = field(default_factory=list)
+    dropped_chunks: list[Chunk] = field(default_factory=list)
+    dropped_paths: list[ReasoningPath] = field(default_factory=list)
+    dropped_answers: list[str] = field(default_factory=list)
+    prompt_tokens: int = 0
+    budget: int = 0
+
+    def warnings(self) -> list[str]:
+        """One line describing what was dropped to fit the budget, if anything."""
+        parts = [f"{len(dropped)} of {len(dropped) + len(kept)} {what}"
+                 for what, kept, dropped in (("facts", self.facts, self.dropped_facts),
+                                             ("chunks", self.chunks, self.dropped_chunks),
+                                             ("paths", self.paths, self.dropped_paths),
+                                             ("candidate answers", self.answers, self.dropped_answers))
+                 if dropped]
+        if not parts:
+            return []
+        return [f"context over the budget of {self.budget} tokens: dropped {', '.join(parts)} "
+                "(lowest score first)"]
+
+
+def _by_score(items: Sequence[Any]) -> list[Any]:
+    """Highest score first; items without a score keep their order after the scored ones."""
+    return sorted(items, key=lambda x: (x.score is None, -(x.score or 0.0)))
+
+
+def _check_template(template: str) -> str:
+    try:
+        names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as exc:
+        raise ConfigError(f"malformed prompt template {template!r}: {exc}") from exc
+    unknown = sorted(n for n in names if n not in TEMPLATE_FIELDS)
+    if unknown or "question" not in names:
+        raise ConfigError(f"prompt template fields {unknown or names!r} invalid: it must contain {{question}} "
+                          f"and may use {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}")
+    return template
+
+
+def _count(llm: LLM | None, messages: list[Message]) -> int:
+    counter = getattr(llm, "count_message_tokens", None)
+    if counter is not None:
+        return int(counter(messages))
+    if llm is not None:
+        return int(llm.count_tokens(messages_to_text(messages)))
+    return approx_token_count(messages_to_text(messages))
+
+
+class ContextFusion:
+    """Builds cited, budgeted prompts and turns the model's output into the answer text.
+
+    Args:
+        templates: prompt templates per expert (domain) name; ``"default"`` for the rest.
+        system: the system message (``None`` for models that take none).
+        budget: prompt budget in tokens (default: the model's context length minus ``max_tokens``,
+            else :data:`DEFAULT_BUDGET`).
+        max_tokens: the most tokens the model may write.
+        temperature: sampling temperature (0 = greedy).
+        stop: stop sequences.
+        relation_text: natural-language names of relations (``{"directed_by": "was directed by"}``).
+        max_answers: candidate answers from the reasoner named in the prompt.
+    """
+
+    def __init__(self, *, templates: Mapping[str, str] | None = None, system: str | None = DEFAULT_SYSTEM,
+                 budget: int | None = None, max_tokens: int = 256, temperature: float = 0.0,
+                 stop: Sequence[str] | None = None, relation_text: Mapping[str, str] | None = None,
+                 max_answers: int = 10) -> None:
+        self.templates = {"default": DEFAULT_TEMPLATE}
+        self.templates.update({k: _check_template(v) for k, v in (templates or {}).items()})
+        if budget is not None and budget < 1:
+            raise ConfigError(f"budget must be a positive number of tokens, got {budget!r}")
+        self.system = system
+        self.budget = budget
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.stop = list(stop or ())
+        self.relation_text = dict(relation_text or {})
+        self.max_answers = max_answers
+
+    # -- evidence --------------------------------------------------------------------------------
+    def evidence(self, answer: Answer) -> list[Fact]:
+        """The answer's facts plus any fact a reasoning path walks that is missing, by score."""
+        facts = list(answer.facts)
+        seen = {(f.head, f.relation, f.tail) for f in facts}
+        default_domain = answer.experts[0].name if answer.experts else ""
+        for path in _by_score(answer.paths):
+            for hop in path.hops:
+                key = hop_fact_key(hop)
+                if key in seen:
+                    continue
+                seen.add(key)
+                head_name, tail_name = ((hop.tail_name, hop.head_name) if hop.inverse
+                                        else (hop.head_name, hop.tail_name))
+                facts.append(Fact(head=key[0], relation=key[1], tail=key[2],
+                                  domain=hop.domain or default_domain, head_name=head_name,
+                                  tail_name=tail_name, score=path.score))
+        return _by_score(facts)
+
+    # -- prompt ----------------------------------------------------------------------------------
+    def template_for(self, answer: Answer, template: str | None = None) -> str:
+        if template is not None:
+            return _check_template(template)
+        for expert in answer.experts:
+            if expert.name in self.templates:
+                return self.templates[expert.name]
+        return self.templates["default"]
+
+    def _sections(self, answer: Answer, facts: list[Fact], paths: list[ReasoningPath], chunks: list[Chunk],
+                  candidates: list[str], choices: Sequence[str] | None) -> dict[str, str]:
+        cite = {(f.head, f.relation, f.tail): i + 1 for i, f in reversed(list(enumerate(facts)))}
+        fact_lines = [f"[{i + 1}] {f.text(self.relation_text.get(f.relation))}" for i, f in enumerate(facts)]
+        path_lines = []
+        for path in paths:
+            steps = []
+            for hop in path.hops:
+                n = cite.get(hop_fact_key(hop))
+                rel = self.relation_text.get(hop.relation) or hop.relation.replace("_", " ")
+                arrow = f"<-[{rel}]-" if hop.inverse else f"-[{rel}]->"
+                steps.append(f"{arrow} {hop.tail_name or hop.tail}" + (f" [{n}]" if n else ""))
+            if path.hops:
+                start = path.hops[0].head_name or path.hops[0].head
+                path_lines.append(f"- {start} " + " ".join(steps))
+        chunk_lines = [f"[D{i + 1}] {c.text.strip()}" for i, c in enumerate(chunks)]
+        answers = ", ".join(candidates)
+        choice_text = "\n".join(f"{chr(65 + i)}. {c}" for i, c in enumerate(choices or ()))
+        context = []
+        if fact_lines:
+            context.append("Facts:\n" + "\n".join(fact_lines))
+        if path_lines:
+            context.append("Reasoning paths:\n" + "\n".join(path_lines))
+        if chunk_lines:
+            context.append("Documents:\n" + "\n".join(chunk_lines))
+        if answers:
+            context.append(f"Candidate answers from the graph: {answers}")
+        if choice_text:
+            context.append("Choices:\n" + choice_text)
+        if not context:
+            context.append("(no facts were found in the knowledge graph)")
+        return {"question": answer.question, "context": "\n\n".join(context), "facts": "\n".join(fact_lines),
+                "paths": "\n".join(path_lines), "chunks": "\n".join(chunk_lines), "answers": answers,
+                "choices": choice_text}
+
+    def _messages(self, template: str, sections: dict[str, str]) -> list[Message]:
+        user = template.format(**sections)
+        if self.system:
+            return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
+        return [{"role": "user", "content": user}]
+
+    def build(self, answer: Answer, llm: LLM | None = None, *, template: str | None = None,
+              budget: int | None = None, choices: Sequence[str] | None = None) -> FusedPrompt:
+        """The prompt for ``answer``, fitted into the budget.
+
+        Raises:
+            ConfigError: the question and template alone do not fit the budget, or a bad template.
+        """
+        tmpl = self.template_for(answer, template)
+        budget = budget or self.budget
+        if budget is None:
+            limit = getattr(llm, "context_length", None)
+            budget = max(limit - self.max_tokens, 1) if isinstance(limit, int) else DEFAULT_BUDGET
+        facts = self.evidence(answer)
+        paths = _by_score(answer.paths)
+        chunks = _by_score(answer.chunks)
+        candidates = [a.name for a in answer.answers[: self.max_answers]]
+        dropped: dict[str, list[Any]] = {"facts": [], "chunks": [], "paths": [], "answers": []}
+
+        def render() -> tuple[list[Message], int]:
+            msgs = self._messages(tmpl, self._sections(answer, facts, paths, chunks, candidates, choices))
+            return msgs, _count(llm, msgs)
+
+        messages, tokens = render()
+        if tokens > budget:
+            # Estimate each line's share once (scaled to this tokenizer), drop down to the estimate,
+            # then check exactly: one exact count per step only near the boundary.
+            scale = tokens / max(1, approx_token_count(messages_to_text(messages)))
+            per_fact = [(approx_token_count(f.text()) + 4) * scale for f in facts]
+            excess: float = tokens - budget
+            while excess > 0 and facts:
+                excess -= per_fact.pop()
+                dropped["facts"].insert(0, facts.pop())
+            messages, tokens = render()
+            for name, items in (("facts", facts), ("chunks", chunks), ("paths", paths), ("answers", candidates)):
+                while tokens > budget and items:
+                    dropped[name].insert(0, items.pop())
+                    messages, tokens = render()
+            # Estimates may overshoot: give back facts that fit after all, best first.
+            while dropped["facts"] and not (dropped["chunks"] or dropped["paths"] or dropped["answers"]):
+                facts.append(dropped["facts"].pop(0))
+                trial, trial_tokens = render()
+                if trial_tokens > budget:
+                    dropped["facts"].insert(0, facts.pop())
+                    break
+                messages, tokens = trial, trial_tokens
+            if tokens > budget:
+                raise ConfigError(f"the prompt budget of {budget} tokens is too small: the question and "
+                                  f"template alone take {tokens} tokens")
+        return FusedPrompt(messages=messages, facts=facts, chunks=chunks, paths=paths, answers=candidates,
+                           dropped_facts=dropped["facts"], dropped_chunks=dropped["chunks"],
+                           dropped_paths=dropped["paths"], dropped_answers=dropped["answers"],
+                           prompt_tokens=tokens, budget=budget)
+
+    # -- output ----------------------------------------------------------------------------------
+    @staticmethod
+    def check_citations(text: str, n_facts: int, n_chunks: int) -> tuple[str, list[str]]:
+        """Remove citations to facts/chunks that were not in the prompt.
+
+        Returns:
+            The cleaned text and one warning per distinct invented citation.
+        """
+        invented: list[str] = []
+
+        def fix(match: re.Match[str]) -> str:
+            kept = []
+            for raw in re.split(r"[,;]", match.group(1)):
+                ref = raw.strip()
+                number = int(ref.lstrip("D"))
+                limit = n_chunks if ref.startswith("D") else n_facts
+                if 1 <= number <= limit:
+                    kept.append(ref)
+                elif ref not in invented:
+                    invented.append(ref)
+            if not kept:
+                return ""
+            lead = match.group(0)[0] if match.group(0)[0].isspace() else ""
+            return f"{lead}[{', '.join(kept)}]"
+
+        cleaned = _CITATION_RE.sub(fix, text)
+        warnings = [f"the LLM cited [{ref}], which is not among the {n_chunks if ref.startswith('D') else n_facts} "
+                    f"{'documents' if ref.startswith('D') else 'facts'} it was given; removed from the text"
+                    for ref in invented]
+        return cleaned.strip(), warnings
+
+    def generate(self, answer: Answer, llm: LLM | None, *, template: str | None = None,
+                 budget: int | None = None, choices: Sequence[str] | None = None) -> Answer:
+        """The answer with ``text`` written (by ``llm``, or extractively when it is ``None``)."""
+        tokens = {"prompt": 0, "completion": 0, **answer.tokens}
+        if llm is None or not getattr(llm, "generative", True):
+            facts = self.evidence(answer)
+            ordered = answer.model_copy(update={"facts": facts})
+            text = extractive_text(ordered, relation_text=self.relation_text)
+            return answer.model_copy(update={"facts": facts, "text": text, "tokens": tokens})
+        fused = self.build(answer, llm, template=template, budget=budget, choices=choices)
+        generation = llm.generate(fused.messages, max_tokens=self.max_tokens, temperature=self.temperature,
+                                  stop=self.stop or None)
+        text, citation_warnings = self.check_citations(generation.text, len(fused.facts), len(fused.chunks))
+        render = getattr(llm, "render", None)
+        prompt = render(fused.messages) if render is not None else messages_to_text(fused.messages)
+        tokens["prompt"] += generation.prompt_tokens
+        tokens["completion"] += generation.completion_tokens
+        calls = answer.llm_calls + (0 if getattr(generation, "cached", False) else 1)
+        return answer.model_copy(update={
+            "text": text,
+            "prompt": prompt,
+            "tokens": tokens,
+            "llm_calls": calls,
+            # Shown facts first, in citation order, so [n] is facts[n - 1]; then what did not fit.
+            "facts": fused.facts + fused.dropped_facts,
+            "warnings": [*answer.warnings, *fused.warnings(), *citation_warnings],
+        })
+
+
+def generate_answer(answer: Answer, llm: LLM | None, *, template: str | None = None, budget: int | None = None,
+                    max_tokens: int = 256, temperature: float = 0.0, relation_text: Mapping[str, str] | None = None,
+                    templates: Mapping[str, str] | None = None, choices: Sequence[str] | None = None) -> Answer:
+    """Write ``answer.text`` from the reasoning results, with an LLM or extractively.
+
+    Args:
+        answer: the pipeline's answer with ``answers``, ``paths``, ``facts`` and ``chunks`` filled.
+        llm: a backend from :func:`kgllm.llm.resolve_llm`, or ``None`` for the extractive text.
+        template: a prompt template overriding the per-expert ones (fields: :data:`TEMPLATE_FIELDS`).
+        budget: prompt budget in tokens (default: model context minus ``max_tokens``).
+        max_tokens: the most tokens the model may write.
+        temperature: sampling temperature.
+        relation_text: natural-language relation names for the prompt and the extractive text.
+        templates: per-expert templates (``{"movies": "..."}``).
+        choices: answer options for multiple-choice questions, listed as A., B., ...
+
+    Returns:
+        A new :class:`~kgllm.types.Answer` with ``text``, ``prompt``, ``tokens``, ``llm_calls``,
+        ``warnings`` set and ``facts`` in citation order.
+
+    Raises:
+        ConfigError: a bad template or a budget too small for the question.
+        LLMError: the backend failed.
+    """
+    fusion = ContextFusion(templates=templates, budget=budget, max_tokens=max_tokens, temperature=temperature,
+                           relation_text=relation_text)
+    return fusion.generate(answer, llm, template=template, choices=choices)

@@ -1,0 +1,1 @@
+"""kgllm.integrations."""

@@ -1,0 +1,448 @@
+"""KnowledgeBase: a workspace of domains (experts), their graph store, documents and vector indexes.
+
+A KB is a directory::
+
+    kgllm.json            manifest: format version, store settings (no password), embedding model, domains
+    graph/                the embedded graph store (backend "local")
+    docs/<domain>.jsonl   document chunks
+    index/<domain>/<kind> FAISS indexes (kind: entities | facts | chunks) with their manifests
+    cache/                embedding cache
+
+Loading is atomic per call: every file of a pack is parsed and staged before anything becomes
+visible, so a bad line leaves the KB exactly as it was. Indexes are derived data: they are brought
+up to date incrementally (only new items are embedded) when first needed after a load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kgllm.config import StoreSettings, validate_domain_name
+from kgllm.exceptions import ConfigError, DomainNotFound, IndexMismatch, KBNotFound, LoadError
+from kgllm.types import Answer, Chunk
+
+if TYPE_CHECKING:
+    from kgllm.embed import Embedder
+    from kgllm.experts import Expert, Router
+    from kgllm.index import VectorIndex
+    from kgllm.stores.base import GraphStore, RawTriple
+
+__all__ = ["KnowledgeBase", "open_kb", "MANIFEST", "INDEX_KINDS"]
+
+MANIFEST = "kgllm.json"
+FORMAT = "kgllm-kb"
+FORMAT_VERSION = 1
+INDEX_KINDS = ("entities", "facts", "chunks")
+_BATCH = 50_000
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _batched(items: Iterable[RawTriple], size: int) -> Iterator[list[RawTriple]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+class KnowledgeBase:
+    """Domains of knowledge behind one ``ask``. Create with :func:`kgllm.open`."""
+
+    def __init__(self, path: Path, *, store: GraphStore, settings: StoreSettings, manifest: dict[str, Any],
+                 embedder: Embedder | str | None = None) -> None:
+        self.path = path
+        self.store = store
+        self.settings = settings
+        self._manifest = manifest
+        self._embedder: Embedder | None = embedder if not isinstance(embedder, (str, type(None))) else None
+        self._indexes: dict[tuple[str, str], VectorIndex] = {}
+        self._pipeline: Any = None
+        self._router: Router | None = None
+
+    # -- manifest ----------------------------------------------------------------------------
+    def _save_manifest(self) -> None:
+        _atomic_write_text(self.path / MANIFEST, json.dumps(self._manifest, indent=2, sort_keys=True))
+
+    @property
+    def domains(self) -> list[str]:
+        """Domains with data in this KB."""
+        return sorted(self._manifest["domains"])
+
+    def domain_info(self, domain: str) -> dict[str, Any]:
+        """Description, license, relation texts and settings recorded for ``domain``."""
+        if domain not in self._manifest["domains"]:
+            raise DomainNotFound(domain, self.domains)
+        return dict(self._manifest["domains"][domain])
+
+    def set_domain_info(self, domain: str, **info: Any) -> None:
+        """Record (merge) metadata for ``domain``; creates the entry when new."""
+        validate_domain_name(domain)
+        entry = self._manifest["domains"].setdefault(domain, {})
+        for key, value in info.items():
+            if isinstance(value, dict) and isinstance(entry.get(key), dict):
+                entry[key] = {**entry[key], **value}
+            elif value is not None:
+                entry[key] = value
+        self._save_manifest()
+        self._pipeline = None
+        self._router = None
+
+    def relation_text(self, domain: str) -> dict[str, str]:
+        """Natural-language text per relation (manifest text, else the name with ``_`` as spaces)."""
+        known = self.domain_info(domain).get("relation_text", {})
+        return {rel: known.get(rel, rel.replace("_", " ")) for rel in self.store.relations(domain)}
+
+    # -- embedder and indexes --------------------------------------------------------------------
+    @property
+    def embedder(self) -> Embedder:
+        """The embedding model (loaded on first use; the KB remembers which model built its indexes)."""
+        if self._embedder is None:
+            from kgllm.embed import Embedder
+
+            self._embedder = Embedder(self._manifest.get("embedder"), cache_dir=self.path / "cache")
+        return self._embedder
+
+    def _index_dir(self, domain: str, kind: str) -> Path:
+        return self.path / "index" / domain / kind
+
+    def index(self, domain: str, kind: str) -> VectorIndex:
+        """The ``kind`` index of ``domain``, brought up to date: only items not yet indexed are embedded."""
+        from kgllm.index import VectorIndex
+
+        if kind not in INDEX_KINDS:
+            raise ConfigError(f"unknown index kind {kind!r}; expected one of {', '.join(INDEX_KINDS)}")
+        self.domain_info(domain)
+        directory = self._index_dir(domain, kind)
+        index = self._indexes.get((domain, kind))
+        if index is None:
+            if (directory / "manifest.json").exists():
+                index = VectorIndex.load(directory, model=self.embedder.model_name, dim=self.embedder.dim)
+            else:
+                index = VectorIndex.create(self.embedder.dim, model=self.embedder.model_name)
+        items = self._index_items(domain, kind)
+        missing = [(item_id, text) for item_id, text in items if item_id not in index]
+        if missing:
+            ids, texts = zip(*missing)
+            index.add(list(ids), self.embedder.encode(list(texts)))
+            index.save(directory)
+        self._indexes[(domain, kind)] = index
+        return index
+
+    def _index_items(self, domain: str, kind: str) -> list[tuple[str, str]]:
+        if kind == "chunks":
+            return [(chunk.id, chunk.text) for chunk in self.chunks(domain)]
+        snapshot = self.store.snapshot(domain)
+        if kind == "entities":
+            return list(zip(snapshot.ids, snapshot.names))
+        texts = self.relation_text(domain)
+        rel_text = [texts.get(rel, rel) for rel in snapshot.relations]
+        return [(f"{snapshot.ids[h]}\x1f{snapshot.relations[r]}\x1f{snapshot.ids[t]}",
+                 f"{snapshot.names[h]} {rel_text[r]} {snapshot.names[t]}")
+                for h, r, t in zip(snapshot.head.tolist(), snapshot.rel.tolist(), snapshot.tail.tolist())]
+
+    # -- documents ---------------------------------------------------------------------------------
+    def _docs_file(self, domain: str) -> Path:
+        return self.path / "docs" / f"{domain}.jsonl"
+
+    def chunks(self, domain: str) -> list[Chunk]:
+        """Document chunks stored for ``domain``."""
+        path = self._docs_file(domain)
+        if not path.exists():
+            return []
+        with path.open(encoding="utf-8") as handle:
+            return [Chunk.model_validate_json(line) for line in handle if line.strip()]
+
+    def add_chunks(self, domain: str, chunks: Sequence[Chunk]) -> int:
+        """Append chunks (same id = same chunk, kept once); returns how many were new."""
+        existing = self.chunks(domain)
+        seen = {chunk.id for chunk in existing}
+        new = [chunk.model_copy(update={"domain": domain}) for chunk in chunks if chunk.id not in seen]
+        if new:
+            text = "".join(chunk.to_json() + "\n" for chunk in existing + new)
+            _atomic_write_text(self._docs_file(domain), text)
+        return len(new)
+
+    # -- loading -------------------------------------------------------------------------------------
+    def load(self, pack_dir: str | Path, *, progress: bool = False) -> dict[str, Any]:
+        """Load a domain pack (``manifest.yaml`` + files). Atomic: all or nothing."""
+        from kgllm.loaders import load_pack
+
+        pack = load_pack(pack_dir)
+        info = {"description": pack.description, "license": pack.license, "attribution": pack.attribution,
+                "pack": str(pack.dir.resolve()), "relation_text": dict(pack.relation_text),
+                "same_as": [item.model_dump() for item in pack.same_as], "reasoning": dict(pack.reasoning),
+                "examples": list(pack.examples)}
+        return self._load(pack.name, pack.triple_readers(), list(pack.read_documents(pack.name)), info,
+                          names=pack.read_names(), progress=progress)
+
+    def load_triples(self, domain: str, path: str | Path, *, format: str | None = None, order: str | None = None,
+                     description: str | None = None, relation_text: dict[str, str] | None = None,
+                     progress: bool = False) -> dict[str, Any]:
+        """Load one triples file into ``domain`` (created when new). Atomic."""
+        from kgllm.loaders import read_triples
+
+        reader = read_triples(path, format, **({"order": order} if order else {}))
+        info = {"description": description, "relation_text": relation_text or {}}
+        return self._load(domain, [reader], [], info, progress=progress)
+
+    def load_documents(self, domain: str, paths: Sequence[str | Path], *, chunking: str | None = None,
+                       description: str | None = None) -> dict[str, Any]:
+        """Chunk and store documents for ``domain``'s chunk index."""
+        from kgllm.loaders import read_documents
+
+        validate_domain_name(domain)
+        chunks = list(read_documents(paths, domain=domain, **({"chunking": chunking} if chunking else {})))
+        return self._load(domain, [], chunks, {"description": description})
+
+    def _load(self, domain: str, readers: Sequence[Iterable[RawTriple]], chunks: Sequence[Chunk],
+              info: dict[str, Any], *, names: dict[str, str] | None = None,
+              progress: bool = False) -> dict[str, Any]:
+        """Stage every reader's triples in one store transaction, then record chunks and metadata.
+
+        Documents are parsed by the caller before this runs, so a bad document fails before the
+        graph changes; a bad triple line aborts the transaction.
+        """
+        validate_domain_name(domain)
+        added = 0
+        if readers:
+            bar = _progress(progress, f"loading {domain}")
+            with self.store.writer(domain) as writer:
+                for reader in readers:
+                    for batch in _batched(reader, _BATCH):
+                        writer.add(batch)
+                        if bar is not None:
+                            bar.update(len(batch))
+                    if getattr(reader, "names", None):  # RDF labels, known once the file is read
+                        writer.set_names(reader.names)  # type: ignore[attr-defined]
+                if names:
+                    writer.set_names(names)
+                added = writer.commit()
+            if bar is not None:
+                bar.close()
+        new_chunks = self.add_chunks(domain, chunks) if chunks else 0
+        self.set_domain_info(domain, **info)
+        self._indexes = {key: value for key, value in self._indexes.items() if key[0] != domain}
+        return {"domain": domain, "triples_added": added, "chunks_added": new_chunks,
+                **self.store.count(domain)}
+
+    def delete_domain(self, domain: str) -> None:
+        """Remove a domain: its graph, documents, indexes and metadata. Other domains are untouched."""
+        self.domain_info(domain)
+        self.store.delete_domain(domain)
+        shutil.rmtree(self.path / "index" / domain, ignore_errors=True)
+        self._docs_file(domain).unlink(missing_ok=True)
+        del self._manifest["domains"][domain]
+        self._indexes = {key: value for key, value in self._indexes.items() if key[0] != domain}
+        self._save_manifest()
+        self._pipeline = None
+        self._router = None
+
+    # -- experts ------------------------------------------------------------------------------------
+    def experts(self) -> list[Expert]:
+        """Every domain of the KB as an :class:`~kgllm.experts.Expert`."""
+        from kgllm.experts import Expert
+
+        return [Expert.from_info(name, self._manifest["domains"][name]) for name in self.domains]
+
+    def expert(self, name: str) -> Expert:
+        from kgllm.experts import Expert
+
+        return Expert.from_info(name, self.domain_info(name))
+
+    def add_expert(self, name: str, *, description: str, relation_text: dict[str, str] | None = None,
+                   reasoning: dict[str, Any] | None = None, scorer: str | Path | None = None,
+                   prompt_template: str | None = None) -> Expert:
+        """Declare a new expert (domain); load its data with ``load_triples``/``load_documents``.
+
+        Raises:
+            ConfigError: an expert with this name exists already.
+        """
+        from kgllm.experts import Expert, ReasoningConfig
+
+        if name in self._manifest["domains"]:
+            raise ConfigError(f"an expert named {name!r} exists already; experts: {', '.join(self.domains)}")
+        expert = Expert(name=validate_domain_name(name), description=description,
+                        relation_text=relation_text or {}, reasoning=ReasoningConfig(**(reasoning or {})),
+                        scorer=str(scorer) if scorer else None, prompt_template=prompt_template)
+        self.set_domain_info(name, **expert.model_dump(exclude={"name"}))
+        return expert
+
+    @property
+    def router(self) -> Router:
+        """The router over this KB's experts (uses a trained router model when one is configured)."""
+        from kgllm.experts import Router, RouterModel
+
+        if self._router is None:
+            model_dir = self._manifest.get("router")
+            model = RouterModel.load(Path(model_dir), model=self.embedder.model_name) if model_dir else None
+            self._router = Router(self, model=model)
+        return self._router
+
+    def use_router_model(self, model_dir: str | Path | None) -> None:
+        """Route with a classifier trained by ``kgllm train router`` (``None``: zero-shot)."""
+        if model_dir is None:
+            self._manifest.pop("router", None)
+        else:
+            from kgllm.experts import RouterModel
+
+            RouterModel.load(Path(model_dir), model=self.embedder.model_name)  # validate before recording
+            self._manifest["router"] = str(Path(model_dir).resolve())
+        self._save_manifest()
+        self._router = None
+
+    # -- questions -----------------------------------------------------------------------------------
+    @property
+    def pipeline(self) -> Any:
+        if self._pipeline is None:
+            from kgllm.pipeline import Pipeline
+
+            self._pipeline = Pipeline(self)
+        return self._pipeline
+
+    def ask(self, question: str, *, domain: str | None = None, llm: Any = None, top_k: int = 10,
+            choices: Sequence[str] | None = None, **options: Any) -> Answer:
+        """Answer a question from the KB's domains. See :mod:`kgllm.pipeline` for the stages."""
+        return self.pipeline.ask(question, domain=domain, llm=llm, top_k=top_k, choices=choices, **options)
+
+    def ask_many(self, questions: Sequence[str], *, batch_size: int = 64, **options: Any) -> list[Answer]:
+        """Batched ``ask``: same answers, shared work between questions."""
+        return self.pipeline.ask_many(questions, batch_size=batch_size, **options)
+
+    # -- inspection ----------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Counts per domain, store and model in use, and the registered backends."""
+        from kgllm.stores import STORES
+
+        domains: dict[str, Any] = {}
+        for name in self.domains:
+            info = self._manifest["domains"][name]
+            counts = self.store.count(name) if name in self.store.domains() else {"entities": 0, "triples": 0}
+            indexes = {}
+            for kind in INDEX_KINDS:
+                manifest = self._index_dir(name, kind) / "manifest.json"
+                if manifest.exists():
+                    indexes[kind] = json.loads(manifest.read_text(encoding="utf-8")).get("count", 0)
+            domains[name] = {**counts, "relations": len(self.store.relations(name)) if counts["triples"] else 0,
+                             "chunks": len(self.chunks(name)), "indexes": indexes,
+                             "description": info.get("description")}
+        return {"kb": str(self.path), "store": self.settings.backend,
+                "embedder": self._manifest.get("embedder"), "domains": domains,
+                "registered": {"stores": sorted(STORES), "llms": _registered_llms()}}
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> KnowledgeBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"KnowledgeBase({str(self.path)!r}, store={self.settings.backend!r}, domains={self.domains})"
+
+
+def _registered_llms() -> list[str]:
+    try:
+        from kgllm.llm import LLM_SPECS
+    except ImportError:
+        return ["extractive"]
+    return list(LLM_SPECS)
+
+
+def _progress(enabled: bool, description: str):  # type: ignore[no-untyped-def]
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(desc=description, unit=" triples", leave=False)
+
+
+def _check_embedder(path: Path, manifest: dict[str, Any], embedder: Embedder | str | None) -> None:
+    """Refuse, at open, a model other than the one the KB's existing indexes were built with."""
+    if embedder is None:
+        return
+    wanted = embedder if isinstance(embedder, str) else embedder.model_name
+    for index_manifest in sorted((path / "index").glob("*/*/manifest.json")):
+        built_with = json.loads(index_manifest.read_text(encoding="utf-8")).get("model")
+        recorded = manifest.get("embedder")
+        if built_with and wanted not in (built_with, recorded):
+            raise IndexMismatch(f"{index_manifest}: index built with embedding model {built_with!r}, "
+                                f"but the KB was opened with {wanted!r}; open it without an embedder, "
+                                "or delete the domain's index to rebuild it")
+
+
+def open_kb(path: str | Path, *, store: str = "local", embedder: Embedder | str | None = None,
+            create: bool = True, neo4j_uri: str | None = None, user: str | None = None,
+            password: str | None = None, database: str | None = None) -> KnowledgeBase:
+    """Open (or create) the knowledge base in directory ``path``.
+
+    Args:
+        path: the KB directory. Created when missing and ``create`` is true.
+        store: graph backend, ``"local"`` (embedded, default) or ``"neo4j"``.
+        embedder: an :class:`~kgllm.embed.Embedder` or a model name/path; default: the model the KB
+            was built with, else the offline all-MiniLM-L6-v2.
+        neo4j_uri, user, password, database: Neo4j connection (``store="neo4j"``).
+
+    Raises:
+        KBNotFound: ``path`` exists but is not a kgllm KB, or is missing and ``create`` is false.
+        ConfigError: unknown store or bad settings.
+    """
+    from pydantic import ValidationError
+
+    from kgllm.stores import open_store
+
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if manifest_path.exists():
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise LoadError(f"corrupt KB manifest ({exc})", path=manifest_path) from exc
+        if manifest.get("format") != FORMAT:
+            raise KBNotFound(f"{path} is not a kgllm knowledge base ({MANIFEST} has format "
+                             f"{manifest.get('format')!r}, expected {FORMAT!r})")
+    elif path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise KBNotFound(f"{path} is not a kgllm knowledge base (no {MANIFEST}; refusing to write into a "
+                         "non-empty directory)")
+    elif not create:
+        raise KBNotFound(f"no knowledge base at {path}")
+    else:
+        manifest = {"format": FORMAT, "version": FORMAT_VERSION, "domains": {}}
+    try:
+        settings = StoreSettings(backend=store, neo4j_uri=neo4j_uri, user=user, password=password,
+                                 database=database)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(f"bad store settings: {exc.errors()[0]['msg']} "
+                          f"(store={store!r}, neo4j_uri={neo4j_uri!r})") from exc
+    if settings.backend == "local":
+        graph = open_store("local", path=path / "graph")
+    else:
+        graph = open_store("neo4j", uri=settings.neo4j_uri or "bolt://127.0.0.1:7687", user=settings.user,
+                           password=settings.password, database=settings.database)
+    path.mkdir(parents=True, exist_ok=True)
+    manifest["store"] = settings.model_dump(exclude_none=True)
+    _check_embedder(path, manifest, embedder)
+    if embedder is not None:  # a new model for this KB: indexes built with another one will refuse to open
+        manifest["embedder"] = embedder if isinstance(embedder, str) else embedder.model_name
+    kb = KnowledgeBase(path, store=graph, settings=settings, manifest=manifest, embedder=embedder)
+    kb._save_manifest()
+    return kb

@@ -1,0 +1,238 @@
+"""``openai:MODEL@BASE_URL`` — any OpenAI-compatible chat-completions server over HTTP.
+
+Works with vLLM, llama.cpp's server, Ollama (``/v1``), LM Studio and hosted APIs. Requests go to
+``{BASE_URL}/chat/completions`` with httpx. Failures are retried with exponential backoff on
+429 and 5xx responses, timeouts and refused connections; a server's ``Retry-After`` header is
+honoured. Streaming uses server-sent events (``"stream": true``).
+
+The API key is the ``api_key`` argument, else the environment variable named by ``api_key_env``
+(``OPENAI_API_KEY``), read when the backend is created; local servers usually need none.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from kgllm.exceptions import ConfigError, LLMError
+from kgllm.llm.base import BaseLLM, Generation, Message, approx_token_count
+
+__all__ = ["OpenAICompatibleLLM", "DEFAULT_BASE_URL"]
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds a server asked us to wait (``Retry-After`` as seconds or an HTTP date), if any."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None  # unparseable: fall back to our own backoff
+    return max(0.0, parsed.timestamp() - time.time())
+
+
+def _error_detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            return str(body["error"].get("message") or body["error"])
+        return json.dumps(body)[:300]
+    except ValueError:
+        return response.text[:300]
+
+
+class OpenAICompatibleLLM(BaseLLM):
+    """Chat completions from an OpenAI-compatible HTTP endpoint.
+
+    Args:
+        model: the model name the server knows (e.g. ``Qwen/Qwen2.5-7B-Instruct`` for vLLM).
+        base_url: the API root, e.g. ``http://127.0.0.1:8000/v1``.
+        api_key: bearer token; default the ``api_key_env`` environment variable, if set.
+        api_key_env: the environment variable holding the key.
+        timeout: seconds per request (connect, read and write).
+        max_retries: retries after the first attempt on 429/5xx, timeouts and connection errors.
+        backoff: first retry delay in seconds, doubled per retry (with jitter), capped at ``max_backoff``.
+        max_backoff: the longest wait between attempts, also the cap on ``Retry-After``.
+        tokenizer: an optional local Hugging Face tokenizer (path or name) to count tokens exactly;
+            without it a conservative estimate is used.
+        extra_body: more JSON fields sent with every request (e.g. ``{"top_p": 0.9}``).
+        transport: an httpx transport (for custom networking).
+
+    Raises:
+        ConfigError: a malformed base URL or invalid settings.
+    """
+
+    backend = "openai"
+
+    def __init__(self, model: str, base_url: str = DEFAULT_BASE_URL, *, api_key: str | None = None,
+                 api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0, max_retries: int = 3,
+                 backoff: float = 0.5, max_backoff: float = 30.0, tokenizer: str | None = None,
+                 extra_body: dict[str, Any] | None = None, transport: httpx.BaseTransport | None = None) -> None:
+        super().__init__(model)
+        if not model:
+            raise ConfigError("openai: the model name is empty; use openai:MODEL@BASE_URL")
+        try:
+            url = httpx.URL(base_url)
+        except (httpx.InvalidURL, TypeError) as exc:
+            raise ConfigError(f"invalid base URL {base_url!r}: {exc}") from exc
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ConfigError(f"invalid base URL {base_url!r}: expected http(s)://HOST[:PORT]/PATH")
+        if timeout <= 0 or max_retries < 0 or backoff < 0:
+            raise ConfigError(f"timeout must be > 0 and max_retries, backoff >= 0; got {timeout!r}, "
+                              f"{max_retries!r}, {backoff!r}")
+        self.base_url = str(base_url).rstrip("/")
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.extra_body = dict(extra_body or {})
+        key = api_key if api_key is not None else os.environ.get(api_key_env)
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        self._client = httpx.Client(timeout=httpx.Timeout(timeout), headers=headers, transport=transport)
+        self._tokenizer: Any = None
+        if tokenizer:
+            from transformers import AutoTokenizer
+
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"cannot load tokenizer {tokenizer!r} for counting tokens: {exc}") from exc
+
+    @property
+    def name(self) -> str:
+        return f"openai:{self.model}@{self.base_url}"
+
+    @property
+    def identity(self) -> str:
+        return f"{self.model}@{self.base_url}"
+
+    def count_tokens(self, text: str) -> int:
+        if self._tokenizer is not None:
+            return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+        return approx_token_count(text)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __del__(self) -> None:
+        # A backend resolved from a spec string per question is dropped without close(): do not leak
+        # its pooled connections (and their ResourceWarnings).
+        client = getattr(self, "_client", None)
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - never raise from a finalizer
+                pass
+
+    # -- HTTP ------------------------------------------------------------------------------------
+    def _payload(self, messages: list[Message], max_tokens: int, temperature: float, stop: list[str],
+                 stream: bool) -> dict[str, Any]:
+        payload: dict[str, Any] = {**self.extra_body, "model": self.model, "messages": messages,
+                                   "max_tokens": max_tokens, "temperature": float(temperature)}
+        if stop:
+            payload["stop"] = list(stop)
+        if stream:
+            payload["stream"] = True
+        return payload
+
+    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
+        if response is not None:
+            asked = _retry_after(response)
+            if asked is not None:
+                return min(asked, self.max_backoff)
+        base = self.backoff * (2**attempt)
+        return min(base + random.uniform(0, base / 4), self.max_backoff)
+
+    def _send(self, payload: dict[str, Any]) -> httpx.Response:
+        """POST with retries; returns an open response with a 2xx status (streamed when asked)."""
+        url = f"{self.base_url}/chat/completions"
+        last: str = ""
+        for attempt in range(self.max_retries + 1):
+            response: httpx.Response | None = None
+            try:
+                request = self._client.build_request("POST", url, json=payload)
+                response = self._client.send(request, stream=True)
+            except httpx.TimeoutException as exc:
+                last = f"timed out after {self._client.timeout.read}s ({type(exc).__name__})"
+            except httpx.TransportError as exc:
+                last = f"cannot reach {url}: {exc or type(exc).__name__}"
+            else:
+                if response.is_success:
+                    return response
+                response.read()
+                response.close()
+                last = f"HTTP {response.status_code}: {_error_detail(response)}"
+                if response.status_code not in _RETRY_STATUS:
+                    raise LLMError(f"{self.name}: {last}")
+            if attempt < self.max_retries:
+                time.sleep(self._delay(attempt, response))
+        raise LLMError(f"{self.name}: request failed after {self.max_retries + 1} attempt(s): {last}")
+
+    # -- hooks -----------------------------------------------------------------------------------
+    def _generate(self, messages: list[Message], *, max_tokens: int, temperature: float,
+                  stop: list[str]) -> Generation:
+        payload = self._payload(messages, max_tokens, temperature, stop, stream=False)
+        response = self._send(payload)
+        try:
+            response.read()
+            body = response.json()
+            choice = body["choices"][0]
+            text = choice["message"].get("content") or ""
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise LLMError(f"{self.name}: malformed chat-completions response: {response.text[:300]!r}") from exc
+        finally:
+            response.close()
+        usage = body.get("usage") or {}
+        prompt_tokens = usage.get("prompt_tokens")
+        completion_tokens = usage.get("completion_tokens")
+        # Some servers omit usage: fall back to counting locally so cost is always reported.
+        if not isinstance(prompt_tokens, int):
+            prompt_tokens = self.count_message_tokens(messages)
+        if not isinstance(completion_tokens, int):
+            completion_tokens = self.count_tokens(text)
+        return Generation(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                          finish_reason=choice.get("finish_reason"))
+
+    def _stream(self, messages: list[Message], *, max_tokens: int, temperature: float,
+                stop: list[str]) -> Iterator[str]:
+        payload = self._payload(messages, max_tokens, temperature, stop, stream=True)
+        response = self._send(payload)
+        try:
+            for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue  # SSE comments, event names and keep-alives
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                try:
+                    event = json.loads(data)
+                except ValueError as exc:
+                    raise LLMError(f"{self.name}: malformed stream event: {data[:200]!r}") from exc
+                if isinstance(event, dict) and event.get("error"):
+                    raise LLMError(f"{self.name}: server error in stream: {event['error']}")
+                for choice in (event.get("choices") or []) if isinstance(event, dict) else []:
+                    piece = (choice.get("delta") or {}).get("content")
+                    if piece:
+                        yield piece
+        except httpx.TimeoutException as exc:
+            raise LLMError(f"{self.name}: stream timed out ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise LLMError(f"{self.name}: stream interrupted: {exc}") from exc
+        finally:
+            response.close()

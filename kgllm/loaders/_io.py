@@ -1,0 +1,79 @@
+"""Line-level file access shared by the loaders: existence checks, gzip, strict UTF-8 per line.
+
+Files are read as bytes and each line is decoded on its own, so a bad byte is reported with the
+exact 1-based line it sits on (a text-mode reader decodes 8 KiB blocks and loses that), and
+nothing but the current line is ever held in memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from kgllm.exceptions import LoadError
+
+__all__ = ["check_file", "iter_lines", "open_binary", "shorten", "suffixes"]
+
+_BOM = "\ufeff"
+_MAX_VALUE = 200  # characters of an offending line quoted in an error message
+
+
+def shorten(text: str, limit: int = _MAX_VALUE) -> str:
+    """``text`` cut to ``limit`` characters (with an ellipsis) for quoting in error messages."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def suffixes(path: Path) -> str:
+    """The meaningful suffix of ``path``, lower-cased, looking through a trailing ``.gz``."""
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    return Path(name).suffix
+
+
+def check_file(path: str | Path) -> Path:
+    """``path`` as a :class:`Path` after checking that it is an existing, non-empty file.
+
+    Raises:
+        LoadError: the file is missing, is a directory, or has no bytes.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise LoadError("file not found", path=p)
+    if not p.is_file():
+        raise LoadError("not a file", path=p)
+    if p.stat().st_size == 0:
+        raise LoadError("file is empty", path=p)
+    return p
+
+
+def open_binary(path: Path) -> IO[bytes]:
+    """The file opened for binary reading, transparently gunzipped when it ends in ``.gz``."""
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return path.open("rb")
+
+
+def iter_lines(path: Path, *, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` for every line of ``path`` (1-based, line ending removed).
+
+    Lines are decoded one at a time with ``encoding`` in strict mode; a leading byte-order mark
+    is dropped. Blank lines are yielded too, so callers keep exact line numbers.
+
+    Raises:
+        LoadError: a line is not valid in ``encoding`` (names the line and shows it, bad bytes as U+FFFD).
+    """
+    with open_binary(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise LoadError(
+                    f"not valid {encoding} text ({exc.reason} at byte {exc.start})",
+                    path=path, line=number, value=shorten(raw.rstrip(b"\r\n").decode(encoding, errors="replace")),
+                ) from None
+            if number == 1 and text.startswith(_BOM):
+                text = text[1:]
+            yield number, text.rstrip("\r\n")

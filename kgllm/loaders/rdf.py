@@ -1,0 +1,196 @@
+"""RDF readers over rdflib: N-Triples streamed line by line, Turtle parsed whole.
+
+Ids are the IRIs (full, as written) or, for literal objects, the literal's lexical form; blank
+nodes become ``_:label`` with the label written in the file, so ids are stable across loads.
+Label literals (``rdfs:label``, ``skos:prefLabel``, ``schema:name``, ``foaf:name``) are not yielded as
+edges: they become display names, collected into the ``names`` dict the caller passes (English or
+untagged labels win over other languages; among equals the first seen wins). Relations are the
+predicate IRIs; a pack's ``relation_text`` gives them readable text.
+
+N-Triples is parsed one line at a time with rdflib's own parser, so memory stays flat for any
+file size. Turtle has no line structure to stream on (statements span lines, prefixes apply to
+the whole file), so it is parsed whole into an rdflib graph: use N-Triples for large files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
+from urllib.parse import unquote
+
+from rdflib import BNode, Graph, Literal, URIRef
+from rdflib.namespace import FOAF, RDFS, SKOS
+from rdflib.plugins.parsers.notation3 import BadSyntax
+from rdflib.plugins.parsers.ntriples import ParseError, W3CNTriplesParser
+from rdflib.term import Node
+
+from kgllm.exceptions import LoadError
+from kgllm.loaders._io import check_file, iter_lines, open_binary, shorten
+from kgllm.stores.base import RawTriple
+
+__all__ = ["LABEL_PREDICATES", "iter_ntriples", "iter_turtle", "read_rdf_names", "local_name"]
+
+LABEL_PREDICATES: frozenset[str] = frozenset({
+    str(RDFS.label), str(SKOS.prefLabel), str(FOAF.name),
+    "http://schema.org/name", "https://schema.org/name",
+})
+
+
+def local_name(iri: str) -> str:
+    """The readable last part of an IRI: after ``#``, else after the last ``/`` (``%``-decoded).
+
+    >>> local_name("http://dbpedia.org/resource/Blade_Runner")
+    'Blade Runner'
+    """
+    tail = iri.rstrip("/#")
+    for sep in ("#", "/", ":"):
+        if sep in tail:
+            tail = tail.rsplit(sep, 1)[1]
+            break
+    return unquote(tail).replace("_", " ") or iri
+
+
+def _term_id(term: Node) -> str:
+    if isinstance(term, BNode):
+        return f"_:{term}"
+    return str(term)  # URIRef: the IRI; Literal: its lexical form
+
+
+class _Labels:
+    """Collects display names into ``names`` with the language preference described above."""
+
+    def __init__(self, names: MutableMapping[str, str], local_names: bool) -> None:
+        self.names = names
+        self.local_names = local_names
+        self._rank: dict[str, int] = {}  # 0 English/untagged label, 1 other label, 2 local name
+
+    def label(self, subject: str, literal: Literal) -> None:
+        lang = (literal.language or "en").lower()
+        rank = 0 if lang == "en" or lang.startswith("en-") else 1
+        if rank < self._rank.get(subject, 3):
+            self.names[subject] = str(literal)
+            self._rank[subject] = rank
+
+    def seen(self, term: Node, ident: str) -> None:
+        if self.local_names and isinstance(term, URIRef) and ident not in self._rank:
+            self.names[ident] = local_name(ident)
+            self._rank[ident] = 2
+
+
+class _LastTriple:
+    """An rdflib sink keeping only the triple just parsed."""
+
+    __slots__ = ("triple_",)
+
+    def __init__(self) -> None:
+        self.triple_: tuple[Node, Node, Node] | None = None
+
+    def triple(self, s: Node, p: Node, o: Node) -> None:
+        self.triple_ = (s, p, o)
+
+
+class _StableBNodes(dict):  # type: ignore[type-arg]
+    """A bnode context that maps each ``_:label`` to ``BNode(label)`` instead of a random id."""
+
+    def get(self, key, default=None):  # type: ignore[no-untyped-def]
+        return key
+
+
+def iter_ntriples(path: Path, *, source: str, names: MutableMapping[str, str], encoding: str = "utf-8",
+                  local_names: bool = True) -> Iterator[RawTriple]:
+    """Stream an N-Triples file as :class:`RawTriple` rows, one line at a time.
+
+    Raises:
+        LoadError: a line that is not a valid N-Triples statement (file, line, the line's text).
+    """
+    sink = _LastTriple()
+    parser = W3CNTriplesParser(sink=sink)  # type: ignore[arg-type]
+    bnodes = _StableBNodes()
+    labels = _Labels(names, local_names)
+    empty = True
+    for number, text in iter_lines(path, encoding=encoding):
+        parser.line = text
+        try:
+            parser.parseline(bnode_context=bnodes)
+        except ParseError as exc:
+            raise LoadError(f"invalid N-Triples statement ({exc})", path=path, line=number,
+                            value=shorten(text)) from None
+        if sink.triple_ is None:  # blank line or comment
+            continue
+        s, p, o = sink.triple_
+        sink.triple_ = None
+        empty = False
+        row = _row(s, p, o, labels, source, number)
+        if row is not None:
+            yield row
+    if empty:
+        raise LoadError("no triples found (only blank lines or comments)", path=path)
+
+
+def _row(s: Node, p: Node, o: Node, labels: _Labels, source: str, line: int | None) -> RawTriple | None:
+    head = _term_id(s)
+    labels.seen(s, head)
+    if str(p) in LABEL_PREDICATES and isinstance(o, Literal):
+        labels.label(head, o)
+        return None
+    tail = _term_id(o)
+    labels.seen(o, tail)
+    return RawTriple(head, str(p), tail, source, line)
+
+
+def iter_turtle(path: Path, *, source: str, names: MutableMapping[str, str], encoding: str = "utf-8",
+                local_names: bool = True) -> Iterator[RawTriple]:
+    """The triples of a Turtle file (parsed whole by rdflib), in a stable sorted order.
+
+    Turtle statements carry no single line, so rows have ``line=None``.
+
+    Raises:
+        LoadError: a syntax error, naming the 1-based line and the text of that line.
+    """
+    with open_binary(path) as handle:
+        data = handle.read()
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        bad = data.split(b"\n")[line - 1].decode(encoding, errors="replace")
+        raise LoadError(f"not valid {encoding} text ({exc.reason})", path=path, line=line,
+                        value=shorten(bad)) from None
+    graph = Graph()
+    try:
+        graph.parse(data=text, format="turtle", publicID=path.resolve().as_uri())
+    except BadSyntax as exc:
+        # BadSyntax keeps the parsed text and the failing offset; count lines up to it ourselves.
+        offset = getattr(exc, "_i", 0)
+        line = text.encode(encoding)[:offset].count(b"\n") + 1 if offset else getattr(exc, "lines", 0) + 1
+        bad = text.split("\n")[line - 1] if line - 1 < len(text.split("\n")) else ""
+        raise LoadError(f"invalid Turtle ({getattr(exc, '_why', exc)})", path=path, line=line,
+                        value=shorten(bad)) from None
+    if len(graph) == 0:
+        raise LoadError("no triples found", path=path)
+    labels = _Labels(names, local_names)
+    for s, p, o in sorted(graph):
+        row = _row(s, p, o, labels, source, None)
+        if row is not None:
+            yield row
+
+
+def read_rdf_names(path: str | Path, format: str | None = None, *, local_names: bool = False) -> dict[str, str]:
+    """Display names from the label literals of an RDF file (``nt`` or ``ttl``; inferred when ``None``).
+
+    Args:
+        path: the RDF file.
+        format: ``"nt"`` or ``"ttl"``.
+        local_names: also name unlabelled IRIs by their local part.
+
+    Returns:
+        ``{entity id: name}``.
+    """
+    from kgllm.loaders.triples import read_triples
+
+    reader = read_triples(check_file(path), format, local_names=local_names)
+    if reader.format not in ("nt", "ttl"):
+        raise LoadError(f"not an RDF file (format {reader.format!r}); expected nt or ttl", path=path)
+    for _ in reader:
+        pass
+    return reader.names

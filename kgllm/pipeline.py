@@ -1,0 +1,332 @@
+"""The flow of one question, stage by stage: the one place to read to follow a question.
+
+::
+
+    question ─► check ─► route ─► link ─► reason ─► retrieve ─► fuse + generate ─► Answer
+                 │        │        │        │          │              │
+                 │        │        │        │          │              └ extractive text (no LLM) or the LLM's
+                 │        │        │        │          └ extra facts for an LLM's context (PPR + vectors)
+                 │        │        │        └ relation-path beam search, answers aggregated over chains
+                 │        │        └ mentions → node ids (bracket / exact / alias / fuzzy / vector)
+                 │        └ the given domain, else the one with the best entity link (router breaks ties)
+                 └ empty → "no question"; huge → truncated with a warning
+
+Each stage's wall time (ms) lands in ``Answer.timings``. ``ask_many`` runs the same stages with the
+question embeddings computed in batches, so it returns the same answers as ``ask``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kgllm.exceptions import DomainNotFound
+from kgllm.linking import EntityLinker, Mention
+from kgllm.reasoning.paths import RelationGraph
+from kgllm.reasoning.reasoner import PathReasoner, Reasoning
+from kgllm.reasoning.scorer import LearnedScorer, PathScorer, ZeroShotScorer
+from kgllm.types import Answer, ExpertChoice
+
+if TYPE_CHECKING:
+    from kgllm.kb import KnowledgeBase
+    from kgllm.stores.snapshot import GraphSnapshot
+
+__all__ = ["Pipeline", "DomainContext", "MAX_QUESTION_CHARS", "NO_ENTITY", "NO_QUESTION"]
+
+log = logging.getLogger(__name__)
+
+MAX_QUESTION_CHARS = 2000
+NO_QUESTION = "No question was asked."
+NO_ENTITY = "No entity of the question could be found in the knowledge graph."
+VECTOR_LINKING_MAX_ENTITIES = 20_000
+"""Entity-name vector linking is used without an existing index only for domains up to this size
+(embedding every name of a large domain takes minutes)."""
+
+
+@dataclass
+class DomainContext:
+    """What the pipeline keeps per domain: the snapshot, its relation graph, linker and reasoners."""
+
+    name: str
+    snapshot: GraphSnapshot
+    graph: RelationGraph
+    linker: EntityLinker
+    relation_text: dict[str, str]
+    max_hops: int = 3
+    beam: int = 8
+    scorer_path: str | None = None
+    reasoners: dict[str, PathReasoner] = field(default_factory=dict)
+
+
+@dataclass
+class _Work:
+    """One question on its way through the stages."""
+
+    question: str
+    answer: Answer
+    domain: DomainContext | None = None
+    topic: list[int] = field(default_factory=list)
+    span: tuple[int, int] = (0, 0)
+    reasoning: Reasoning | None = None
+    done: bool = False
+
+
+class Pipeline:
+    """Answers questions from a knowledge base (anything with ``store``, ``embedder``, ``domains``,
+    ``relation_text(domain)`` and ``domain_info(domain)``; ``index(domain, kind)`` is optional).
+
+    Args:
+        kb: the knowledge base.
+        model: a trained path-scorer directory used for every domain it fits (else per-domain
+            ``scorer`` from the pack's manifest, else zero-shot).
+        max_question_chars: longer questions are truncated (with a warning in ``Answer.warnings``).
+    """
+
+    def __init__(self, kb: KnowledgeBase | Any, *, model: str | Path | None = None,
+                 max_question_chars: int = MAX_QUESTION_CHARS) -> None:
+        self.kb = kb
+        self.model = str(model) if model is not None else None
+        self.max_question_chars = max_question_chars
+        self._domains: dict[str, DomainContext] = {}
+        self._scorers: dict[tuple[str, str], PathScorer] = {}
+        self._router: Any = None
+
+    # -- public --------------------------------------------------------------------------------
+    def ask(self, question: str, *, domain: str | None = None, llm: Any = None, top_k: int | None = 10,
+            choices: Sequence[str] | None = None, model: str | Path | None = None,
+            entities: Sequence[str] | None = None, max_hops: int | None = None) -> Answer:
+        """Answer one question.
+
+        Args:
+            question: the question; ``[bracketed]`` mentions are honoured, not required.
+            domain: the domain to ask; ``None`` routes the question.
+            llm: an LLM backend or spec for the text; ``None`` writes the extractive text.
+            top_k: answers returned (``None``: all answers of the kept chains).
+            choices: answer options (passed to the generator for multiple-choice prompts).
+            model: a trained path-scorer directory (overrides the pipeline's).
+            entities: topic entity ids to start from instead of linking.
+            max_hops: longest chain (default: the domain's setting, 3).
+
+        Raises:
+            DomainNotFound: ``domain`` is not in the KB (lists the known ones).
+            ModelError: ``model`` was trained for another KB or embedding model.
+        """
+        return self.ask_many([question], domain=domain, llm=llm, top_k=top_k, choices=choices, model=model,
+                             entities=entities, max_hops=max_hops)[0]
+
+    def ask_many(self, questions: Sequence[str], *, batch_size: int = 64, domain: str | None = None,
+                 llm: Any = None, top_k: int | None = 10, choices: Sequence[str] | None = None,
+                 model: str | Path | None = None, entities: Sequence[str] | None = None,
+                 max_hops: int | None = None) -> list[Answer]:
+        """Answer many questions; the embeddings of each batch of ``batch_size`` are computed together."""
+        if domain is not None and domain not in self.kb.domains:
+            raise DomainNotFound(domain, self.kb.domains)
+        out: list[Answer] = []
+        for begin in range(0, len(questions), max(1, batch_size)):
+            batch = [self._check(q) for q in questions[begin:begin + batch_size]]
+            self._route(batch, domain)
+            self._link(batch, entities)
+            self._reason(batch, model=model, top_k=top_k, max_hops=max_hops)
+            self._generate(batch, llm, choices)
+            out.extend(work.answer for work in batch)
+        return out
+
+    def context(self, domain: str) -> DomainContext:
+        """The per-domain state (built on first use from the store's snapshot)."""
+        if domain not in self._domains:
+            if domain not in self.kb.domains:
+                raise DomainNotFound(domain, self.kb.domains)
+            snapshot = self.kb.store.snapshot(domain)
+            info = self.kb.domain_info(domain)
+            reasoning = dict(info.get("reasoning") or {})
+            vector = None
+            if snapshot.num_nodes <= VECTOR_LINKING_MAX_ENTITIES and hasattr(self.kb, "index"):
+                vector = lambda d=domain: self.kb.index(d, "entities")  # noqa: E731 - built lazily, once
+            linker = EntityLinker.from_snapshot(snapshot, vector_index=vector,
+                                                embedder=self.kb.embedder if vector else None,
+                                                aliases=info.get("aliases"))
+            self._domains[domain] = DomainContext(
+                name=domain, snapshot=snapshot, graph=RelationGraph(snapshot), linker=linker,
+                relation_text=self.kb.relation_text(domain), max_hops=int(reasoning.get("max_hops", 3)),
+                beam=int(reasoning.get("beam", 8)), scorer_path=info.get("scorer"))
+        return self._domains[domain]
+
+    def reasoner(self, ctx: DomainContext, model: str | Path | None = None) -> PathReasoner:
+        """The domain's reasoner with the learned scorer of ``model`` (or the default), else zero-shot."""
+        path = str(model) if model is not None else (self.model or ctx.scorer_path)
+        key = path or "zero-shot"
+        if key not in ctx.reasoners:
+            scorer: PathScorer
+            if path:
+                scorer = LearnedScorer.load(path, ctx.graph, self.kb.embedder)
+            else:
+                scorer = ZeroShotScorer(ctx.graph, self.kb.embedder, ctx.relation_text)
+            ctx.reasoners[key] = PathReasoner(ctx.graph, scorer, max_hops=ctx.max_hops, beam=ctx.beam,
+                                              relation_text=ctx.relation_text)
+        return ctx.reasoners[key]
+
+    # -- stages --------------------------------------------------------------------------------
+    def _check(self, question: str) -> _Work:
+        """Stage 0: empty and huge questions."""
+        text = (question or "").strip()
+        answer = Answer(question=question or "")
+        work = _Work(question=text, answer=answer)
+        if not text:
+            answer.text = NO_QUESTION
+            answer.warnings.append("empty question")
+            work.done = True
+        elif len(text) > self.max_question_chars:
+            message = f"question of {len(text)} characters truncated to {self.max_question_chars}"
+            log.warning(message)
+            answer.warnings.append(message)
+            work.question = text[: self.max_question_chars]
+        return work
+
+    def _route(self, batch: list[_Work], domain: str | None) -> None:
+        """Stage 1: the domain to ask. Given, the only one, or the best entity link (router on ties)."""
+        started = time.perf_counter()
+        names = [domain] if domain is not None else list(self.kb.domains)
+        for work in batch:
+            if work.done:
+                continue
+            if not names:
+                work.answer.text = "The knowledge base has no domains; load a pack first."
+                work.done = True
+                continue
+            if len(names) == 1:
+                work.domain = self.context(names[0])
+                work.answer.experts = [ExpertChoice(name=names[0], score=1.0,
+                                                    reasons=["given" if domain else "only domain"])]
+                continue
+            scored = []
+            for name in names:
+                mentions = self.context(name).linker.mentions(work.question)
+                scored.append((mentions[0].score if mentions else 0.0, name))
+            scored.sort(key=lambda item: -item[0])
+            best = [name for score, name in scored if score == scored[0][0]]
+            if len(best) > 1:
+                best = [choice.name for choice in self._route_by_router(work.question, best)] or best
+            work.domain = self.context(best[0])
+            work.answer.experts = [ExpertChoice(name=name, score=round(score, 4), reasons=["entity link score"])
+                                   for score, name in scored]
+            work.answer.experts.sort(key=lambda c: (c.name != best[0], -c.score))
+        self._time(batch, "route", started)
+
+    def _route_by_router(self, question: str, names: list[str]) -> list[ExpertChoice]:
+        """Hook: the expert router (kgllm.experts) ranks domains the entity links cannot separate."""
+        try:
+            from kgllm.experts import Router
+        except ImportError:
+            return []
+        if self._router is None:
+            self._router = Router(self.kb)
+        return list(self._router.route(question, experts=names))
+
+    def _link(self, batch: list[_Work], entities: Sequence[str] | None) -> None:
+        """Stage 2: topic entities (given ids, else the best linked mention) and the masked question."""
+        started = time.perf_counter()
+        for work in batch:
+            if work.done or work.domain is None:
+                continue
+            ctx = work.domain
+            if entities is not None:
+                index = ctx.snapshot.index
+                work.topic = [index[e] for e in entities if e in index]
+                missing = [e for e in entities if e not in index]
+                if missing:
+                    work.answer.warnings.append(f"entity ids not in domain {ctx.name!r}: {missing[:5]}")
+                for node in work.topic:
+                    work.answer.linked.append(ctx.linker._links(ctx.snapshot.names[node], [node], 1.0, "exact")[0])
+            else:
+                mentions: list[Mention] = ctx.linker.mentions(work.question)
+                if mentions:
+                    top = mentions[0]
+                    work.answer.linked = [link for m in mentions[:3] for link in m.links[:3]]
+                    index = ctx.snapshot.index
+                    work.topic = [index[link.id] for link in top.links if link.id in index]
+                    work.span = (top.start, top.end)
+            if not work.topic:
+                work.answer.text = NO_ENTITY
+                work.answer.warnings.append("no linkable entity")
+                work.done = True
+        self._time(batch, "link", started)
+
+    def _reason(self, batch: list[_Work], *, model: str | Path | None, top_k: int | None,
+                max_hops: int | None) -> None:
+        """Stage 3: relation-path reasoning; question embeddings computed per domain in one batch."""
+        started = time.perf_counter()
+        groups: dict[str, list[_Work]] = {}
+        for work in batch:
+            if not work.done and work.domain is not None:
+                groups.setdefault(work.domain.name, []).append(work)
+        for name, works in groups.items():
+            reasoner = self.reasoner(self._domains[name], model)
+            states = reasoner.prepare([reasoner.mask_question(w.question, *w.span) for w in works])
+            for work, state in zip(works, states, strict=False):
+                t0 = time.perf_counter()
+                work.reasoning = reasoner.reason(state, work.topic, top_k=top_k, max_hops=max_hops)
+                work.answer.answers = work.reasoning.answers
+                work.answer.paths = work.reasoning.paths
+                work.answer.facts = work.reasoning.facts
+                work.answer.timings["search"] = round((time.perf_counter() - t0) * 1000, 3)
+        self._time(batch, "reason", started)
+
+    def _generate(self, batch: list[_Work], llm: Any, choices: Sequence[str] | None) -> None:
+        """Stages 4-5: fuse the evidence into a prompt and write the text (extractive without an LLM)."""
+        started = time.perf_counter()
+        backend = _resolve_llm(llm)
+        for work in batch:
+            if work.done or work.reasoning is None:
+                continue
+            if not work.answer.answers:
+                work.answer.text = "No chain of relations from the linked entities answers the question."
+                continue
+            relation_text = work.domain.relation_text if work.domain else None
+            work.answer = generate(work.answer, backend, relation_text=relation_text, choices=choices)
+        self._time(batch, "generate", started)
+
+    @staticmethod
+    def _time(batch: list[_Work], stage: str, started: float) -> None:
+        # a batch shares the stage's cost: each question is charged its share
+        elapsed = (time.perf_counter() - started) * 1000 / max(1, len(batch))
+        for work in batch:
+            work.answer.timings[stage] = round(elapsed, 3)
+
+
+def _resolve_llm(llm: Any) -> Any:
+    if llm is None or llm == "extractive":
+        return None
+    try:
+        from kgllm.llm import resolve_llm
+    except ImportError:
+        return llm
+    return resolve_llm(llm)
+
+
+def generate(answer: Answer, llm: Any, *, relation_text: dict[str, str] | None = None,
+             choices: Sequence[str] | None = None) -> Answer:
+    """Write ``answer.text``: by the LLM through context fusion, or extractively from the paths."""
+    try:
+        from kgllm.fusion.context import generate_answer
+    except ImportError:  # fusion not installed: the chain itself is the explanation
+        return answer.model_copy(update={"text": extractive(answer)})
+    return generate_answer(answer, llm, relation_text=relation_text, choices=choices)
+
+
+def extractive(answer: Answer, max_answers: int = 5) -> str:
+    """``William Dieterle (Kismet -[directed by]-> William Dieterle)``: answers and the best chain."""
+    names = ", ".join(a.name for a in answer.answers[:max_answers])
+    best = max(answer.paths, key=lambda p: p.score).text() if answer.paths else ""
+    return f"{names} ({best})" if best else names
+
+
+def topic_nodes(snapshot: GraphSnapshot, ids: Sequence[str]) -> np.ndarray:
+    """Node indices of the ids that exist in ``snapshot``."""
+    index = snapshot.index
+    return np.array([index[i] for i in ids if i in index], dtype=np.int64)

@@ -1,0 +1,94 @@
+"""Answer aggregation: from scored chains to ranked answers, reasoning paths and the facts they use.
+
+Chain scores become weights by a softmax over the kept chains (``temperature``); an answer's score is
+the total weight of the chains that reach it, so an answer reached by several good chains ranks above
+one reached by a single chain. Ties keep the order of the best chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kgllm.reasoning.paths import ChainResult, RelationGraph, decode_step
+from kgllm.types import Fact, Hop, ReasoningPath, ScoredAnswer
+
+__all__ = ["AggregatedAnswers", "chain_weights", "aggregate", "explain"]
+
+
+@dataclass
+class AggregatedAnswers:
+    """Answer node indices with scores (best first) and, per answer, the chains reaching it."""
+
+    nodes: np.ndarray
+    scores: np.ndarray
+    chains: list[list[int]] = field(default_factory=list)
+
+
+def chain_weights(results: Sequence[ChainResult], temperature: float) -> np.ndarray:
+    """Softmax weights of chain scores."""
+    if not results:
+        return np.zeros(0)
+    scores = np.array([r.score for r in results], dtype=np.float64) / max(temperature, 1e-9)
+    weights = np.exp(scores - scores.max())
+    return weights / weights.sum()
+
+
+def aggregate(results: Sequence[ChainResult], *, temperature: float = 1.0, min_weight: float = 1e-3) -> AggregatedAnswers:
+    """Sum chain weights per answer node; chains below ``min_weight`` of the total are ignored."""
+    weights = chain_weights(results, temperature)
+    used = [i for i, w in enumerate(weights) if w >= min_weight]
+    if not used:
+        return AggregatedAnswers(np.zeros(0, dtype=np.int64), np.zeros(0))
+    nodes = np.concatenate([results[i].answers for i in used])
+    owners = np.concatenate([np.full(results[i].answers.size, i) for i in used])
+    unique, inverse = np.unique(nodes, return_inverse=True)
+    scores = np.zeros(unique.size)
+    np.add.at(scores, inverse, weights[owners])
+    # rank: total weight, then the rank of the best chain reaching the node
+    best_chain = np.full(unique.size, len(results))
+    np.minimum.at(best_chain, inverse, owners)
+    order = np.lexsort((best_chain, -np.round(scores, 9)))
+    chains: list[list[int]] = [[] for _ in range(unique.size)]
+    position = np.empty(unique.size, dtype=np.int64)
+    position[order] = np.arange(unique.size)
+    for node_slot, owner in zip(inverse.tolist(), owners.tolist(), strict=False):
+        chains[position[node_slot]].append(owner)
+    return AggregatedAnswers(unique[order], scores[order], chains)
+
+
+def explain(graph: RelationGraph, topic: np.ndarray, results: Sequence[ChainResult], answers: AggregatedAnswers, *,
+            top_k: int, max_paths: int = 5, relation_text: dict[str, str] | None = None,
+            method: str = "beam") -> tuple[list[ScoredAnswer], list[ReasoningPath], list[Fact]]:
+    """Public objects for the ``top_k`` answers: scored answers, one traced path per (answer, chain)
+    for the first ``max_paths`` answers, and the distinct facts those paths use (with provenance)."""
+    snap = graph.snapshot
+    scored: list[ScoredAnswer] = []
+    paths: list[ReasoningPath] = []
+    facts: dict[int, Fact] = {}
+    limit = answers.nodes.size if top_k is None else min(top_k, answers.nodes.size)
+    for rank in range(limit):
+        node = int(answers.nodes[rank])
+        path_ids: list[int] = []
+        if rank < max_paths:
+            for owner in answers.chains[rank][:2]:
+                result = results[owner]
+                edges = graph.trace(topic, result.chain, result.frontiers, node)
+                if not edges:
+                    continue
+                hops = []
+                for code, edge in zip(result.chain, edges, strict=False):
+                    _, inverse = decode_step(code)
+                    fact = facts.setdefault(edge, snap.fact(edge))
+                    head, tail = (fact.tail, fact.head) if inverse else (fact.head, fact.tail)
+                    head_name, tail_name = ((fact.tail_name, fact.head_name) if inverse
+                                            else (fact.head_name, fact.tail_name))
+                    hops.append(Hop(head=head, relation=fact.relation, tail=tail, head_name=head_name,
+                                    tail_name=tail_name, domain=snap.domain, inverse=inverse))
+                path_ids.append(len(paths))
+                paths.append(ReasoningPath(hops=hops, score=round(float(result.score), 6), method=method))
+        scored.append(ScoredAnswer(id=snap.ids[node], name=snap.names[node], score=round(float(answers.scores[rank]), 6),
+                                   domain=snap.domain, paths=path_ids))
+    return scored, paths, list(facts.values())

@@ -1,0 +1,91 @@
+"""The path reasoner: topic entities + question → scored chains → ranked answers with their paths.
+
+One :class:`PathReasoner` per domain holds the domain's :class:`RelationGraph` and a path scorer.
+``reason_many`` embeds all questions of a batch at once; otherwise it does exactly what ``reason``
+does, so batched and single answers are the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kgllm.reasoning.aggregate import aggregate, explain
+from kgllm.reasoning.paths import ChainResult, ChainSearch, RelationGraph
+from kgllm.reasoning.scorer import PathScorer, QuestionState
+from kgllm.types import Fact, ReasoningPath, ScoredAnswer
+
+__all__ = ["PathReasoner", "Reasoning", "MASK"]
+
+MASK = "NE"
+"""What the topic mention is replaced with before the question is embedded."""
+
+
+@dataclass
+class Reasoning:
+    """The reasoner's output for one question and domain."""
+
+    answers: list[ScoredAnswer] = field(default_factory=list)
+    paths: list[ReasoningPath] = field(default_factory=list)
+    facts: list[Fact] = field(default_factory=list)
+    chains: list[ChainResult] = field(default_factory=list)
+    answer_set: list[str] = field(default_factory=list)
+    """Ids of every answer of the best chain: the predicted set for set-based metrics."""
+
+
+class PathReasoner:
+    """Relation-path reasoning over one domain.
+
+    Args:
+        graph: the domain's relation graph.
+        scorer: a path scorer (zero-shot or learned).
+        max_hops: longest chain.
+        beam: prefixes kept per hop.
+        keep: complete chains kept for aggregation.
+        temperature: softmax temperature over chain scores (0.05 suits cosine scores, 1.0 log-probs).
+        relation_text: relation texts for readable paths.
+    """
+
+    def __init__(self, graph: RelationGraph, scorer: PathScorer, *, max_hops: int = 3, beam: int = 8,
+                 keep: int = 10, temperature: float | None = None,
+                 relation_text: dict[str, str] | None = None) -> None:
+        self.graph = graph
+        self.scorer = scorer
+        self.search = ChainSearch(graph, max_hops=max_hops, beam=beam)
+        self.keep = keep
+        self.temperature = temperature if temperature is not None else (1.0 if scorer.name == "learned" else 0.02)
+        self.relation_text = relation_text or {}
+
+    @staticmethod
+    def mask(question: str, start: int, end: int, token: str = MASK) -> str:
+        """The question with the topic mention (``[...]`` included) replaced by ``token``."""
+        if end <= start:
+            return question
+        if start > 0 and question[start - 1] == "[" and end < len(question) and question[end] == "]":
+            start, end = start - 1, end + 1
+        return f"{question[:start]}{token}{question[end:]}"
+
+    def mask_question(self, question: str, start: int, end: int) -> str:
+        """:meth:`mask` with the scorer's own mask token (a learned scorer keeps the one it was trained with)."""
+        return self.mask(question, start, end, getattr(self.scorer, "mask", MASK))
+
+    def prepare(self, masked: Sequence[str]) -> list[QuestionState]:
+        """Embed masked questions in one batch."""
+        return self.scorer.prepare(list(masked))
+
+    def reason(self, state: QuestionState, topic: Sequence[int], *, top_k: int | None = 10,
+               max_hops: int | None = None) -> Reasoning:
+        """Chains from ``topic`` (node indices) ranked for ``state``; answers aggregated over chains."""
+        topic_nodes = np.unique(np.asarray(list(topic), dtype=np.int64))
+        if topic_nodes.size == 0:
+            return Reasoning()
+        chains = self.search.search(topic_nodes, self.scorer, state, max_hops=max_hops, keep=self.keep)
+        if not chains:
+            return Reasoning(chains=[])
+        answers = aggregate(chains, temperature=self.temperature)
+        scored, paths, facts = explain(self.graph, topic_nodes, chains, answers, top_k=top_k,
+                                       relation_text=self.relation_text, method=self.scorer.name)
+        ids = self.graph.snapshot.ids
+        return Reasoning(scored, paths, facts, chains, [ids[i] for i in chains[0].answers.tolist()])

@@ -1,0 +1,516 @@
+"""Learned relation-path rules: mining (AnyBURL/NeuralLP style), application and explanation.
+
+A rule predicts a *head atom* ``r(X, Y)`` (or its inverse) from a *body*:
+
+* **path rules** (length 1-3), e.g. ``locatedin(X,Y) <- neighbor(X,A), locatedin(A,B), locatedin(B,Y)``;
+* **constant rules**, e.g. ``term7(X, person3) <- term2(X, person9)`` or ``isa(X, entity) <- treats(X, ·)``.
+
+Confidence is ``support / (groundings + smoothing)``, counted exactly over the whole graph with
+``scipy.sparse`` products. Body groundings obey AnyBURL's object identity (the variables of a path
+bind distinct nodes), which also keeps a training edge from ever supporting its own rule.
+Predictions aggregate the rules that fire by noisy-or, or by max (best rule first, noisy-or to
+break ties), and each can be explained by the rule and one concrete path of real edges.
+
+Modules relate as::
+
+    RuleSet.mine(snapshot)  →  RuleSet.save(dir) / RuleSet.load(dir)
+    RuleSet.score(snapshot, heads, relation)   batch scores (evaluation)
+    RuleSet.infer(snapshot, head, relation)    ranked tails with an Inference each (for ``ask``)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from kgllm.exceptions import ModelError
+from kgllm.stores.snapshot import GraphSnapshot
+from kgllm.types import Hop, ReasoningPath
+
+__all__ = ["Atom", "Rule", "Inference", "RuleSet", "MANIFEST", "FORMAT"]
+
+Atom = tuple[str, bool]  # (relation, inverse)
+MANIFEST = "manifest.json"
+FORMAT = "kgllm-rules"
+_VARS = "XABY"
+_FULL_BODY_NODES = 5000  # up to this many nodes, body matrices are computed whole and cached
+Aggregation = Literal["max", "noisy_or", "noisy_or_paths"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One weighted rule. ``tail``/``const`` are set for constant rules only.
+
+    Attributes:
+        head: the predicted atom (relation, inverse).
+        body: path atoms for path rules; one atom for constant rules.
+        confidence: ``support / (groundings + smoothing)``.
+        support: body groundings that are true head facts in the training graph.
+        groundings: all body groundings.
+        tail: constant rules: the predicted tail entity id.
+        const: constant rules: the body's constant (entity id), None for "any".
+    """
+
+    head: Atom
+    body: tuple[Atom, ...]
+    confidence: float
+    support: int
+    groundings: int
+    tail: str | None = None
+    const: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "path" if self.tail is None else "const"
+
+    def text(self) -> str:
+        """Human-readable form, e.g. ``locatedin(X,Y) <- neighbor(X,A), locatedin(A,Y)``."""
+        def atom(a: Atom, x: str, y: str) -> str:
+            rel, inv = a
+            return f"{rel}({y},{x})" if inv else f"{rel}({x},{y})"
+
+        if self.tail is not None:
+            other = self.const if self.const is not None else "_"
+            return f"{atom(self.head, 'X', self.tail)} <- {atom(self.body[0], 'X', other)}"
+        names = ["X", *_VARS[1:len(self.body)], "Y"]
+        body = ", ".join(atom(a, names[i], names[i + 1]) for i, a in enumerate(self.body))
+        return f"{atom(self.head, 'X', 'Y')} <- {body}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"head": list(self.head), "body": [list(a) for a in self.body], "confidence": self.confidence,
+                "support": self.support, "groundings": self.groundings, "tail": self.tail, "const": self.const}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Rule:
+        return cls(head=(d["head"][0], bool(d["head"][1])), body=tuple((a[0], bool(a[1])) for a in d["body"]),
+                   confidence=float(d["confidence"]), support=int(d["support"]), groundings=int(d["groundings"]),
+                   tail=d.get("tail"), const=d.get("const"))
+
+
+@dataclass
+class Inference:
+    """Why a tail was predicted: the best rule that fired and one concrete path of real edges."""
+
+    rule: Rule
+    path: ReasoningPath
+
+    def hop(self, head: str, relation: str, tail: str, *, domain: str | None = None,
+            head_name: str | None = None, tail_name: str | None = None, inverse: bool = False) -> Hop:
+        """The inferred edge as a :class:`~kgllm.types.Hop` whose ``rule`` names the rule and the path."""
+        return Hop(head=head, relation=relation, tail=tail, head_name=head_name, tail_name=tail_name,
+                   domain=domain, inverse=inverse,
+                   rule=f"{self.rule.text()} [conf {self.rule.confidence:.3f}] via {self.path.text()}")
+
+
+# -- graph as sparse matrices -----------------------------------------------------------------------
+class _Matrices:
+    """Per-relation binary adjacency (self-loops dropped: a path never stays in place)."""
+
+    def __init__(self, snapshot: GraphSnapshot) -> None:
+        self.n = snapshot.num_nodes
+        self.relations = list(snapshot.relations)
+        keep = snapshot.head != snapshot.tail
+        h, r, t = snapshot.head[keep], snapshot.rel[keep], snapshot.tail[keep]
+        self.fwd: dict[str, sp.csr_matrix] = {}
+        for i, name in enumerate(self.relations):
+            sel = r == i
+            m = sp.csr_matrix((np.ones(int(sel.sum())), (h[sel], t[sel])), shape=(self.n, self.n))
+            m.data[:] = 1.0  # duplicates collapse to one edge
+            self.fwd[name] = m
+        self.bwd = {name: m.T.tocsr() for name, m in self.fwd.items()}
+        self.bodies: dict[tuple[tuple[Atom, ...], bool], sp.csr_matrix] = {}
+
+    def atom(self, a: Atom) -> sp.csr_matrix:
+        rel, inv = a
+        if rel not in self.fwd:
+            return sp.csr_matrix((self.n, self.n))
+        return self.bwd[rel] if inv else self.fwd[rel]
+
+    def atoms(self) -> list[Atom]:
+        return [(r, inv) for r in self.relations for inv in (False, True)]
+
+
+def _diag_of_product(a: sp.csr_matrix, b: sp.csr_matrix) -> np.ndarray:
+    """``diag(a @ b)`` without forming the product."""
+    return np.asarray(a.multiply(b.T).sum(axis=1)).ravel()
+
+
+def _body_counts(m: _Matrices, body: Sequence[Atom], start: sp.csr_matrix | None = None,
+                 starts: np.ndarray | None = None, *, binary: bool = True) -> sp.csr_matrix:
+    """Counts of distinct-variable body groundings from each start row (all nodes when ``start`` is None).
+
+    Length 3 subtracts the paths that revisit a node (``A == Y`` or ``B == X``) by inclusion-exclusion;
+    shorter bodies cannot revisit once self-loops are gone. The diagonal (``Y == X``) is removed.
+    """
+    mats = [m.atom(a) for a in body]
+
+    def left(x: sp.csr_matrix) -> sp.csr_matrix:
+        return x if start is None else (start @ x).tocsr()
+
+    if len(mats) == 1:
+        out = left(mats[0])
+    elif len(mats) == 2:
+        out = left(mats[0]) @ mats[1]
+    elif len(mats) == 3:
+        a, b, c = mats
+        sa = left(a)
+        full = (sa @ b) @ c
+        t1 = sa.multiply(_diag_of_product(b, c)[None, :])          # A == Y
+        d_ab = _diag_of_product(a, b)
+        t2 = left(sp.diags(d_ab) @ c)                               # B == X
+        t3 = left(a.multiply(b.T).multiply(c))                      # both
+        out = full - t1 - t2 + t3
+    else:
+        raise ValueError(f"rule bodies have 1-3 atoms, got {len(body)}")
+    coo = sp.coo_matrix(out)
+    rows = np.arange(coo.shape[0]) if starts is None else np.asarray(starts)
+    keep = (coo.data > 0.5) & (coo.col != rows[coo.row])
+    data = np.ones(int(keep.sum())) if binary else np.rint(coo.data[keep])
+    return sp.csr_matrix((data, (coo.row[keep], coo.col[keep])), shape=coo.shape)
+
+
+# -- the rule set -----------------------------------------------------------------------------------
+@dataclass
+class RuleSet:
+    """Rules grouped by head atom, with the mining parameters that produced them."""
+
+    rules: list[Rule]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.rules.sort(key=lambda r: (-r.confidence, -r.support))
+        self._by_head: dict[Atom, list[Rule]] = defaultdict(list)
+        for rule in self.rules:
+            self._by_head[rule.head].append(rule)
+        self._cache: tuple[int, _Matrices] | None = None
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def for_head(self, relation: str, inverse: bool = False) -> list[Rule]:
+        return list(self._by_head.get((relation, inverse), []))
+
+    # -- mining ----------------------------------------------------------------------------------
+    @classmethod
+    def mine(cls, snapshot: GraphSnapshot, *, max_length: int = 3, min_support: int = 2,
+             min_confidence: float = 0.01, smoothing: float = 5.0, constants: bool = True,
+             max_bodies: int = 20_000, beam: int = 10, max_path_rules: int = 300, max_constants: int = 1000,
+             progress: bool = False) -> RuleSet:
+        """Learn rules from every edge of ``snapshot`` (heads in both directions).
+
+        Args:
+            snapshot: the training graph.
+            max_length: longest path body (1-3).
+            min_support: least number of true head facts a rule must predict.
+            min_confidence: rules below this confidence are dropped.
+            smoothing: added to the groundings in the confidence denominator (penalises rare bodies).
+            constants: also mine constant rules ``r(X,c) <- b(X,d)`` / ``r(X,c) <- b(X,_)``.
+            max_bodies: length-3 bodies are enumerated exhaustively up to this many; beyond it only
+                extensions of each head's ``beam`` best length-2 bodies are tried.
+            beam: see ``max_bodies``.
+            max_path_rules: path rules kept per head atom (the most confident).
+            max_constants: constant rules kept per head atom (the most confident).
+            progress: show a progress bar.
+
+        Returns:
+            The mined :class:`RuleSet`.
+        """
+        if not 1 <= max_length <= 3:
+            raise ValueError(f"max_length must be 1, 2 or 3, got {max_length!r}")
+        started = time.perf_counter()
+        m = _Matrices(snapshot)
+        n = m.n
+        atoms = m.atoms()
+        # Pair (x, y) -> head atoms holding between them: one sparse lookup table for all heads.
+        keys, cols = [], []
+        for j, a in enumerate(atoms):
+            coo = m.atom(a).tocoo()
+            keys.append(coo.row.astype(np.int64) * n + coo.col)
+            cols.append(np.full(coo.nnz, j))
+        table = sp.csr_matrix((np.ones(sum(k.size for k in keys)), (np.concatenate(keys), np.concatenate(cols))),
+                              shape=(n * n, len(atoms)))
+        table.data[:] = 1.0
+        rules: list[Rule] = []
+        best2: dict[int, list[tuple[float, tuple[Atom, ...]]]] = defaultdict(list)
+        k = len(atoms)
+        mats = [m.atom(a) for a in atoms]
+        every = sp.hstack(mats).tocsr()            # (n, k*n): block c holds atom c's adjacency
+
+        def evaluate(prefix: tuple[Atom, ...], counts: sp.spmatrix) -> None:
+            """Rules for the bodies ``prefix + (c,)`` of every atom c, from their grounding counts."""
+            coo = sp.coo_matrix(counts)
+            ys = coo.col % n
+            keep = (coo.data > 0.5) & (ys != coo.row)              # real groundings, Y != X
+            rows, ys, block = coo.row[keep], ys[keep], coo.col[keep] // n
+            if not rows.size:
+                return
+            totals = np.bincount(block, minlength=k)
+            found = sp.csr_matrix((np.ones(rows.size), (block, rows.astype(np.int64) * n + ys)), shape=(k, n * n))
+            support = (found @ table).toarray()                    # (body c, head atom)
+            for c, j in zip(*np.nonzero(support >= min_support), strict=True):
+                body = (*prefix, atoms[c])
+                if len(body) == 1 and body[0] == atoms[j]:
+                    continue  # r(X,Y) <- r(X,Y)
+                conf = float(support[c, j]) / (totals[c] + smoothing)
+                if len(body) == 2:
+                    best2[j].append((conf, body))
+                if conf >= min_confidence:
+                    rules.append(Rule(head=atoms[j], body=body, confidence=conf, support=int(support[c, j]),
+                                      groundings=int(totals[c])))
+
+        evaluate((), every)
+        if max_length >= 2:
+            for a in _progress(range(k), progress, "mining rules (length 2)"):
+                evaluate((atoms[a],), mats[a] @ every)
+        if max_length >= 3:
+            if k ** 3 <= max_bodies:
+                prefixes = [(a, b) for a in range(k) for b in range(k)]
+            else:
+                index = {a: i for i, a in enumerate(atoms)}
+                chosen = {body for cands in best2.values() for _, body in sorted(cands, reverse=True)[:beam]}
+                prefixes = sorted((index[a], index[b]) for a, b in chosen)
+            # Distinct variables by inclusion-exclusion (see _body_counts), for all last atoms at once.
+            diag_next = np.column_stack([_diag_of_product(mb, mc) for mb in mats for mc in mats]).reshape(n, k, k) \
+                if k * k * n <= 50_000_000 else None
+            for a, b in _progress(prefixes, progress, "mining rules (length 3)"):
+                ma, mb = mats[a], mats[b]
+                full = (ma @ mb) @ every
+                d_bc = diag_next[:, b, :] if diag_next is not None else \
+                    np.column_stack([_diag_of_product(mb, mc) for mc in mats])
+                t1 = sp.hstack([ma.multiply(d_bc[:, c][None, :]) for c in range(k)])      # A == Y
+                t2 = sp.diags(_diag_of_product(ma, mb)) @ every                            # B == X
+                t3 = every.multiply(sp.hstack([ma.multiply(mb.T)] * k))                   # both
+                evaluate((atoms[a], atoms[b]), full - t1 - t2 + t3)
+        by_head: dict[Atom, list[Rule]] = defaultdict(list)
+        for rule in rules:
+            by_head[rule.head].append(rule)
+        rules = [r for group in by_head.values()
+                 for r in sorted(group, key=lambda r: (-r.confidence, -r.support))[:max_path_rules]]
+        if constants:
+            rules += _mine_constants(m, snapshot.ids, atoms, min_support, min_confidence, smoothing, max_constants)
+        params = {"max_length": max_length, "min_support": min_support, "min_confidence": min_confidence,
+                  "smoothing": smoothing, "constants": constants, "max_bodies": max_bodies, "beam": beam,
+                  "max_path_rules": max_path_rules, "max_constants": max_constants,
+                  "mined_on": {"nodes": n, "edges": snapshot.num_edges, "relations": len(m.relations)},
+                  "seconds": round(time.perf_counter() - started, 3)}
+        return cls(rules, params)
+
+    # -- application -----------------------------------------------------------------------------
+    def _matrices(self, snapshot: GraphSnapshot) -> _Matrices:
+        if self._cache is None or self._cache[0] != id(snapshot):
+            self._cache = (id(snapshot), _Matrices(snapshot))
+        return self._cache[1]
+
+    def score(self, snapshot: GraphSnapshot, heads: Sequence[int] | np.ndarray, relation: str, *,
+              inverse: bool = False, aggregation: Aggregation = "max", max_rules: int | None = None) -> np.ndarray:
+        """Scores of every node as the tail of ``relation(head, ?)`` for each head (``(len(heads), n)``).
+
+        ``aggregation="noisy_or"`` gives ``1 - prod(1 - conf)`` over the rules that fire; ``"noisy_or_paths"``
+        counts every grounding path of a rule as one piece of evidence; ``"max"`` is the best rule's
+        confidence plus a tiny noisy-or term that orders candidates tied on their best rule.
+        """
+        m = self._matrices(snapshot)
+        heads = np.asarray(heads, dtype=np.int64)
+        b, n = heads.size, m.n
+        start = sp.csr_matrix((np.ones(b), (np.arange(b), heads)), shape=(b, n))
+        log_miss = np.zeros((b, n))
+        best = np.zeros((b, n))
+        index = snapshot.index
+        for rule in self.for_head(relation, inverse)[:max_rules]:
+            weight: np.ndarray | float = 1.0
+            if rule.tail is None:
+                binary = aggregation != "noisy_or_paths"
+                if n <= _FULL_BODY_NODES:  # small graph: each body's full matrix once, rows picked per query
+                    key = (rule.body, binary)
+                    if key not in m.bodies:
+                        m.bodies[key] = _body_counts(m, rule.body, binary=binary)
+                    fired = m.bodies[key][heads].tocoo()
+                else:
+                    fired = _body_counts(m, rule.body, start, heads, binary=binary).tocoo()
+                rows, cols, weight = fired.row, fired.col, fired.data
+            else:
+                tail = index.get(rule.tail)
+                if tail is None:
+                    continue
+                mat = m.atom(rule.body[0])[heads]
+                if rule.const is None:
+                    rows = np.nonzero(np.diff(mat.indptr) > 0)[0]
+                else:
+                    c = index.get(rule.const)
+                    if c is None:
+                        continue
+                    rows = np.nonzero(np.asarray(mat[:, c].todense()).ravel() > 0)[0]
+                rows = rows[heads[rows] != tail]
+                cols = np.full(rows.size, tail)
+            if rows.size:
+                log_miss[rows, cols] += weight * np.log1p(-min(rule.confidence, 0.999999))
+                np.maximum.at(best, (rows, cols), rule.confidence)
+        noisy = -np.expm1(log_miss)
+        return noisy if aggregation == "noisy_or" else best + 1e-3 * noisy
+
+    def infer(self, snapshot: GraphSnapshot, head_index: int, relation: str, *, inverse: bool = False,
+              top_k: int = 10, min_score: float = 0.0,
+              aggregation: Aggregation = "max") -> list[tuple[int, float, Inference]]:
+        """Tails predicted for ``relation(head, ?)``, best first, each with the rule and a concrete path.
+
+        Existing edges are included when rules re-derive them; callers wanting only *missing* edges
+        drop those already in the graph.
+        """
+        scores = self.score(snapshot, [head_index], relation, inverse=inverse, aggregation=aggregation)[0]
+        order = [int(i) for i in np.argsort(-scores, kind="stable")[:top_k] if scores[i] > min_score]
+        out: list[tuple[int, float, Inference]] = []
+        for tail in order:
+            explained = self.explain(snapshot, head_index, tail, relation, inverse=inverse)
+            if explained is not None:
+                out.append((tail, float(scores[tail]), explained))
+        return out
+
+    def explain(self, snapshot: GraphSnapshot, head_index: int, tail_index: int, relation: str, *,
+                inverse: bool = False) -> Inference | None:
+        """The most confident rule that derives ``relation(head, tail)`` and one grounding of its body."""
+        for rule in self.for_head(relation, inverse):
+            path = _ground(snapshot, rule, head_index, tail_index)
+            if path is not None:
+                return Inference(rule=rule, path=ReasoningPath(hops=path, score=rule.confidence, method="rule"))
+        return None
+
+    # -- persistence -----------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``rules.jsonl`` and ``manifest.json`` (format, version, counts, mining parameters)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / "rules.jsonl", "w", encoding="utf-8") as fh:
+            for rule in self.rules:
+                fh.write(json.dumps(rule.to_dict()) + "\n")
+        manifest = {"format": FORMAT, "version": 1, "kgllm_version": _version(), "num_rules": len(self.rules),
+                    "heads": sorted({f"{'~' if inv else ''}{rel}" for rel, inv in self._by_head}),
+                    "params": self.params}
+        (directory / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> RuleSet:
+        """Read a rule set written by :meth:`save`.
+
+        Raises:
+            ModelError: the directory holds no rule set, another format, or a truncated rule file.
+        """
+        directory = Path(directory)
+        path = directory / MANIFEST
+        if not path.is_file():
+            raise ModelError(f"{directory}: not a rule set (expected {MANIFEST} and rules.jsonl)")
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if manifest.get("format") != FORMAT:
+            raise ModelError(f"{path}: format {manifest.get('format')!r} is not {FORMAT!r}")
+        rules = []
+        with open(directory / "rules.jsonl", encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    rules.append(Rule.from_dict(json.loads(line)))
+        if len(rules) != manifest.get("num_rules"):
+            raise ModelError(f"{directory}: manifest lists {manifest.get('num_rules')} rules, file has {len(rules)}")
+        return cls(rules, manifest.get("params", {}))
+
+
+def _mine_constants(m: _Matrices, ids: list[str], atoms: list[Atom], min_support: int, min_confidence: float,
+                    smoothing: float, per_head: int) -> list[Rule]:
+    """``r(X,c) <- b(X,d)`` and ``r(X,c) <- b(X,_)``: one sparse product per head atom; the ``per_head``
+    most confident of each head are kept (constant rules are many and individually weak)."""
+    n = m.n
+    mats = [m.atom(a) for a in atoms]
+    feats = sp.hstack([sp.hstack(mats), sp.csr_matrix(np.column_stack(
+        [np.diff(x.indptr) > 0 for x in mats]).astype(np.float64))]).tocsc()   # x -> (atom, d) | (atom, any)
+    nconst = len(atoms) * n
+    counts = np.asarray(feats.sum(axis=0)).ravel()
+    feats_t = feats.T.tocsr()
+    out: list[Rule] = []
+    for j, head in enumerate(atoms):
+        support = (feats_t @ mats[j]).tocoo()                    # (feature, tail c) -> support
+        f, c, s = support.row, support.col, support.data
+        conf = s / (counts[f] + smoothing)
+        is_any = f >= nconst
+        body = np.where(is_any, f - nconst, f // n)
+        trivial = (body == j) & (is_any | (f % n == c))          # the head edge would satisfy its own body
+        keep = np.nonzero((s >= min_support) & (conf >= min_confidence) & ~trivial)[0]
+        keep = keep[np.argsort(-conf[keep], kind="stable")[:per_head]]
+        for q in keep:
+            const = None if is_any[q] else ids[int(f[q] % n)]
+            out.append(Rule(head=head, body=(atoms[int(body[q])],), confidence=float(conf[q]), support=int(s[q]),
+                            groundings=int(counts[f[q]]), tail=ids[int(c[q])], const=const))
+    return out
+
+
+def _step(snapshot: GraphSnapshot, node: int, atom: Atom) -> list[tuple[int, int]]:
+    """(edge index, next node) for one atom from ``node``."""
+    rel = snapshot.relation_index(atom[0])
+    if rel is None:
+        return []
+    if atom[1]:
+        edges = snapshot.in_edges(node)
+        return [(int(e), int(snapshot.head[e])) for e in edges if snapshot.rel[e] == rel]
+    edges = snapshot.out_edges(node)
+    return [(int(e), int(snapshot.tail[e])) for e in edges if snapshot.rel[e] == rel]
+
+
+def _hop(snapshot: GraphSnapshot, edge: int, atom: Atom) -> Hop:
+    """The edge as a hop in walking order (an inverse atom walks the stored edge backwards)."""
+    a, b = int(snapshot.head[edge]), int(snapshot.tail[edge])
+    if atom[1]:
+        a, b = b, a
+    return Hop(head=snapshot.ids[a], relation=atom[0], tail=snapshot.ids[b], head_name=snapshot.names[a],
+               tail_name=snapshot.names[b], domain=snapshot.domain, inverse=atom[1])
+
+
+def _ground(snapshot: GraphSnapshot, rule: Rule, x: int, y: int) -> list[Hop] | None:
+    """One grounding of ``rule``'s body from ``x`` to ``y`` (distinct variables), or None."""
+    if x == y:
+        return None
+    if rule.tail is not None:
+        if snapshot.ids[y] != rule.tail:
+            return None
+        for edge, other in _step(snapshot, x, rule.body[0]):
+            if rule.const is None or snapshot.ids[other] == rule.const:
+                return [_hop(snapshot, edge, rule.body[0])]
+        return None
+
+    def walk(node: int, depth: int, seen: tuple[int, ...]) -> list[Hop] | None:
+        atom = rule.body[depth]
+        last = depth == len(rule.body) - 1
+        for edge, nxt in _step(snapshot, node, atom):
+            if last:
+                if nxt == y:
+                    return [_hop(snapshot, edge, atom)]
+                continue
+            if nxt in seen or nxt == y:
+                continue
+            rest = walk(nxt, depth + 1, (*seen, nxt))
+            if rest is not None:
+                return [_hop(snapshot, edge, atom), *rest]
+        return None
+
+    return walk(x, 0, (x,))
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("kgllm")
+    except Exception:  # noqa: BLE001 - not installed: a source checkout
+        return "0+unknown"
+
+
+def _progress(items: list, enabled: bool, desc: str):  # type: ignore[no-untyped-def]
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, leave=False)

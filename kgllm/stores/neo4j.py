@@ -1,0 +1,463 @@
+"""The Neo4j graph store: the :class:`~kgllm.stores.base.GraphStore` protocol over the official driver.
+
+Graph model (several domains share one database; each is deleted without touching the others)::
+
+    (:Entity {key, id, name, lname, domain})   key = domain + U+001F + id  (unique constraint)
+    (:Entity)-[:REL {type, source, line}]->(:Entity)
+    (:KgllmDomain {name, relations})           a committed domain and its relation names
+    (:KgllmLoad {id, domain, started})         a load in progress (see kgllm/stores/_neo4j_writer.py)
+
+Relations are one generic relationship type with the relation name in a ``type`` property, so any
+spelling round-trips and no user value ever reaches query text: every query here is a constant
+string and values travel as parameters. (The alternative, one relationship type per relation, was
+measured against this one by ``bench/neo4j_bench.py --designs``; see that script's results.)
+
+Connection failures, refused credentials and servers other than Neo4j 5 raise
+:class:`~kgllm.exceptions.StoreUnavailable`; other server errors :class:`~kgllm.exceptions.StoreError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from kgllm.exceptions import ConfigError, DomainNotFound, StoreError, StoreUnavailable
+from kgllm.stores._neo4j_writer import DROP_QUERIES, Neo4jBulkWriter
+from kgllm.stores.base import Direction, RawTriple, subgraph_to_networkx
+from kgllm.stores.snapshot import GraphSnapshot
+from kgllm.types import Entity, Fact, Subgraph
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+__all__ = ["Neo4jGraphStore", "Neo4jBulkWriter", "SEPARATOR", "URI_SCHEMES"]
+
+URI_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
+SEPARATOR = "\u001f"  # joins domain and id into the unique node key; not allowed in domain names
+T = TypeVar("T")
+
+_SCHEMA = (
+    "CREATE CONSTRAINT kgllm_entity_key IF NOT EXISTS FOR (n:Entity) REQUIRE n.key IS UNIQUE",
+    "CREATE INDEX kgllm_entity_domain IF NOT EXISTS FOR (n:Entity) ON (n.domain)",
+    "CREATE INDEX kgllm_entity_lname IF NOT EXISTS FOR (n:Entity) ON (n.lname)",
+    "CREATE INDEX kgllm_entity_load IF NOT EXISTS FOR (n:Entity) ON (n.load)",
+    "CREATE INDEX kgllm_rel_load IF NOT EXISTS FOR ()-[r:REL]-() ON (r.load)",
+    "CREATE CONSTRAINT kgllm_domain_name IF NOT EXISTS FOR (d:KgllmDomain) REQUIRE d.name IS UNIQUE",
+    "CREATE CONSTRAINT kgllm_load_id IF NOT EXISTS FOR (l:KgllmLoad) REQUIRE l.id IS UNIQUE",
+)
+_FACT = ("elementId(r) AS rid, h.id AS h, r.type AS r, t.id AS t, h.name AS hn, t.name AS tn, "
+         "r.source AS source, r.line AS line")
+_NEIGHBORS = {
+    "out": "MATCH (n)-[r:REL]->(t) WITH i, n AS h, r, t",
+    "in": "MATCH (n)<-[r:REL]-(h) WITH i, h, r, n AS t",
+}
+_NEIGHBOR_QUERY = """
+UNWIND range(0, size($keys) - 1) AS i
+MATCH (n:Entity {{key: $keys[i]}})
+{pattern}
+WHERE $relations IS NULL OR r.type IN $relations
+RETURN i, {fact}
+"""
+_EXPAND = """
+UNWIND $keys AS key
+MATCH (n:Entity {key: key})-[r:REL]-()
+WITH DISTINCT r LIMIT $cap
+WITH r, startNode(r) AS h, endNode(r) AS t
+RETURN """ + _FACT
+_PAGE = """
+MATCH (n:Entity) WHERE n.key STARTS WITH $prefix AND n.key > $after
+WITH n ORDER BY n.key LIMIT $page
+CALL (n) {
+  OPTIONAL MATCH (n)-[r:REL]->(t)
+  RETURN collect([r.type, t.id, r.source, r.line]) AS out
+}
+RETURN n.key AS key, n.id AS id, n.name AS name, out
+"""
+
+
+class Neo4jGraphStore:
+    """A :class:`~kgllm.stores.base.GraphStore` on a Neo4j 5 server.
+
+    Args:
+        uri: the server, e.g. ``bolt://127.0.0.1:7687`` or ``neo4j://host``.
+        user: user name; with ``password`` None, authentication is not sent.
+        password: the user's password.
+        database: database name (the server's default when None).
+        batch_size: rows per write transaction.
+
+    Raises:
+        ConfigError: ``uri`` is not a Neo4j URI.
+        StoreUnavailable: the server cannot be reached, refuses the credentials, or is not Neo4j 5.
+    """
+
+    backend = "neo4j"
+
+    def __init__(self, *, uri: str, user: str | None = None, password: str | None = None,
+                 database: str | None = None, batch_size: int = 5000) -> None:
+        import neo4j
+
+        self.uri, self.user, self.database = uri, user, database
+        self.batch_size = int(batch_size)
+        self._lock = threading.Lock()
+        self._writers: dict[str, Neo4jBulkWriter] = {}
+        self._schema_ready = False
+        scheme = uri.partition("://")[0] if isinstance(uri, str) and "://" in uri else None
+        if scheme not in URI_SCHEMES:
+            raise ConfigError(f"invalid Neo4j URI {uri!r}: expected one of the schemes {', '.join(URI_SCHEMES)} "
+                              f"(e.g. bolt://127.0.0.1:7687)")
+        auth = (user or "neo4j", password) if password is not None else None
+        try:
+            self._driver = neo4j.GraphDatabase.driver(uri, auth=auth, connection_timeout=10.0,
+                                                      max_transaction_retry_time=15.0,
+                                                      notifications_min_severity="OFF")
+        except (ValueError, neo4j.exceptions.ConfigurationError) as exc:
+            raise ConfigError(f"invalid Neo4j URI {uri!r}: {exc}") from exc
+        try:
+            self.server_version = self._check_server()
+        except BaseException:
+            self._driver.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"Neo4jGraphStore(uri={self.uri!r}, database={self.database!r})"
+
+    def __enter__(self) -> Neo4jGraphStore:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
+        self.close()
+
+    # -- driver plumbing -----------------------------------------------------------------------
+    def _check_server(self) -> str:
+        rows = self._read(lambda tx: tx.run("CALL dbms.components() YIELD name, versions, edition "
+                                            "RETURN name, versions, edition").data())
+        version = next((r["versions"][0] for r in rows if r["name"] == "Neo4j Kernel"), None)
+        if version is None or not str(version).startswith("5."):
+            raise StoreUnavailable(f"the server at {self.uri} is Neo4j {version or 'of unknown version'}; "
+                                   f"kgllm needs Neo4j 5.x")
+        return str(version)
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Turn driver exceptions into kgllm's: StoreUnavailable for connectivity, StoreError otherwise."""
+        from neo4j import exceptions as ne
+
+        try:
+            yield
+        except ne.AuthError as exc:
+            raise StoreUnavailable(f"Neo4j at {self.uri} refused the credentials for user "
+                                   f"{self.user or 'neo4j'!r}: {exc.message}") from exc
+        except (ne.ServiceUnavailable, ne.SessionExpired, OSError) as exc:
+            raise StoreUnavailable(f"cannot reach Neo4j at {self.uri}: {exc}") from exc
+        except ne.Neo4jError as exc:
+            raise StoreError(f"Neo4j query failed: {exc.code}: {exc.message}") from exc
+        except ne.DriverError as exc:
+            raise StoreError(f"Neo4j driver error: {exc}") from exc
+
+    def _read(self, work: Callable[[Any], T]) -> T:
+        with self._errors(), self._driver.session(database=self.database) as session:
+            return session.execute_read(work)
+
+    def _write(self, work: Callable[[Any], T]) -> T:
+        """Run ``work(tx)`` in a managed write transaction (retried on transient errors)."""
+        with self._errors(), self._driver.session(database=self.database) as session:
+            return session.execute_write(work)
+
+    def _query(self, query: str, **params: Any) -> list[dict[str, Any]]:
+        return self._read(lambda tx: tx.run(query, params).data())
+
+    def _drain(self, query: str, **params: Any) -> None:
+        """Repeat a batched ``... LIMIT $batch ... RETURN count(*) AS n`` write until it touches nothing."""
+        while self._write(lambda tx: tx.run(query, params, batch=self.batch_size).single()["n"]):
+            pass
+
+    def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        with self._errors(), self._driver.session(database=self.database) as session:
+            for statement in _SCHEMA:
+                session.run(statement).consume()
+            session.run("CALL db.awaitIndexes(300)").consume()
+        self._schema_ready = True
+
+    @staticmethod
+    def _key(domain: str, id: str) -> str:
+        return domain + SEPARATOR + id
+
+    # -- writing -------------------------------------------------------------------------------
+    def writer(self, domain: str, *, batch_size: int | None = None) -> Neo4jBulkWriter:
+        """A writer for one load into ``domain`` (created by the first commit that adds triples).
+
+        Raises:
+            ConfigError: ``domain`` is empty or contains U+001F.
+            StoreError: another writer of this store for ``domain`` is still open.
+        """
+        if not isinstance(domain, str) or not domain or SEPARATOR in domain:
+            raise ConfigError(f"a domain name must be a non-empty string without U+001F, got {domain!r}")
+        with self._lock:
+            if domain in self._writers:
+                raise StoreError(f"a writer for domain {domain!r} is already open; commit or abort it first")
+            writer = Neo4jBulkWriter(self, domain, batch_size=batch_size or self.batch_size)
+            self._writers[domain] = writer
+            return writer
+
+    def _writer_done(self, writer: Neo4jBulkWriter) -> None:
+        with self._lock:
+            if self._writers.get(writer.domain) is writer:
+                del self._writers[writer.domain]
+
+    def _begin_load(self, domain: str, load_id: str) -> None:
+        """Mark a load as pending; first clear nodes a deleted domain of that name left behind."""
+        self._ensure_schema()
+        leftovers = self._query("MATCH (l:KgllmLoad {domain: $d}) RETURN count(l) AS loads "
+                                "UNION ALL MATCH (d:KgllmDomain {name: $d}) RETURN count(d) AS loads", d=domain)
+        if not any(row["loads"] for row in leftovers):
+            self._drain("MATCH (n:Entity {domain: $d}) WITH n LIMIT $batch DETACH DELETE n RETURN count(*) AS n",
+                        d=domain)
+        self._write(lambda tx: tx.run("CREATE (:KgllmLoad {id: $id, domain: $d, started: datetime()})",
+                                      id=load_id, d=domain).consume())
+
+    def _rollback(self, load_id: str) -> None:
+        for query in DROP_QUERIES:
+            self._drain(query, load=load_id)
+        self._write(lambda tx: tx.run("MATCH (l:KgllmLoad {id: $id}) DELETE l", id=load_id).consume())
+
+    def add_triples(self, domain: str, triples: Iterable[RawTriple], *, batch_size: int | None = None) -> int:
+        """Load ``triples`` into ``domain`` atomically (undone on failure); returns the number of new ones."""
+        with self.writer(domain, batch_size=batch_size) as writer:
+            writer.add(triples)
+        return writer.added or 0
+
+    def pending_loads(self) -> list[dict[str, Any]]:
+        """Loads begun but neither committed nor aborted (``id``, ``domain``, ``started``)."""
+        return self._query("MATCH (l:KgllmLoad) RETURN l.id AS id, l.domain AS domain, "
+                           "toString(l.started) AS started ORDER BY started")
+
+    def rollback_pending_loads(self) -> int:
+        """Undo loads whose process died before commit or abort; returns how many.
+
+        Run it only when no other process is loading into this database.
+        """
+        ours = {w.load_id for w in self._writers.values()}
+        stale = [row["id"] for row in self.pending_loads() if row["id"] not in ours]
+        for load_id in stale:
+            self._rollback(load_id)
+        return len(stale)
+
+    def delete_domain(self, domain: str) -> None:
+        """Remove ``domain`` (batched deletes); other domains are untouched.
+
+        Raises:
+            DomainNotFound: no such domain.
+            StoreError: a writer of this store for it is open.
+        """
+        self._require(domain)
+        if domain in self._writers:
+            raise StoreError(f"cannot delete domain {domain!r} while a writer for it is open")
+        # The domain disappears at once; its data then goes in batches (resumed by a later load if cut).
+        self._write(lambda tx: tx.run("MATCH (d:KgllmDomain {name: $d}) DELETE d", d=domain).consume())
+        self._drain("MATCH (n:Entity {domain: $d})-[r:REL]->() WITH r LIMIT $batch DELETE r RETURN count(*) AS n",
+                    d=domain)
+        self._drain("MATCH (n:Entity {domain: $d}) WITH n LIMIT $batch DETACH DELETE n RETURN count(*) AS n",
+                    d=domain)
+
+    # -- reading -------------------------------------------------------------------------------
+    def domains(self) -> list[str]:
+        return [row["name"] for row in self._query("MATCH (d:KgllmDomain) RETURN d.name AS name ORDER BY name")]
+
+    def _require(self, domain: str) -> None:
+        if not self._query("MATCH (d:KgllmDomain {name: $d}) RETURN 1 AS ok", d=domain):
+            raise DomainNotFound(domain, self.domains())
+
+    def count(self, domain: str | None = None) -> dict[str, int]:
+        """``{"entities": n, "triples": m}`` for one domain or summed over all committed domains."""
+        if domain is not None:
+            self._require(domain)
+        names = [domain] if domain is not None else self.domains()
+        rows = self._query("""
+            UNWIND $domains AS d
+            MATCH (n:Entity {domain: d})
+            RETURN count(n) AS entities, sum(COUNT { (n)-[:REL]->() }) AS triples""", domains=names)
+        return {"entities": int(rows[0]["entities"] or 0), "triples": int(rows[0]["triples"] or 0)}
+
+    def relations(self, domain: str) -> list[str]:
+        """The domain's relation names, sorted, with their original spelling."""
+        rows = self._query("MATCH (d:KgllmDomain {name: $d}) RETURN d.relations AS relations", d=domain)
+        if not rows:
+            raise DomainNotFound(domain, self.domains())
+        return sorted(rows[0]["relations"] or [])
+
+    def entity(self, id: str, domain: str) -> Entity | None:
+        rows = self._query("MATCH (n:Entity {key: $key}) RETURN n.name AS name", key=self._key(domain, id))
+        if not rows:
+            self._require(domain)
+            return None
+        return Entity(id=id, name=rows[0]["name"], domain=domain)
+
+    def find_entities(self, name: str, *, domain: str | None = None, limit: int = 10) -> list[Entity]:
+        """Entities named ``name`` ignoring case, then those whose name starts with it.
+
+        ``name`` is stripped (an empty query finds nothing). Exact matches come ordered by (domain, id),
+        prefix matches by (lowercased name, domain, id).
+        """
+        query = name.strip().lower()
+        if not query or limit <= 0:
+            return []
+        if domain is not None:
+            self._require(domain)
+        names = [domain] if domain is not None else self.domains()
+        rows = self._query("""
+            MATCH (n:Entity) WHERE n.lname = $q AND n.domain IN $domains
+            WITH n ORDER BY n.domain, n.id LIMIT $limit
+            RETURN n.id AS id, n.name AS name, n.domain AS domain""", q=query, domains=names, limit=limit)
+        if len(rows) < limit:
+            rows += self._query("""
+                MATCH (n:Entity) WHERE n.lname STARTS WITH $q AND n.lname <> $q AND n.domain IN $domains
+                WITH n ORDER BY n.lname, n.domain, n.id LIMIT $limit
+                RETURN n.id AS id, n.name AS name, n.domain AS domain""", q=query, domains=names,
+                                limit=limit - len(rows))
+        return [Entity(id=r["id"], name=r["name"], domain=r["domain"]) for r in rows]
+
+    def _fact(self, row: dict[str, Any], domain: str) -> Fact:
+        return Fact(head=row["h"], relation=row["r"], tail=row["t"], domain=domain, head_name=row["hn"],
+                    tail_name=row["tn"], source=row["source"], line=row["line"])
+
+    def neighbors(self, ids: Sequence[str], *, domain: str, relations: Sequence[str] | None = None,
+                  direction: Direction = "out", limit: int | None = None) -> list[Fact]:
+        """Facts leaving (``out``), entering (``in``) or touching (``both``) any of ``ids``.
+
+        Unknown ids and relations are ignored; each fact appears once (a self-loop too), ordered by
+        the position of its node in ``ids``, outgoing before incoming.
+        """
+        if direction not in ("out", "in", "both"):
+            raise ValueError(f"direction must be one of 'out', 'in', 'both', got {direction!r}")
+        keys = [self._key(domain, i) for i in dict.fromkeys(ids)]
+        rels = list(relations) if relations is not None else None
+        rows: list[tuple[int, int, dict[str, Any]]] = []
+        for rank, side in enumerate(("out", "in")):
+            if direction in (side, "both") and keys:
+                query = _NEIGHBOR_QUERY.format(pattern=_NEIGHBORS[side], fact=_FACT)
+                rows += [(row["i"], rank, row) for row in self._query(query, keys=keys, relations=rels)]
+        if not rows:
+            self._require(domain)
+            return []
+        rows.sort(key=lambda item: item[:2])
+        seen: set[str] = set()
+        facts = []
+        for _, _, row in rows:
+            if row["rid"] not in seen:
+                seen.add(row["rid"])
+                facts.append(self._fact(row, domain))
+        return facts if limit is None else facts[:max(limit, 0)]
+
+    def k_hop(self, seeds: Sequence[str], k: int, *, domain: str, limit: int = 10_000) -> Subgraph:
+        """Nodes within ``k`` undirected hops of ``seeds`` and the facts on paths of length ≤ k from them.
+
+        Breadth-first, one query per level; once ``limit`` facts are gathered it stops (``truncated``),
+        keeping the nodes those facts reach. Unknown seeds are ignored.
+        """
+        if k < 0 or limit < 0:
+            raise ValueError(f"k and limit must be >= 0, got k={k!r}, limit={limit!r}")
+        found = self._query("UNWIND $keys AS key MATCH (n:Entity {key: key}) RETURN n.id AS id, n.name AS name",
+                            keys=[self._key(domain, s) for s in dict.fromkeys(seeds)])
+        if not found:
+            self._require(domain)
+            return Subgraph(seeds=[])
+        depth = {row["id"]: 0 for row in found}
+        nodes = [Entity(id=row["id"], name=row["name"], domain=domain) for row in found]
+        frontier = list(depth)
+        facts: list[Fact] = []
+        taken: set[str] = set()
+        truncated = False
+        for level in range(k):
+            if not frontier or truncated:
+                break
+            # Rows repeat edges inside the frontier and edges taken at the previous level: this cap
+            # still leaves room for every edge that fits under ``limit``.
+            cap = 2 * (limit - len(facts)) + len(taken) + 1
+            rows = self._query(_EXPAND, keys=[self._key(domain, i) for i in frontier], cap=cap)
+            level_facts = []
+            for row in rows:
+                if row["rid"] in taken:
+                    continue
+                taken.add(row["rid"])
+                level_facts.append(row)
+            if len(facts) + len(level_facts) > limit or len(rows) >= cap:
+                truncated = len(facts) + len(level_facts) > limit or len(rows) >= cap
+                level_facts = level_facts[:limit - len(facts)]
+            frontier = []
+            for row in level_facts:
+                facts.append(self._fact(row, domain))
+                for end, name in ((row["h"], row["hn"]), (row["t"], row["tn"])):
+                    if end not in depth:
+                        depth[end] = level + 1
+                        frontier.append(end)
+                        nodes.append(Entity(id=end, name=name, domain=domain))
+        return Subgraph(nodes=nodes, facts=facts, seeds=[row["id"] for row in found], truncated=truncated)
+
+    def _pages(self, domain: str, page: int = 2000) -> Iterator[list[dict[str, Any]]]:
+        """The domain's nodes in key order, ``page`` at a time, each with its outgoing edges."""
+        self._require(domain)
+        prefix, after = self._key(domain, ""), ""
+        while True:
+            rows = self._query(_PAGE, prefix=prefix, after=after, page=page)
+            if not rows:
+                return
+            yield rows
+            after = rows[-1]["key"]
+
+    def iter_triples(self, domain: str) -> Iterator[Fact]:
+        """Every stored fact of ``domain`` with names and provenance (read page by page)."""
+        for rows in self._pages(domain):
+            names = {row["id"]: row["name"] for row in rows}
+            missing = {t for row in rows for rel, t, _, _ in row["out"] if rel is not None and t not in names}
+            if missing:
+                names.update((row["id"], row["name"]) for row in self._query(
+                    "UNWIND $keys AS key MATCH (n:Entity {key: key}) RETURN n.id AS id, n.name AS name",
+                    keys=[self._key(domain, t) for t in missing]))
+            for row in rows:
+                for rel, tail, source, line in row["out"]:
+                    if rel is None:  # a node without outgoing edges
+                        continue
+                    yield Fact(head=row["id"], relation=rel, tail=tail, domain=domain, head_name=row["name"],
+                               tail_name=names[tail], source=source, line=line)
+
+    def snapshot(self, domain: str) -> GraphSnapshot:
+        """The domain read into CSR arrays (nodes in key order)."""
+        ids: list[str] = []
+        names: list[str] = []
+        edges: list[tuple[str, str, str, str | None, int | None]] = []
+        for rows in self._pages(domain, page=10_000):
+            for row in rows:
+                ids.append(row["id"])
+                names.append(row["name"])
+                edges.extend((row["id"], rel, tail, source, line) for rel, tail, source, line in row["out"]
+                             if rel is not None)
+        index = {eid: i for i, eid in enumerate(ids)}
+        relations = sorted({e[1] for e in edges})
+        rel_index = {r: i for i, r in enumerate(relations)}
+        sources = sorted({e[3] for e in edges if e[3] is not None})
+        source_index = {s: i for i, s in enumerate(sources)}
+        n = len(edges)
+        return GraphSnapshot(
+            domain=domain, ids=ids, names=names, relations=relations,
+            head=np.fromiter((index[e[0]] for e in edges), dtype=np.int32, count=n),
+            rel=np.fromiter((rel_index[e[1]] for e in edges), dtype=np.int32, count=n),
+            tail=np.fromiter((index[e[2]] for e in edges), dtype=np.int32, count=n),
+            sources=sources,
+            source=np.fromiter((source_index.get(e[3], -1) if e[3] is not None else -1 for e in edges),
+                               dtype=np.int32, count=n),
+            line=np.fromiter((e[4] or 0 for e in edges), dtype=np.int32, count=n))
+
+    def to_networkx(self, subgraph: Subgraph) -> nx.MultiDiGraph:
+        return subgraph_to_networkx(subgraph)
+
+    def close(self) -> None:
+        """Abort open writers and close the driver."""
+        for writer in list(self._writers.values()):
+            writer.abort()
+        self._driver.close()

@@ -1,0 +1,116 @@
+"""End to end on the small subsets: `kgllm train/eval csqa|obqa` through the registry, and answer_choices."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kgllm.eval.registry import EvalRequest, TrainRequest, get_benchmark, get_trainer
+from kgllm.exceptions import BenchmarkError, ConfigError, ModelError
+from kgllm.fusion.choices import UNGROUNDED, ChoiceAnswerer, answer_choices
+
+QUESTION = "Where would you find a revolving door that protects money?"
+CHOICES = ["bank", "library", "department store", "mall", "new york"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mc-cache")
+
+
+@pytest.fixture(scope="module")
+def csqa_model(mcqa_dir: Path, cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("csqa-model")
+    result = get_trainer("csqa").run(TrainRequest(
+        data=mcqa_dir / "commonsenseqa", out=out,
+        options={"epochs": 3, "hidden": 32, "heads": 2, "cache_dir": str(cache), "seed": 0, "dev_fraction": 0.25}))
+    assert result["use_graph"] and result["n"] == 36 and len(result["history"]) == 3
+    return out
+
+
+def test_trained_model_dir_has_manifest(csqa_model: Path) -> None:
+    manifest = json.loads((csqa_model / "manifest.json").read_text())
+    assert manifest["benchmark"] == "csqa" and manifest["n_heldout"] == 12
+    assert manifest["config"]["use_graph"] is True and manifest["config"]["epochs"] == 3
+    assert all("dev_accuracy" in h for h in manifest["history"])
+
+
+def test_eval_reports_accuracy(csqa_model: Path, mcqa_dir: Path, cache: Path) -> None:
+    result = get_benchmark("csqa").run(EvalRequest(data=mcqa_dir / "commonsenseqa", split="dev", model=csqa_model,
+                                                   options={"cache_dir": str(cache)}))
+    assert result["n"] == 16 and 0.0 <= result["metrics"]["accuracy"] <= 1.0
+    correct = sum(p["predicted"] == p["gold"] for p in result["predictions"])
+    assert result["metrics"]["accuracy"] == pytest.approx(correct / 16)
+    assert result["config"]["use_graph"] is True
+
+
+def test_eval_bad_requests(csqa_model: Path, mcqa_dir: Path) -> None:
+    with pytest.raises(BenchmarkError, match="needs --model"):
+        get_benchmark("csqa").run(EvalRequest(data=mcqa_dir / "commonsenseqa"))
+    with pytest.raises(BenchmarkError, match="test_inhouse.jsonl not found"):
+        get_benchmark("csqa").run(EvalRequest(data=mcqa_dir / "commonsenseqa", split="test", model=csqa_model))
+    with pytest.raises(BenchmarkError, match="valid splits: train, dev, test"):
+        get_benchmark("csqa").run(EvalRequest(data=mcqa_dir / "commonsenseqa", split="valid", model=csqa_model))
+    with pytest.raises(ModelError, match="manifest.json is missing"):
+        get_benchmark("csqa").run(EvalRequest(data=mcqa_dir / "commonsenseqa", model=mcqa_dir))
+
+
+def test_obqa_no_graph_baseline_with_open_book(mcqa_dir: Path, cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "obqa"
+    result = get_trainer("obqa").run(TrainRequest(data=mcqa_dir / "openbookqa", out=out, options={
+        "epochs": 2, "no_graph": True, "cache_dir": str(cache), "hidden": 32}))
+    assert result["use_graph"] is False
+    assert len((out / "documents.txt").read_text().splitlines()) == 60
+    evaluated = get_benchmark("obqa").run(EvalRequest(data=mcqa_dir / "openbookqa", split="dev", model=out,
+                                                      options={"cache_dir": str(cache)}))
+    assert evaluated["n"] == 12 and evaluated["config"]["use_graph"] is False
+
+
+def test_answer_choices_ranks_the_choices(csqa_model: Path) -> None:
+    answer = answer_choices(None, QUESTION, CHOICES, model_dir=csqa_model)
+    assert sorted(a.name for a in answer.answers) == sorted(CHOICES)
+    assert answer.text == answer.answers[0].name
+    assert sum(a.score for a in answer.answers) == pytest.approx(1.0, abs=1e-5)
+    assert [a.score for a in answer.answers] == sorted((a.score for a in answer.answers), reverse=True)
+    assert {a.id for a in answer.answers} == set("ABCDE") and not answer.warnings
+    assert all(f.domain == "concepts" for f in answer.facts)
+
+
+def test_answer_choices_bad_input(csqa_model: Path) -> None:
+    with pytest.raises(ConfigError, match="at least 2 choices"):
+        answer_choices(None, QUESTION, ["bank"], model_dir=csqa_model)
+    with pytest.raises(ConfigError, match="list of at least 2"):
+        answer_choices(None, QUESTION, None, model_dir=csqa_model)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="duplicate"):
+        answer_choices(None, QUESTION, ["bank", "bank"], model_dir=csqa_model)
+    with pytest.raises(ConfigError, match="non-empty question"):
+        answer_choices(None, " ", CHOICES, model_dir=csqa_model)
+
+
+def test_ungrounded_question_falls_back_and_is_flagged(csqa_model: Path) -> None:
+    answer = answer_choices(None, "Qwzx vlorp frimble?", ["zzqv", "xxkq plonk"], model_dir=csqa_model)
+    assert UNGROUNDED in answer.warnings and len(answer.answers) == 2 and answer.facts == []
+
+
+def test_zero_shot_without_a_model_dir() -> None:
+    answer = answer_choices(None, "What do you use to cut paper?", ["scissors", "a spoon"])
+    assert answer.text == "scissors" and "no trained adapter" in answer.warnings[0]
+
+
+def test_model_dir_for_another_encoder_or_graph(csqa_model: Path, tmp_path: Path, embedder) -> None:  # noqa: ANN001
+    other = tmp_path / "other-encoder"
+    shutil.copytree(csqa_model, other, ignore=shutil.ignore_patterns("cache"))
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["encoder"] = "sentence-transformers/all-mpnet-base-v2"
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="all-mpnet-base-v2"):
+        ChoiceAnswerer(other, embedder=embedder)
+    regraph = tmp_path / "other-graph"
+    shutil.copytree(csqa_model, regraph, ignore=shutil.ignore_patterns("cache"))
+    lines = (regraph / "graph.tsv").read_text().splitlines()
+    (regraph / "graph.tsv").write_text("\n".join(lines[:-100]) + "\n")
+    with pytest.raises(ModelError, match="graph vocabulary"):
+        ChoiceAnswerer(regraph, embedder=embedder)

@@ -1,0 +1,108 @@
+"""Concept grounding and QA subgraph extraction on the small CN-100K subset (and the full graph)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kgllm.exceptions import LoadError
+from kgllm.fusion.features import read_mc_jsonl
+from kgllm.fusion.grounding import NODE_CHOICE, NODE_OTHER, NODE_QUESTION, ConceptGraph, ConceptGrounder, extract_subgraph
+
+
+@pytest.fixture()
+def tiny(tmp_path: Path) -> ConceptGraph:
+    path = tmp_path / "tiny.tsv"
+    path.write_text("AtLocation\trevolving door\tbank\nIsA\tbank\tbuilding\nUsedFor\tdoor\tenter building\n"
+                    "AtLocation\tmoney\tbank\nCapableOf\tguard\tprotect money\nAtLocation\tbook\tlibrary\n"
+                    "IsA\tlibrary\tbuilding\n")
+    return ConceptGraph.from_triples(path)
+
+
+def test_graph_vocabulary_and_adjacency(tiny: ConceptGraph) -> None:
+    assert len(tiny) == 10 and tiny.n_edges == 7 and tiny.n_relation_ids == 2 * 4
+    assert repr(tiny) == "ConceptGraph(nodes=10, edges=7, relations=4)"
+    bank = tiny.index["bank"]
+    assert {tiny.names[n] for n in tiny.neighbors([bank])} == {"revolving door", "building", "money"}
+    nodes = np.array([tiny.index[n] for n in ("revolving door", "bank", "building")])
+    src, dst, rel = tiny.edges_among(nodes)
+    edges = {(tiny.names[nodes[s]], tiny.relations[r % 4] + ("^-1" if r >= 4 else ""), tiny.names[nodes[d]])
+             for s, d, r in zip(src, dst, rel, strict=True)}
+    assert edges == {("revolving door", "AtLocation", "bank"), ("bank", "AtLocation^-1", "revolving door"),
+                     ("bank", "IsA", "building"), ("building", "IsA^-1", "bank")}
+
+
+def test_vocab_hash_tracks_the_vocabulary(tiny: ConceptGraph, tmp_path: Path) -> None:
+    other = tmp_path / "other.tsv"
+    other.write_text("IsA\tbank\tbuilding\n")
+    assert ConceptGraph.from_triples(other).vocab_hash != tiny.vocab_hash
+    assert len(tiny.vocab_hash) == 16
+
+
+def test_bad_triple_line_names_file_line_and_value(tmp_path: Path) -> None:
+    path = tmp_path / "bad.tsv"
+    path.write_text("IsA\tbank\tbuilding\nIsA bank building\n")
+    with pytest.raises(LoadError) as err:
+        ConceptGraph.from_triples(path)
+    assert err.value.line == 2 and err.value.value == "IsA bank building" and "bad.tsv line 2" in str(err.value)
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("\n")
+    with pytest.raises(LoadError, match="no triples"):
+        ConceptGraph.from_triples(empty)
+
+
+def test_grounder_longest_match_lemmas_and_stop_words(tiny: ConceptGraph) -> None:
+    grounder = ConceptGrounder(tiny)
+    names = [tiny.names[c] for c in grounder.ground("A revolving door protects the banks' money at a what?")]
+    assert names == ["revolving door", "bank", "money"]  # "door" is inside the longer match; plural lemmatised
+    assert grounder.ground("what is it of the") == []
+    assert [tiny.names[c] for c in grounder.ground("Libraries", whole=True)] == ["library"]
+
+
+def test_subgraph_joins_question_and_choice(tiny: ConceptGraph) -> None:
+    grounder = ConceptGrounder(tiny)
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(len(tiny), 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    sub = extract_subgraph(tiny, grounder.ground("where is a revolving door"), grounder.ground("library", whole=True),
+                           vectors, vectors[0])
+    names = {tiny.names[n]: t for n, t in zip(sub.nodes, sub.types, strict=True)}
+    # revolving door - bank - building - library is a 3-hop path: both inner nodes are kept
+    assert names == {"revolving door": NODE_QUESTION, "library": NODE_CHOICE, "bank": NODE_OTHER,
+                     "building": NODE_OTHER, "book": NODE_OTHER}
+    assert sub.edge_index.shape[1] == 2 * 4 and sub.edge_index.max() < len(sub.nodes)
+    small = extract_subgraph(tiny, [tiny.index["revolving door"]], [tiny.index["library"]], vectors, vectors[0],
+                             max_nodes=3, hops=2)
+    assert len(small.nodes) == 3 and "bank" not in {tiny.names[n] for n in small.nodes}
+    empty = extract_subgraph(tiny, [], [], vectors, vectors[0])
+    assert not empty.grounded and empty.edge_index.shape == (2, 0)
+
+
+def test_read_mc_jsonl_rejects_bad_rows(tmp_path: Path, mcqa_dir: Path) -> None:
+    questions = read_mc_jsonl(mcqa_dir / "commonsenseqa" / "dev.jsonl")
+    assert len(questions) == 16 and all(len(q.choices) == 5 and q.answer is not None for q in questions)
+    row = json.loads((mcqa_dir / "commonsenseqa" / "dev.jsonl").read_text().splitlines()[0])
+    bad = tmp_path / "bad.jsonl"
+    single = dict(row, question=dict(row["question"], choices=row["question"]["choices"][:1]))
+    bad.write_text(json.dumps(row) + "\n" + json.dumps(single) + "\n")
+    with pytest.raises(LoadError, match="line 2: a question needs at least 2 choices"):
+        read_mc_jsonl(bad)
+    bad.write_text(json.dumps(dict(row, answerKey="Z")) + "\n")
+    with pytest.raises(LoadError, match="answerKey not among"):
+        read_mc_jsonl(bad)
+    bad.write_text("{not json\n")
+    with pytest.raises(LoadError, match="line 1"):
+        read_mc_jsonl(bad)
+
+
+@pytest.mark.slow
+def test_grounding_coverage_on_full_csqa_dev(shared_data: Path) -> None:
+    graph = ConceptGraph.from_triples(shared_data / "conceptnet_100k" / "train.txt")
+    grounder = ConceptGrounder(graph)
+    questions = read_mc_jsonl(shared_data / "commonsenseqa" / "dev.jsonl")
+    q_cov = np.mean([bool(grounder.ground(q.stem)) for q in questions])
+    c_cov = np.mean([bool(grounder.ground(c, whole=True)) for q in questions for c in q.choices])
+    assert q_cov > 0.95 and c_cov > 0.8, (q_cov, c_cov)

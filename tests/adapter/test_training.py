@@ -1,0 +1,123 @@
+"""Training the multiple-choice adapter on a small real subset; checkpoints and their checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from kgllm.exceptions import ModelError
+from kgllm.fusion.features import MCFeatures
+from kgllm.fusion.grounding import NODE_CHOICE, ConceptGraph
+from kgllm.fusion.training import (
+    GraphData,
+    TrainConfig,
+    build_model,
+    load_model,
+    predict,
+    save_model,
+    train_adapter,
+)
+
+
+def test_features_have_lm_states_and_grounded_graphs(csqa_features: tuple[MCFeatures, MCFeatures],
+                                                     embedder) -> None:  # noqa: ANN001
+    train, dev = csqa_features
+    assert train.lm.shape == (48, 5, 4 * embedder.dim) and dev.lm.shape == (16, 5, 4 * embedder.dim)
+    assert set(train.answers.tolist()) <= set(range(5))
+    # the joint (question + choice) block is a unit vector from the real encoder
+    assert np.allclose(np.linalg.norm(train.lm[:, :, :embedder.dim], axis=-1), 1.0, atol=1e-2)
+    # CSQA documents block is empty (no open book)
+    assert np.abs(train.lm[:, :, 3 * embedder.dim:]).max() == 0.0
+    grounded = np.mean([(g.types == NODE_CHOICE).any() for g in train.graphs])
+    assert grounded > 0.5
+    assert max(len(g.nodes) for g in train.graphs) <= 32
+    assert sum(g.edge_index.shape[1] for g in train.graphs) > 0
+
+
+def test_cached_features_load_back_identically(csqa_features, concept_graph: ConceptGraph, embedder, mcqa_dir: Path,
+                                               tmp_path: Path) -> None:  # noqa: ANN001
+    from kgllm.fusion.features import FeatureBuilder, read_mc_jsonl
+
+    builder = FeatureBuilder(concept_graph, embedder, cache_dir=tmp_path)
+    questions = read_mc_jsonl(mcqa_dir / "commonsenseqa" / "dev.jsonl")
+    first = builder.build(questions)
+    assert len(list(tmp_path.glob("features-*.npz"))) == 1
+    again = builder.build(questions)
+    assert np.allclose(first.lm, again.lm, atol=1e-3)
+    assert all(np.array_equal(a.nodes, b.nodes) and np.array_equal(a.edge_index, b.edge_index)
+               and np.array_equal(a.edge_type, b.edge_type) for a, b in zip(first.graphs, again.graphs, strict=True))
+
+
+def test_small_data_training_loss_falls_and_adapter_gets_gradients(csqa_features, concept_graph: ConceptGraph
+                                                                    ) -> None:  # noqa: ANN001
+    train, _ = csqa_features
+    data = GraphData(train, concept_graph.n_relation_ids)
+    cfg = TrainConfig(epochs=8, lr=3e-3, batch_size=8, hidden=32, heads=2, dropout=0.0, seed=0)
+    # gradients reach every GNN layer on one real batch
+    model = build_model(train.lm.shape[-1], train.node_vectors.shape[1], concept_graph.n_relation_ids, cfg)
+    lm, graphs = data.batch([0, 1, 2, 3])
+    scores = model(lm, graphs).view(4, 5)
+    torch.nn.functional.cross_entropy(scores, torch.from_numpy(train.answers[:4])).backward()
+    for name, param in model.named_parameters():
+        if name.startswith("gnn.layers") and "bias" not in name:
+            assert param.grad is not None and float(param.grad.abs().sum()) > 0, name
+    model, history = train_adapter(data, cfg, n_graph_relations=concept_graph.n_relation_ids)
+    losses = [h["loss"] for h in history]
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert history[-1]["train_accuracy"] > history[0]["train_accuracy"]
+
+
+def test_same_seed_same_model(csqa_features, concept_graph: ConceptGraph) -> None:  # noqa: ANN001
+    train, dev = csqa_features
+    cfg = TrainConfig(epochs=1, batch_size=16, hidden=16, heads=2, seed=3)
+    data, dev_data = GraphData(train, concept_graph.n_relation_ids), GraphData(dev, concept_graph.n_relation_ids)
+    a, _ = train_adapter(data, cfg, n_graph_relations=concept_graph.n_relation_ids)
+    b, _ = train_adapter(data, cfg, n_graph_relations=concept_graph.n_relation_ids)
+    assert np.allclose(predict(a, dev_data), predict(b, dev_data))
+
+
+def _saved(tmp_path: Path, csqa_features, concept_graph: ConceptGraph, mcqa_dir: Path, embedder,  # noqa: ANN001
+           use_graph: bool = True) -> tuple[Path, np.ndarray]:
+    train, dev = csqa_features
+    cfg = TrainConfig(epochs=1, batch_size=16, hidden=16, heads=2, seed=1, use_graph=use_graph)
+    model, _ = train_adapter(GraphData(train, concept_graph.n_relation_ids), cfg,
+                             n_graph_relations=concept_graph.n_relation_ids)
+    out = save_model(tmp_path / "model", model, cfg, encoder=embedder.model_name, encoder_dim=embedder.dim,
+                     graph_path=mcqa_dir / "conceptnet_100k" / "train.txt", vocab_hash=concept_graph.vocab_hash,
+                     n_graph_relations=concept_graph.n_relation_ids, node_dim=embedder.dim)
+    return out, predict(model, GraphData(dev, concept_graph.n_relation_ids))
+
+
+@pytest.mark.parametrize("use_graph", [True, False])
+def test_checkpoint_round_trip(tmp_path: Path, csqa_features, concept_graph: ConceptGraph, mcqa_dir: Path,
+                               embedder, use_graph: bool) -> None:  # noqa: ANN001
+    out, scores = _saved(tmp_path, csqa_features, concept_graph, mcqa_dir, embedder, use_graph)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["encoder"] == embedder.model_name and manifest["encoder_dim"] == embedder.dim
+    assert manifest["graph_vocab_hash"] == concept_graph.vocab_hash and manifest["seed"] == 1
+    assert (out / "graph.tsv").is_file()
+    model, _ = load_model(out, encoder=embedder.model_name, vocab_hash=concept_graph.vocab_hash)
+    assert np.allclose(predict(model, GraphData(csqa_features[1], concept_graph.n_relation_ids)), scores, atol=1e-5)
+
+
+def test_loading_for_another_encoder_or_graph_fails(tmp_path: Path, csqa_features, concept_graph: ConceptGraph,
+                                                    mcqa_dir: Path, embedder) -> None:  # noqa: ANN001
+    out, _ = _saved(tmp_path, csqa_features, concept_graph, mcqa_dir, embedder)
+    with pytest.raises(ModelError, match="trained with encoder"):
+        load_model(out, encoder="sentence-transformers/all-mpnet-base-v2")
+    # one triple fewer: another vocabulary
+    lines = (mcqa_dir / "conceptnet_100k" / "train.txt").read_text().splitlines()
+    other_path = tmp_path / "other.tsv"
+    other_path.write_text("\n".join(lines[:-200]) + "\nIsA\tzzz unseen concept\tthing\n")
+    other = ConceptGraph.from_triples(other_path)
+    with pytest.raises(ModelError, match="graph vocabulary"):
+        load_model(out, vocab_hash=other.vocab_hash)
+    with pytest.raises(ModelError, match="manifest.json is missing"):
+        load_model(tmp_path)
+    (out / "adapter.pt").write_bytes(b"not weights")
+    with pytest.raises(ModelError, match="weights"):
+        load_model(out)

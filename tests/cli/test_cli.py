@@ -1,0 +1,60 @@
+"""The ``kgllm`` command: loads, stats, JSON output and one-line errors with exit code 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kgllm.cli import main
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_load_and_stats_json(tmp_path, capsys, fixtures_dir):
+    kb = tmp_path / "kb"
+    code, out, _ = run(capsys, "--kb", kb, "--json", "load", fixtures_dir / "kb" / "tiny_movies")
+    assert code == 0
+    assert json.loads(out)["triples_added"] == 50
+    code, out, _ = run(capsys, "--kb", kb, "load", "--domain", "geo", "--triples",
+                       fixtures_dir / "kb" / "tiny_geo" / "countries.tsv", "--description", "countries")
+    assert code == 0 and out.startswith("geo: +46 triples")
+    code, out, _ = run(capsys, "--kb", kb, "--json", "stats")
+    stats = json.loads(out)
+    assert code == 0
+    assert stats["domains"]["tiny_movies"]["triples"] == 50 and stats["domains"]["geo"]["triples"] == 46
+    assert "local" in stats["registered"]["stores"] and "neo4j" in stats["registered"]["stores"]
+    code, out, _ = run(capsys, "--kb", kb, "stats")
+    assert "tiny_movies" in out and "registered stores" in out
+
+
+def test_errors_are_one_line_with_exit_code_1(tmp_path, capsys, fixtures_dir):
+    code, out, err = run(capsys, "--kb", tmp_path / "absent", "stats")
+    assert code == 1 and err.startswith("KBNotFound: ") and len(err.strip().splitlines()) == 1
+    bad = tmp_path / "bad.txt"
+    bad.write_text("a|b|c\na|b\n", encoding="utf-8")
+    code, out, err = run(capsys, "--kb", tmp_path / "kb", "load", "--domain", "d", "--triples", bad,
+                         "--format", "pipe")
+    assert code == 1 and err.startswith("LoadError: ") and "bad.txt line 2" in err
+    code, out, err = run(capsys, "--kb", tmp_path / "kb", "load")
+    assert code == 1 and err.startswith("ConfigError: ")
+    code, out, err = run(capsys, "--kb", tmp_path / "kb", "eval", "no-such-benchmark", "--data", tmp_path)
+    assert code == 1 and err.startswith("BenchmarkError: ") and "metaqa-1hop" in err
+    code, out, err = run(capsys, "--kb", tmp_path / "kb", "--store", "mongo", "stats")
+    assert code == 1 and err.startswith("ConfigError: ")
+
+
+def test_console_script_runs(tmp_path, fixtures_dir):
+    exe = os.path.join(os.path.dirname(sys.executable), "kgllm")
+    result = subprocess.run([exe, "--kb", str(tmp_path / "kb"), "--json", "load",
+                             str(fixtures_dir / "kb" / "tiny_geo")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["domain"] == "tiny_geo"
+    assert result.stderr == ""  # no progress bars when not on a terminal

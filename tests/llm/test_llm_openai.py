@@ -1,0 +1,153 @@
+"""``openai:`` against a local chat-completions server: exact requests, auth, retries, timeouts, SSE streaming."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+from llm_testing import Reply
+
+from kgllm.exceptions import ConfigError, LLMError
+from kgllm.llm import OpenAICompatibleLLM, resolve_llm
+
+
+def make(server, **kwargs):
+    kwargs.setdefault("backoff", 0.01)
+    return resolve_llm(f"openai:test-model@{server.url}", cache=False, **kwargs)
+
+
+def test_request_is_exactly_the_chat_completions_protocol(chat_server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    llm = make(chat_server)
+    assert isinstance(llm, OpenAICompatibleLLM)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Who directed Kismet?"}]
+    gen = llm.generate(messages, max_tokens=32, temperature=0.2, stop=["\n\n", "Question:"])
+    assert gen.text == "echo: Who directed Kismet?"
+    assert (gen.prompt_tokens, gen.completion_tokens, gen.finish_reason) == (11, 7, "stop")
+    [request] = chat_server.requests
+    assert request.path == "/v1/chat/completions"
+    assert request.headers["authorization"] == "Bearer sk-from-env"
+    assert request.headers["content-type"] == "application/json"
+    assert request.body == {"model": "test-model", "messages": messages, "max_tokens": 32, "temperature": 0.2,
+                            "stop": ["\n\n", "Question:"]}
+    llm.close()
+
+
+def test_string_prompt_and_key_argument_override_env(chat_server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    with make(chat_server, api_key="sk-given") as llm:
+        llm.generate("hi", max_tokens=5)
+    request = chat_server.requests[0]
+    assert request.headers["authorization"] == "Bearer sk-given"
+    assert request.body == {"model": "test-model", "messages": [{"role": "user", "content": "hi"}],
+                            "max_tokens": 5, "temperature": 0.0}
+
+
+def test_no_key_no_auth_header(chat_server, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with make(chat_server) as llm:
+        llm.generate("hi")
+    assert "authorization" not in chat_server.requests[0].headers
+
+
+def test_missing_usage_is_counted_locally(chat_server):
+    chat_server.script = [Reply(body={"choices": [{"message": {"role": "assistant", "content": "Robert Zemeckis"},
+                                                   "finish_reason": "stop"}]})]
+    with make(chat_server) as llm:
+        gen = llm.generate("Who directed Forrest Gump?")
+    assert gen.text == "Robert Zemeckis" and gen.completion_tokens >= 2 and gen.prompt_tokens >= 5
+
+
+def test_429_is_retried_after_the_servers_retry_after(chat_server):
+    chat_server.script = [Reply(status=429, body={"error": {"message": "slow down"}}, headers={"Retry-After": "1"})]
+    with make(chat_server, max_retries=2) as llm:
+        gen = llm.generate("hi")
+    assert gen.text == "echo: hi"
+    first, second = chat_server.requests
+    assert second.time - first.time >= 0.9  # Retry-After honoured, not our 10 ms backoff
+    assert second.body == first.body
+
+
+def test_500s_are_retried_with_backoff_then_fail(chat_server):
+    chat_server.script = [Reply(status=500, body={"error": {"message": "boom"}}) for _ in range(3)]
+    with make(chat_server, max_retries=2, backoff=0.05) as llm:
+        with pytest.raises(LLMError) as info:
+            llm.generate("hi")
+    assert "3 attempt(s)" in str(info.value) and "HTTP 500: boom" in str(info.value)
+    times = [r.time for r in chat_server.requests]
+    assert len(times) == 3
+    assert times[1] - times[0] >= 0.05 and times[2] - times[1] >= 0.1  # exponential
+
+
+def test_503_then_success(chat_server):
+    chat_server.script = [Reply(status=503), Reply(status=502)]
+    with make(chat_server, max_retries=3) as llm:
+        assert llm.generate("again").text == "echo: again"
+    assert len(chat_server.requests) == 3
+
+
+def test_client_errors_are_not_retried(chat_server):
+    chat_server.script = [Reply(status=400, body={"error": {"message": "model 'x' not found"}})]
+    with make(chat_server, max_retries=3) as llm:
+        with pytest.raises(LLMError, match="HTTP 400: model 'x' not found"):
+            llm.generate("hi")
+    assert len(chat_server.requests) == 1
+
+
+def test_slow_server_times_out(chat_server):
+    chat_server.script = [Reply(delay=1.5), Reply(delay=1.5)]
+    with make(chat_server, timeout=0.3, max_retries=1) as llm:
+        start = time.monotonic()
+        with pytest.raises(LLMError, match="timed out"):
+            llm.generate("hi")
+    assert time.monotonic() - start < 1.5
+    assert len(chat_server.requests) == 2
+
+
+def test_unreachable_endpoint():
+    with socket.socket() as sock:  # a port with nobody listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    llm = resolve_llm(f"openai:m@http://127.0.0.1:{port}/v1", cache=False, max_retries=1, backoff=0.01)
+    with pytest.raises(LLMError, match="cannot reach http://127.0.0.1"):
+        llm.generate("hi")
+    llm.close()
+
+
+def test_malformed_response(chat_server):
+    chat_server.script = [Reply(body={"unexpected": True})]
+    with make(chat_server) as llm, pytest.raises(LLMError, match="malformed"):
+        llm.generate("hi")
+
+
+def test_sse_streaming(chat_server):
+    def delta(text):
+        return {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+
+    chat_server.script = [Reply(events=[
+        ": keep-alive comment\n\n",
+        {"choices": [{"index": 0, "delta": {"role": "assistant"}}]},
+        delta("Robert"), delta(" Zeme"), delta("ckis [1]"), delta(" and more"),
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        "data: [DONE]\n\n",
+    ])]
+    with make(chat_server) as llm:
+        pieces = list(llm.stream("Who directed Forrest Gump?", max_tokens=20, stop=[" and"]))
+    assert "".join(pieces) == "Robert Zemeckis [1]"
+    assert len(pieces) >= 2  # really streamed, not one block
+    body = chat_server.requests[0].body
+    assert body["stream"] is True and body["stop"] == [" and"] and body["max_tokens"] == 20
+
+
+def test_stream_error_event(chat_server):
+    chat_server.script = [Reply(events=[{"error": {"message": "overloaded"}}])]
+    with make(chat_server) as llm, pytest.raises(LLMError, match="overloaded"):
+        list(llm.stream("hi"))
+
+
+def test_bad_settings():
+    with pytest.raises(ConfigError, match="invalid base URL"):
+        OpenAICompatibleLLM("m", "localhost:8000")
+    with pytest.raises(ConfigError, match="timeout"):
+        OpenAICompatibleLLM("m", "http://127.0.0.1:1/v1", timeout=0)

@@ -1,0 +1,75 @@
+"""Entity linking: brackets, plain questions, fuzzy names, aliases, vector fallback."""
+
+from __future__ import annotations
+
+from kgllm.linking import EntityLinker, normalize
+
+
+def linker(movies, **kwargs) -> EntityLinker:
+    return EntityLinker.from_snapshot(movies, **kwargs)
+
+
+def test_normalize_drops_punctuation_and_case():
+    assert normalize("Mr. & Mrs.  Smith") == "mr mrs smith"
+    assert normalize("???") == ""
+
+
+def test_bracketed_mention_is_linked_exactly(movies):
+    mentions = linker(movies).mentions("who directed [Kismet]")
+    assert mentions[0].text == "Kismet"
+    assert mentions[0].links[0].id == "Kismet" and mentions[0].links[0].method == "bracket"
+    assert mentions[0].links[0].score == 1.0
+
+
+def test_same_question_without_brackets_links(movies):
+    q = "what movies did Tom Hanks act in"
+    mention = linker(movies).mentions(q)[0]
+    assert mention.links[0].id == "Tom Hanks" and mention.links[0].method == "exact"
+    assert q[mention.start:mention.end] == "Tom Hanks"
+
+
+def test_longest_span_wins_over_contained_names(movies):
+    # "Satan Met a Lady" contains no other entity, but "Lady" alone must not be preferred to the full title
+    mention = linker(movies).mentions("who starred in satan met a lady")[0]
+    assert mention.links[0].id == "Satan Met a Lady"
+
+
+def test_fuzzy_match_for_misspelled_bracket(movies):
+    links = linker(movies).link("who directed [Forest Gump]")
+    assert links[0].id == "Forrest Gump" and links[0].method == "fuzzy"
+    assert 0.8 < links[0].score < 1.0
+
+
+def test_fuzzy_match_in_plain_question(movies):
+    links = linker(movies).link("which films did robert zemekis direct")
+    assert links and links[0].id == "Robert Zemeckis"
+
+
+def test_alias_links_to_its_entity(movies):
+    links = linker(movies, aliases={"Gump": "Forrest Gump", "Ghost": "Nobody"}).link("who directed Gump")
+    assert links[0].id == "Forrest Gump" and links[0].method == "alias"
+
+
+def test_no_linkable_entity(movies):
+    assert linker(movies).link("what is the airspeed of an unladen swallow") == []
+    assert linker(movies).link("") == []
+
+
+def test_vector_fallback_uses_real_faiss_index(movies, embedder):
+    from kgllm.index import VectorIndex
+
+    names = ["Kismet", "Forrest Gump", "Tom Hanks", "William Dieterle"]
+    index = VectorIndex.create(embedder.dim, model=embedder.model_name)
+    index.add(names, embedder.encode(names))
+    calls = []
+
+    def provider():
+        calls.append(1)
+        return index
+
+    lk = linker(movies, vector_index=provider, embedder=embedder)
+    assert lk.link("who directed [Kismet]")[0].method == "bracket"
+    assert calls == []  # exact links do not build the index
+    links = lk.link("who directed [the film about a man named Gump, Forrest]")
+    assert links and links[0].method == "vector" and links[0].id == "Forrest Gump"
+    assert 0.0 < links[0].score <= 0.8

@@ -1,0 +1,97 @@
+"""Path scorers: zero-shot similarity on hand-made chains, the learned scorer trained on real MetaQA
+questions (a fixture subset), its manifest checks, and weak supervision of gold chains."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from reasoning_graphs import MOVIE_TRIPLES, make_snapshot
+
+from kgllm.exceptions import ModelError
+from kgllm.reasoning.paths import RelationGraph
+from kgllm.reasoning.reasoner import PathReasoner
+from kgllm.reasoning.scorer import LearnedScorer, ZeroShotScorer
+from kgllm.reasoning.training import TrainingExample, gold_chains, train_path_scorer
+
+
+def test_gold_chains_by_answer_sets(movies):
+    graph = RelationGraph(movies)
+    idx = movies.index
+    chains = gold_chains(graph, [idx["Tom Hanks"]], [idx["Robert Zemeckis"], idx["Penny Marshall"]])
+    assert [[graph.code_name(c) for c in chain] for chain in chains] == [["~starred_actors", "directed_by"]]
+    # Kismet's co-directed films: the topic itself is never an answer
+    chains = gold_chains(graph, [idx["Kismet"]], [idx["Satan Met a Lady"]], hops=2)
+    assert [[graph.code_name(c) for c in chain] for chain in chains] == [["directed_by", "~directed_by"]]
+    assert gold_chains(graph, [idx["Kismet"]], []) == []
+
+
+def test_zero_shot_scorer_prefers_matching_relation(movies, embedder):
+    graph = RelationGraph(movies)
+    scorer = ZeroShotScorer(graph, embedder)
+    state = scorer.prepare([f"who directed {scorer.mask}"])[0]
+    codes = graph.available(np.array([movies.node("Kismet")])).tolist()
+    scores = scorer.score(state, [(c,) for c in codes], complete=True)
+    assert graph.code_name(codes[int(np.argmax(scores))]) == "directed_by"
+    assert scorer.chain_text((codes[0], codes[0] | 1)).count("then") == 1
+    # each chain text is embedded once
+    before = len(scorer._vectors)
+    scorer.score(state, [(c,) for c in codes], complete=True)
+    assert len(scorer._vectors) == before
+
+
+@pytest.fixture(scope="module")
+def trained(metaqa_kb, metaqa_dir, embedder, tmp_path_factory):
+    from kgllm.eval.metaqa import read_questions
+
+    ctx = metaqa_kb.pipeline.context("movies")
+    idx = ctx.snapshot.index
+    examples = []
+    for hops in (1, 2, 3):
+        for q in read_questions(metaqa_dir / f"{hops}-hop" / "qa_dev.txt"):
+            start = q.question.index("[") + 1
+            text = PathReasoner.mask(q.question, start, start + len(q.topic))
+            examples.append(TrainingExample(text, [idx[q.topic]], [idx[a] for a in q.answers if a in idx], hops))
+    scorer, stats = train_path_scorer(ctx.graph, embedder, examples, epochs=40)
+    out = scorer.save(tmp_path_factory.mktemp("model") / "scorer")
+    return ctx, scorer, stats, out, examples
+
+
+def test_learned_scorer_fits_its_training_questions(trained):
+    ctx, scorer, stats, _, examples = trained
+    assert stats["supervised"] == len(examples)  # every fixture question has an exact chain
+    reasoner = PathReasoner(ctx.graph, scorer)
+    states = reasoner.prepare([e.text for e in examples])
+    hits = 0
+    for example, state in zip(examples, states, strict=False):
+        result = reasoner.reason(state, example.topic, top_k=1)
+        hits += bool(result.answers) and ctx.snapshot.index[result.answers[0].id] in set(example.answers)
+    assert hits / len(examples) >= 0.95
+
+
+def test_learned_scorer_round_trips_and_checks_the_kb(trained, embedder, movies):
+    ctx, scorer, _, out, examples = trained
+    loaded = LearnedScorer.load(out, ctx.graph, embedder)
+    state_a = scorer.prepare([examples[0].text])[0]
+    state_b = loaded.prepare([examples[0].text])[0]
+    chains = [(0,), (1,), (0, 1)]
+    np.testing.assert_allclose(scorer.score(state_a, chains, complete=True),
+                               loaded.score(state_b, chains, complete=True), rtol=1e-5)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["embedder"] == embedder.model_name and manifest["dim"] == embedder.dim
+    assert manifest["num_entities"] == ctx.snapshot.num_nodes
+    with pytest.raises(ModelError, match="another knowledge base"):
+        LearnedScorer.load(out, RelationGraph(movies), embedder)
+    other = make_snapshot(MOVIE_TRIPLES, domain="movies")
+    with pytest.raises(ModelError, match="fingerprint"):
+        LearnedScorer.load(out, RelationGraph(other), embedder)
+
+
+def test_model_dir_errors(tmp_path, movies, embedder):
+    graph = RelationGraph(movies)
+    with pytest.raises(ModelError, match="not a trained path scorer"):
+        LearnedScorer.load(tmp_path, graph, embedder)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ModelError, match="corrupt manifest"):
+        LearnedScorer.load(tmp_path, graph, embedder)

@@ -1,0 +1,64 @@
+"""Experts and routing on small real packs with the real MiniLM."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import kgllm
+from kgllm.exceptions import ModelError
+from kgllm.experts import Router, RouterModel, question_spans
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory, fixtures_dir):
+    with kgllm.open(tmp_path_factory.mktemp("experts") / "kb") as knowledge_base:
+        knowledge_base.load(fixtures_dir / "kb" / "tiny_movies")
+        knowledge_base.load(fixtures_dir / "kb" / "tiny_geo")
+        yield knowledge_base
+
+
+def test_question_spans_prefers_brackets_and_skips_stopwords():
+    spans = question_spans("Who directed [Kismet] in 1944?")
+    assert spans[0] == ("kismet", 1, True)
+    texts = {s for s, _, _ in spans}
+    assert "directed" in texts and "1944" in texts and "who" not in texts and "in" not in texts
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("Who directed [Kismet]?", "tiny_movies"),
+    ("which films did Tom Hanks star in", "tiny_movies"),
+    ("Which region is [france] located in?", "tiny_geo"),
+    ("what countries border spain", "tiny_geo"),
+])
+def test_zero_shot_routing(kb, question, expected):
+    ranked = kb.router.route(question)
+    assert [c.name for c in ranked][0] == expected
+    assert ranked[0].score > ranked[1].score
+    assert any("description similarity" in reason for reason in ranked[0].reasons)
+
+
+def test_entity_links_are_reasons(kb):
+    top = kb.router.route("Who directed [Kismet]?")[0]
+    assert any("'kismet'" in reason for reason in top.reasons)
+
+
+def test_trained_router_round_trip(kb, tmp_path):
+    questions = ["who directed X", "what films star Y", "when was Z released",
+                 "where is X located", "which countries border Y", "what region contains Z"]
+    labels = ["tiny_movies"] * 3 + ["tiny_geo"] * 3
+    vectors = kb.embedder.encode(questions)
+    model = RouterModel.fit(questions, vectors, labels, model=kb.embedder.model_name)
+    predicted = np.array(model.labels)[model.probabilities(questions, vectors).argmax(1)]
+    assert np.array_equal(predicted, np.array(labels))
+    model.save(tmp_path / "router")
+    loaded = RouterModel.load(tmp_path / "router", model=kb.embedder.model_name)
+    assert np.allclose(loaded.coef, model.coef) and loaded.vocabulary == model.vocabulary
+    routed = Router(kb, model=loaded).route("which countries border france")
+    assert routed[0].name == "tiny_geo" and any("classifier" in r for r in routed[0].reasons)
+    with pytest.raises(ModelError, match="trained with embedder"):
+        RouterModel.load(tmp_path / "router", model="another-model")
+    manifest = json.loads((tmp_path / "router" / "manifest.json").read_text())
+    assert manifest["labels"] == ["tiny_geo", "tiny_movies"]

@@ -1,0 +1,171 @@
+"""KnowledgeBase: loading packs and files, atomic failures, experts, indexes, persistence."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+import kgllm
+from kgllm.exceptions import ConfigError, DomainNotFound, IndexMismatch, KBNotFound, LoadError
+
+
+@pytest.fixture()
+def kb(tmp_path, fixtures_dir):
+    with kgllm.open(tmp_path / "kb") as knowledge_base:
+        knowledge_base.load(fixtures_dir / "kb" / "tiny_movies")
+        yield knowledge_base
+
+
+def _state(kb):
+    """Everything a failed load must leave unchanged: stats and a query."""
+    stats = kb.stats()
+    facts = {domain: sorted((f.head, f.relation, f.tail) for f in kb.store.iter_triples(domain))
+             for domain in kb.domains}
+    neighbours = sorted(f.tail for f in kb.store.neighbors(["Kismet"], domain="tiny_movies"))
+    return stats, facts, neighbours
+
+
+def test_load_pack_counts_and_metadata(kb):
+    stats = kb.stats()["domains"]["tiny_movies"]
+    assert stats["triples"] == 50
+    assert stats["relations"] == 7
+    assert "directors" in stats["description"]
+    assert kb.relation_text("tiny_movies")["starred_actors"] == "starring"
+    assert kb.relation_text("tiny_movies")["has_tags"] == "tagged"
+
+
+def test_load_again_is_idempotent_and_appends(kb, tmp_path):
+    again = kb.load_triples("tiny_movies", kb.domain_info("tiny_movies")["pack"] + "/kb.txt", format="pipe")
+    assert again["triples_added"] == 0 and again["triples"] == 50
+    extra = tmp_path / "more.txt"
+    extra.write_text("Kismet|has_genre|Drama\nNew Film|directed_by|William Dieterle\n", encoding="utf-8")
+    report = kb.load_triples("tiny_movies", extra, format="pipe")
+    assert report["triples_added"] == 2 and report["triples"] == 52
+    directed = {f.head for f in kb.store.neighbors(["William Dieterle"], domain="tiny_movies", direction="in")}
+    assert directed == {"Kismet", "New Film"}
+
+
+def test_persistence_across_reopen(kb, tmp_path):
+    before = _state(kb)
+    kb.close()
+    with kgllm.open(tmp_path / "kb", create=False) as reopened:
+        assert _state(reopened) == before
+
+
+@pytest.mark.parametrize("content, fmt, needle", [
+    ("Kismet|directed_by|William Dieterle\nKismet|directed_by\n", "pipe", "line 2"),
+    ("a\tb\tc\nd\te\n", "tsv", "line 2"),
+    ("", "pipe", "empty"),
+    (b"ok|rel|fine\nbad|rel|\xff\xfe\n", "pipe", "line 2"),
+    ("<http://a> <http://b> .\n", "nt", "line 1"),
+])
+def test_bad_file_leaves_kb_unchanged(kb, tmp_path, content, fmt, needle):
+    path = tmp_path / f"bad.{fmt}"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    before = _state(kb)
+    with pytest.raises(LoadError) as info:
+        kb.load_triples("tiny_movies", path, format=fmt)
+    assert str(path.name) in str(info.value) and needle in str(info.value)
+    assert _state(kb) == before
+    with pytest.raises(LoadError):  # a new domain is not created by a failed load either
+        kb.load_triples("brand_new", path, format=fmt)
+    assert "brand_new" not in kb.domains and _state(kb) == before
+
+
+def test_missing_file_and_bad_manifest(kb, tmp_path, fixtures_dir):
+    before = _state(kb)
+    with pytest.raises(LoadError, match="nope.txt"):
+        kb.load_triples("tiny_movies", tmp_path / "nope.txt", format="pipe")
+    pack = tmp_path / "pack"
+    shutil.copytree(fixtures_dir / "kb" / "tiny_geo", pack)
+    manifest = pack / "manifest.yaml"
+    manifest.write_text(manifest.read_text(encoding="utf-8") + "colour: blue\n", encoding="utf-8")
+    with pytest.raises(LoadError, match="colour"):
+        kb.load(pack)
+    manifest.write_text(manifest.read_text(encoding="utf-8").replace("colour: blue\n", "")
+                        .replace("countries.tsv", "missing.tsv"), encoding="utf-8")
+    with pytest.raises(LoadError, match="missing.tsv"):
+        kb.load(pack)
+    assert _state(kb) == before
+
+
+def test_not_a_kb_directory(tmp_path):
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "cat.jpg").write_bytes(b"\xff\xd8")
+    with pytest.raises(KBNotFound, match="not a kgllm knowledge base"):
+        kgllm.open(other)
+    with pytest.raises(KBNotFound):
+        kgllm.open(tmp_path / "absent", create=False)
+    assert list(other.iterdir()) == [other / "cat.jpg"]
+
+
+def test_unknown_domain_lists_known(kb):
+    with pytest.raises(DomainNotFound, match="tiny_movies"):
+        kb.domain_info("cooking")
+
+
+def test_invalid_domain_name(kb, fixtures_dir):
+    with pytest.raises(ConfigError, match="invalid domain name"):
+        kb.load_triples("../escape", fixtures_dir / "kb" / "tiny_movies" / "kb.txt", format="pipe")
+
+
+def test_entity_index_is_incremental_and_deleted_with_domain(kb, tmp_path):
+    index = kb.index("tiny_movies", "entities")
+    first = len(index)
+    assert first == kb.store.count("tiny_movies")["entities"]
+    extra = tmp_path / "more.txt"
+    extra.write_text("Kismet|has_genre|Film Noir\n", encoding="utf-8")
+    kb.load_triples("tiny_movies", extra, format="pipe")
+    calls_before = kb.embedder.stats.encoded
+    index = kb.index("tiny_movies", "entities")
+    assert len(index) == first + 1
+    assert kb.embedder.stats.encoded - calls_before == 1  # only the new entity was embedded
+    hits = index.search(kb.embedder.encode(["Film Noir"]), 1)[0]
+    assert hits[0][0] == "Film Noir"
+    assert (kb.path / "index" / "tiny_movies" / "entities" / "manifest.json").exists()
+    kb.delete_domain("tiny_movies")
+    assert not (kb.path / "index" / "tiny_movies").exists()
+    assert kb.domains == []
+
+
+def test_other_embedding_model_is_refused_at_open(kb, tmp_path):
+    kb.index("tiny_movies", "entities")
+    kb.close()
+    with pytest.raises(IndexMismatch, match="index built with embedding model"):
+        kgllm.open(tmp_path / "kb", embedder="some-other/model")
+
+
+def test_delete_domain_keeps_others(kb, fixtures_dir):
+    kb.load(fixtures_dir / "kb" / "tiny_geo")
+    geo_before = sorted((f.head, f.relation, f.tail) for f in kb.store.iter_triples("tiny_geo"))
+    kb.delete_domain("tiny_movies")
+    assert kb.domains == ["tiny_geo"]
+    assert sorted((f.head, f.relation, f.tail) for f in kb.store.iter_triples("tiny_geo")) == geo_before
+
+
+def test_experts_declared_and_persisted(kb, tmp_path):
+    expert = kb.add_expert("cooking", description="Recipes and ingredients.", reasoning={"max_hops": 2})
+    assert expert.reasoning.max_hops == 2
+    with pytest.raises(ConfigError, match="exists already"):
+        kb.add_expert("cooking", description="again")
+    kb.close()
+    with kgllm.open(tmp_path / "kb", create=False) as reopened:
+        names = [e.name for e in reopened.experts()]
+        assert names == ["cooking", "tiny_movies"]
+        assert reopened.expert("cooking").description == "Recipes and ingredients."
+
+
+def test_manifest_never_stores_password(kb):
+    from kgllm.config import StoreSettings
+
+    settings = StoreSettings(backend="neo4j", neo4j_uri="bolt://127.0.0.1:7687", user="neo4j", password="secret")
+    assert "password" not in settings.model_dump()
+    assert "secret" not in repr(settings)
+    manifest = json.loads((kb.path / "kgllm.json").read_text(encoding="utf-8"))
+    assert manifest["format"] == "kgllm-kb" and manifest["store"] == {"backend": "local"}

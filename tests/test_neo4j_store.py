@@ -1,0 +1,122 @@
+"""Neo4j-specific behaviour of the graph store beyond the shared protocol suite (tests/stores/).
+
+Loads are many transactions tagged with a load id: a failed or abandoned load is removed again,
+a committed one leaves no tags; a load from a process that died is rolled back on request.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from kgllm.exceptions import ConfigError, LoadError
+from kgllm.stores.base import RawTriple
+from kgllm.stores.neo4j import Neo4jGraphStore
+
+pytestmark = pytest.mark.neo4j
+
+
+@pytest.fixture
+def store(neo4j_server):
+    backend = Neo4jGraphStore(**neo4j_server.connection(), batch_size=7)
+    backend.rollback_pending_loads()
+    for domain in backend.domains():
+        backend.delete_domain(domain)
+    yield backend
+    backend.close()
+
+
+def _tags(store: Neo4jGraphStore) -> dict[str, int]:
+    return store._query("""
+        CALL () { MATCH (n:Entity) WHERE n.load IS NOT NULL RETURN count(n) AS nodes }
+        CALL () { MATCH ()-[r:REL]->() WHERE r.load IS NOT NULL RETURN count(r) AS rels }
+        CALL () { MATCH (l:KgllmLoad) RETURN count(l) AS loads }
+        RETURN nodes, rels, loads""")[0]
+
+
+def _chain(n: int, prefix: str = "e") -> list[RawTriple]:
+    return [RawTriple(f"{prefix}{i}", "next", f"{prefix}{i + 1}", "chain.tsv", i + 1) for i in range(n)]
+
+
+def test_commit_leaves_no_load_tags(store):
+    assert store.add_triples("d", _chain(50)) == 50
+    assert _tags(store) == {"nodes": 0, "rels": 0, "loads": 0}
+    assert store.count("d") == {"entities": 51, "triples": 50}
+
+
+def test_load_failing_after_many_batches_is_undone(store):
+    store.add_triples("d", _chain(20))
+    before = store.count(), {(f.head, f.tail) for f in store.iter_triples("d")}
+
+    def rows():
+        yield from _chain(40)  # half old, half new, over several batch transactions
+        yield RawTriple("x", "next", "y", "chain.tsv", 41)
+        yield RawTriple("", "next", "z", "chain.tsv", 42)
+
+    with pytest.raises(LoadError, match=r"chain\.tsv line 42"):
+        store.add_triples("d", rows())
+    assert (store.count(), {(f.head, f.tail) for f in store.iter_triples("d")}) == before
+    assert _tags(store) == {"nodes": 0, "rels": 0, "loads": 0}
+    assert store.entity("e30", "d") is None and store.entity("x", "d") is None
+
+
+def test_load_of_a_dead_process_is_rolled_back(store, neo4j_server):
+    store.add_triples("d", _chain(5))
+    script = textwrap.dedent(f"""
+        import os
+        from kgllm.stores.base import RawTriple
+        from kgllm.stores.neo4j import Neo4jGraphStore
+        store = Neo4jGraphStore(**{neo4j_server.connection()!r}, batch_size=10)
+        writer = store.writer("d")
+        writer.add([RawTriple(f"e{{i}}", "next", f"e{{i + 1}}") for i in range(100)])
+        os._exit(3)  # dies mid-load: no commit, no abort
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 3, done.stderr
+    pending = store.pending_loads()
+    assert [row["domain"] for row in pending] == ["d"]
+    assert store.rollback_pending_loads() == 1
+    assert store.pending_loads() == []
+    assert store.count("d") == {"entities": 6, "triples": 5}
+    assert _tags(store) == {"nodes": 0, "rels": 0, "loads": 0}
+
+
+def test_duplicates_within_and_across_batches_and_loads(store):
+    rows = [RawTriple(f"n{i % 5}", "r", f"n{(i + 1) % 5}") for i in range(60)]
+    assert store.add_triples("d", rows) == 5
+    assert store.add_triples("d", rows + [RawTriple("n0", "r", "n9")]) == 1
+    assert store.count("d") == {"entities": 6, "triples": 6}
+
+
+def test_domains_share_ids_without_sharing_nodes(store):
+    store.add_triples("a", [RawTriple("x", "r", "y")])
+    store.add_triples("b", [RawTriple("x", "s", "y")])
+    assert [f.relation for f in store.neighbors(["x"], domain="a")] == ["r"]
+    assert [f.relation for f in store.neighbors(["x"], domain="b")] == ["s"]
+    store.delete_domain("a")
+    assert store.count() == {"entities": 2, "triples": 1}
+
+
+def test_deleting_a_large_domain_is_batched(store):
+    store.add_triples("big", _chain(300))  # batch_size 7: many delete transactions
+    store.add_triples("small", _chain(3))
+    store.delete_domain("big")
+    assert store.domains() == ["small"]
+    assert store._query("MATCH (n:Entity {domain: 'big'}) RETURN count(n) AS n")[0]["n"] == 0
+
+
+def test_bad_domain_names_are_rejected(store):
+    for bad in ("", "a\u001fb"):
+        with pytest.raises(ConfigError, match="domain name"):
+            store.writer(bad)
+
+
+def test_snapshot_carries_provenance(store):
+    store.add_triples("d", _chain(4))
+    snap = store.snapshot("d")
+    assert snap.num_edges == 4 and snap.sources == ["chain.tsv"]
+    facts = {(f.head, f.tail): (f.source, f.line) for f in map(snap.fact, range(4))}
+    assert facts[("e2", "e3")] == ("chain.tsv", 3)
