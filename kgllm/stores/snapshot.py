@@ -20,7 +20,7 @@ __all__ = ["GraphSnapshot"]
 
 def _csr_order(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Stable order of edges grouped by ``keys`` and the CSR pointer over ``n`` groups."""
-    order = np.argsort(keys, kind="stable").astype(np.int64)
+    order = np.argsort(keys, kind="stable").astype(np.int64, copy=False)
     counts = np.bincount(keys, minlength=n)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
@@ -117,7 +117,7 @@ class GraphSnapshot:
         rows, cols = self.head, self.tail
         if symmetric:
             rows, cols = np.concatenate([self.head, self.tail]), np.concatenate([self.tail, self.head])
-        data = np.ones(rows.shape[0], dtype=dtype)
+        data: np.ndarray = np.ones(rows.shape[0], dtype=dtype)
         return sp.csr_matrix((data, (rows, cols)), shape=(n, n))
 
     # -- conversion ----------------------------------------------------------------------------
