@@ -121,3 +121,19 @@ def test_not_a_neo4j_uri_is_a_config_error():
 
     with pytest.raises(ConfigError, match="invalid Neo4j URI 'http://example.invalid'"):
         Neo4jGraphStore(uri="http://example.invalid")
+
+
+@pytest.mark.parametrize("case", ["down", "bad-password"])
+def test_cli_reports_an_unavailable_server_in_one_line(tmp_path, capsys, neo4j_server, case):
+    import kgllm
+    from kgllm.cli import main
+
+    kgllm.open(tmp_path / "kb").close()
+    if case == "down":
+        args = ["--neo4j-uri", f"bolt://127.0.0.1:{_free_port()}", "--neo4j-password", "whatever-pw"]
+    else:
+        args = ["--neo4j-uri", neo4j_server.uri, "--neo4j-user", neo4j_server.user or "neo4j",
+                "--neo4j-password", (neo4j_server.password or "") + "-wrong"]
+    assert main(["--kb", str(tmp_path / "kb"), "--store", "neo4j", *args, "stats"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("StoreUnavailable: ") and "\n" not in err and "Traceback" not in err

@@ -112,7 +112,7 @@ def run_training(name: str, request: TrainRequest) -> dict[str, Any]:
                          "top_documents": builder.top_documents}}
     save_model(request.out, model, cfg, encoder=embedder.model_name, encoder_dim=embedder.dim, graph_path=graph_path,
                vocab_hash=graph.vocab_hash, n_graph_relations=graph.n_relation_ids, node_dim=embedder.dim,
-               documents=documents, info=info)
+               documents=documents, node_vectors=builder.node_vectors, info=info)
     epoch_seconds = [h["seconds"] for h in history]
     return {"model_dir": str(request.out), "n": len(kept), "history": history, "seconds_per_epoch":
             float(np.mean(epoch_seconds)) if epoch_seconds else 0.0, "feature_seconds": feature_seconds,
@@ -133,7 +133,14 @@ def run_benchmark(name: str, request: EvalRequest) -> dict[str, Any]:
     from kgllm.embed import Embedder
     from kgllm.fusion.features import FeatureBuilder, read_mc_jsonl
     from kgllm.fusion.grounding import ConceptGraph
-    from kgllm.fusion.training import GraphData, accuracy, load_model, predict, read_manifest
+    from kgllm.fusion.training import (
+        GraphData,
+        accuracy,
+        load_model,
+        load_node_vectors,
+        predict,
+        read_manifest,
+    )
 
     if request.model is None:
         raise BenchmarkError(f"'kgllm eval {name}' needs --model MODEL_DIR (from 'kgllm train {name}')")
@@ -148,6 +155,7 @@ def run_benchmark(name: str, request: EvalRequest) -> dict[str, Any]:
     documents = docs.read_text(encoding="utf-8").splitlines() if docs.exists() else []
     builder = FeatureBuilder(graph, embedder, documents=documents, cache_dir=_cache_dir(opts),
                              **manifest.get("features", {}))
+    load_node_vectors(Path(request.model), builder)
     questions = read_mc_jsonl(path)
     if request.limit:
         questions = questions[: request.limit]
@@ -181,9 +189,18 @@ def _required(name: str):  # noqa: ANN202
     return files
 
 
-for _name, _title in (("csqa", "CommonsenseQA (in-house split)"), ("obqa", "OpenBookQA")):
-    benchmark(Benchmark(name=_name, description=f"{_title}: multiple choice with the graph adapter",
-                        primary_metric="accuracy", run=lambda req, n=_name: run_benchmark(n, req),
-                        required_files=_required(_name)))
-    trainer(Trainer(name=_name, description=f"{_title}: train the graph adapter (--no-graph: encoder alone)",
-                    run=lambda req, n=_name: run_training(n, req)))
+def _register(name: str, title: str) -> None:
+    def run(request: EvalRequest) -> dict[str, Any]:
+        return run_benchmark(name, request)
+
+    def train(request: TrainRequest) -> dict[str, Any]:
+        return run_training(name, request)
+
+    benchmark(Benchmark(name=name, description=f"{title}: multiple choice with the graph adapter",
+                        primary_metric="accuracy", run=run, required_files=_required(name)))
+    trainer(Trainer(name=name, description=f"{title}: train the graph adapter (--no-graph: encoder alone)",
+                    run=train))
+
+
+_register("csqa", "CommonsenseQA (in-house split)")
+_register("obqa", "OpenBookQA")

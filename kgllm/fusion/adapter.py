@@ -19,6 +19,7 @@ context node (see :func:`kgllm.fusion.training.qa_batch`).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -240,14 +241,15 @@ class GraphSoftPrompt(nn.Module):
         - graph tokens: ``(B, num_tokens, lm_hidden)``; logits: ``(B, num_tokens + T, vocab)``
     """
 
-    def __init__(self, lm: nn.Module, node_dim: int, n_relations: int, *, num_tokens: int = 4, hidden: int = 128,
+    def __init__(self, lm: Any, node_dim: int, n_relations: int, *, num_tokens: int = 4, hidden: int = 128,
                  layers: int = 2, heads: int = 4, dropout: float = 0.1) -> None:
         super().__init__()
-        self.lm = lm
-        for p in self.lm.parameters():
+        hf_lm: Any = lm  # a transformers PreTrainedModel
+        self.lm = hf_lm
+        for p in hf_lm.parameters():
             p.requires_grad_(False)
         self.num_tokens = num_tokens
-        self.lm_hidden = int(lm.get_input_embeddings().embedding_dim)
+        self.lm_hidden = int(hf_lm.get_input_embeddings().embedding_dim)
         self.gnn = GraphEncoder(node_dim, n_relations, hidden=hidden, layers=layers, heads=heads, dropout=dropout)
         self.project = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.GELU(),
                                      nn.Linear(2 * hidden, num_tokens * self.lm_hidden))

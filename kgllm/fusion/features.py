@@ -103,10 +103,10 @@ class MCFeatures:
     def ungrounded(self) -> np.ndarray:
         """Boolean mask of questions none of whose choices got a concept graph."""
         flags = np.array([g.grounded for g in self.graphs]).reshape(len(self), self.n_choices)
-        return ~flags.any(axis=1)
+        return np.asarray(~flags.any(axis=1))
 
     def save(self, path: Path) -> None:
-        flat = {k: [] for k in ("nodes", "types", "relevance", "edge_index", "edge_type")}
+        flat: dict[str, list[np.ndarray]] = {k: [] for k in ("nodes", "types", "relevance", "edge_index", "edge_type")}
         for g in self.graphs:
             flat["nodes"].append(g.nodes)
             flat["types"].append(g.types)
@@ -191,6 +191,17 @@ class FeatureBuilder:
                 np.save(path, vectors)
             self._node_vectors = vectors.astype(np.float32)
         return self._node_vectors
+
+    def use_node_vectors(self, vectors: np.ndarray) -> None:
+        """Use precomputed concept embeddings (e.g. saved in a model directory) instead of encoding.
+
+        Raises:
+            ValueError: the array does not have one row per concept and the encoder's width.
+        """
+        expected = (len(self.graph), int(self.embedder.dim))
+        if vectors.shape != expected:
+            raise ValueError(f"node vectors of shape {vectors.shape} do not fit the graph and encoder {expected}")
+        self._node_vectors = vectors.astype(np.float32)
 
     def _documents_for(self, joint: np.ndarray) -> np.ndarray:
         """Mean embedding of the ``top_documents`` facts nearest each row of ``joint`` (zeros without facts)."""

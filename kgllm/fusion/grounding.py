@@ -194,8 +194,10 @@ class ConceptGrounder:
                 if node is not None:
                     found.append((start, node))
                     taken[start:start + n] = [True] * n
-        seen: set[int] = set()
-        return [node for _, node in sorted(found) if not (node in seen or seen.add(node))]
+        ordered: dict[int, None] = {}
+        for _, node in sorted(found):
+            ordered.setdefault(node, None)
+        return list(ordered)
 
 
 @dataclass

@@ -28,10 +28,11 @@ from kgllm.fusion.features import MCFeatures
 from kgllm.fusion.grounding import NODE_CHOICE, NODE_QUESTION, QASubgraph
 
 __all__ = ["TrainConfig", "GraphData", "qa_batch", "train_adapter", "predict", "save_model", "load_model",
-           "MANIFEST", "CONTEXT_RELATIONS"]
+           "MANIFEST", "CONTEXT_RELATIONS", "load_node_vectors"]
 
 MANIFEST = "manifest.json"
 WEIGHTS = "adapter.pt"
+NODE_VECTORS = "node_vectors.npy"
 #: Extra relation ids after the graph's: context->question, context->choice and their inverses.
 CONTEXT_RELATIONS = 4
 
@@ -188,9 +189,12 @@ def accuracy(scores: np.ndarray, answers: np.ndarray) -> float:
 
 def save_model(model_dir: Path, model: MultipleChoiceAdapter, cfg: TrainConfig, *, encoder: str, encoder_dim: int,
                graph_path: Path, vocab_hash: str, n_graph_relations: int, node_dim: int,
-               documents: list[str] | None = None, info: dict[str, Any] | None = None) -> Path:
-    """Write weights, the concept graph, documents and a manifest into ``model_dir``."""
+               documents: list[str] | None = None, node_vectors: np.ndarray | None = None,
+               info: dict[str, Any] | None = None) -> Path:
+    """Write weights, the concept graph, its node embeddings, documents and a manifest into ``model_dir``."""
     model_dir.mkdir(parents=True, exist_ok=True)
+    if node_vectors is not None:  # saves re-encoding every concept name when the model is loaded
+        np.save(model_dir / NODE_VECTORS, node_vectors.astype(np.float16))
     torch.save(model.state_dict(), model_dir / WEIGHTS)
     if Path(graph_path).resolve() != (model_dir / "graph.tsv").resolve():
         shutil.copyfile(graph_path, model_dir / "graph.tsv")
@@ -237,3 +241,17 @@ def load_model(model_dir: Path, *, encoder: str | None = None, vocab_hash: str |
         raise ModelError(f"{model_dir}: weights do not fit the manifest: {exc}") from exc
     model.eval()
     return model, manifest
+
+
+def load_node_vectors(model_dir: Path, builder: Any) -> None:
+    """Give ``builder`` the concept embeddings saved in ``model_dir`` (if any).
+
+    Raises:
+        ModelError: the saved embeddings do not fit the graph or the encoder.
+    """
+    path = Path(model_dir) / NODE_VECTORS
+    if path.exists():
+        try:
+            builder.use_node_vectors(np.load(path))
+        except ValueError as exc:
+            raise ModelError(f"{path}: {exc}") from exc

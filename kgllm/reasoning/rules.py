@@ -202,7 +202,7 @@ class RuleSet:
     @classmethod
     def mine(cls, snapshot: GraphSnapshot, *, max_length: int = 3, min_support: int = 2,
              min_confidence: float = 0.01, smoothing: float = 5.0, constants: bool = True,
-             max_bodies: int = 20_000, beam: int = 10, max_path_rules: int = 300, max_constants: int = 1000,
+             max_bodies: int = 20_000, beam: int = 5, max_path_rules: int = 300, max_constants: int = 1000,
              progress: bool = False) -> RuleSet:
         """Learn rules from every edge of ``snapshot`` (heads in both directions).
 

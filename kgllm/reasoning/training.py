@@ -73,7 +73,8 @@ def gold_chains(graph: RelationGraph, topic: Sequence[int], answers: Sequence[in
 
 def train_path_scorer(graph: RelationGraph, embedder: Embedder, examples: Sequence[TrainingExample], *,
                       max_hops: int = 3, hidden: int = 256, epochs: int = 30, lr: float = 2e-3,
-                      batch_size: int = 256, seed: int = 0, progress: bool = False) -> tuple[LearnedScorer, dict[str, Any]]:
+                      batch_size: int = 256, seed: int = 0, min_steps: int = 800,
+                      progress: bool = False) -> tuple[LearnedScorer, dict[str, Any]]:
     """Train a :class:`LearnedScorer` on ``examples``; returns it and training statistics."""
     import torch
 
@@ -122,6 +123,9 @@ def train_path_scorer(graph: RelationGraph, embedder: Embedder, examples: Sequen
     generator = torch.Generator().manual_seed(seed)
     losses: list[float] = []
     module.train()
+    # small training sets still get enough optimizer steps to fit
+    batches = -(-q.shape[0] // batch_size)
+    epochs = max(epochs, -(-min_steps // batches))
     for _ in range(epochs):
         order = torch.randperm(q.shape[0], generator=generator)
         total = 0.0

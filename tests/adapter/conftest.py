@@ -24,16 +24,22 @@ def concept_graph(mcqa_dir: Path) -> ConceptGraph:
 
 
 @pytest.fixture(scope="session")
-def embedder():  # noqa: ANN201
-    from kgllm.embed import Embedder
-
-    return Embedder()
+def mc_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One feature/embedding cache for the session, so each text is encoded once."""
+    return tmp_path_factory.mktemp("mcqa-cache")
 
 
 @pytest.fixture(scope="session")
-def csqa_features(concept_graph: ConceptGraph, embedder, mcqa_dir: Path, tmp_path_factory: pytest.TempPathFactory
+def embedder(mc_cache: Path):  # noqa: ANN201
+    from kgllm.embed import Embedder
+
+    return Embedder(cache_dir=mc_cache)
+
+
+@pytest.fixture(scope="session")
+def csqa_features(concept_graph: ConceptGraph, embedder, mcqa_dir: Path, mc_cache: Path
                   ) -> tuple[MCFeatures, MCFeatures]:  # noqa: ANN001
-    builder = FeatureBuilder(concept_graph, embedder, cache_dir=tmp_path_factory.mktemp("mcqa-cache"))
+    builder = FeatureBuilder(concept_graph, embedder, cache_dir=mc_cache)
     train = builder.build(read_mc_jsonl(mcqa_dir / "commonsenseqa" / "train_inhouse.jsonl"))
     dev = builder.build(read_mc_jsonl(mcqa_dir / "commonsenseqa" / "dev.jsonl"))
     return train, dev

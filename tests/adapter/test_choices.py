@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kgllm.eval.registry import EvalRequest, TrainRequest, get_benchmark, get_trainer
@@ -17,8 +18,8 @@ CHOICES = ["bank", "library", "department store", "mall", "new york"]
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("mc-cache")
+def cache(mc_cache: Path) -> Path:
+    return mc_cache
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,10 @@ def csqa_model(mcqa_dir: Path, cache: Path, tmp_path_factory: pytest.TempPathFac
 def test_trained_model_dir_has_manifest(csqa_model: Path) -> None:
     manifest = json.loads((csqa_model / "manifest.json").read_text())
     assert manifest["benchmark"] == "csqa" and manifest["n_heldout"] == 12
+    graph_lines = (csqa_model / "graph.tsv").read_text().splitlines()
+    assert len(graph_lines) == 1500
+    vectors = np.load(csqa_model / "node_vectors.npy")
+    assert vectors.shape[1] == manifest["encoder_dim"] and vectors.shape[0] > 1000
     assert manifest["config"]["use_graph"] is True and manifest["config"]["epochs"] == 3
     assert all("dev_accuracy" in h for h in manifest["history"])
 
@@ -114,3 +119,8 @@ def test_model_dir_for_another_encoder_or_graph(csqa_model: Path, tmp_path: Path
     (regraph / "graph.tsv").write_text("\n".join(lines[:-100]) + "\n")
     with pytest.raises(ModelError, match="graph vocabulary"):
         ChoiceAnswerer(regraph, embedder=embedder)
+    vectors = tmp_path / "bad-vectors"
+    shutil.copytree(csqa_model, vectors, ignore=shutil.ignore_patterns("cache"))
+    np.save(vectors / "node_vectors.npy", np.zeros((3, embedder.dim), dtype=np.float16))
+    with pytest.raises(ModelError, match="do not fit the graph"):
+        ChoiceAnswerer(vectors, embedder=embedder)

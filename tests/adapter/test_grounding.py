@@ -10,7 +10,14 @@ import pytest
 
 from kgllm.exceptions import LoadError
 from kgllm.fusion.features import read_mc_jsonl
-from kgllm.fusion.grounding import NODE_CHOICE, NODE_OTHER, NODE_QUESTION, ConceptGraph, ConceptGrounder, extract_subgraph
+from kgllm.fusion.grounding import (
+    NODE_CHOICE,
+    NODE_OTHER,
+    NODE_QUESTION,
+    ConceptGraph,
+    ConceptGrounder,
+    extract_subgraph,
+)
 
 
 @pytest.fixture()

@@ -1,0 +1,189 @@
+"""Knowledge-reasoning benchmarks over a KG itself: Countries S1-S3 (AUC-PR) and UMLS, Kinships,
+Nations (filtered MRR / Hits@k), answered by learned rules, a ComplEx embedding, or both combined.
+
+Protocol: models learn from ``train.txt`` for ``--split dev`` (scored on ``valid.txt``) and from
+``train.txt`` + ``valid.txt`` for ``--split test`` (scored on ``test.txt``). Ranking is filtered
+against every known true triple of all splits present, in both directions (``(h, r, ?)`` and
+``(?, r, t)``), with ties counted as half (see :func:`kgllm.eval.metrics.filtered_rank`).
+Countries ranks ``locatedin(country, region)`` over the five regions of ``regions.list``, as in
+NTP / MINERVA; rule scores are normalised over the candidate regions per country.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kgllm.eval import metrics
+from kgllm.eval.kgdata import SPLIT_FILES, KGDataset
+from kgllm.eval.registry import Benchmark, EvalRequest, Trainer, TrainRequest, benchmark, trainer
+from kgllm.exceptions import BenchmarkError, ModelError
+from kgllm.reasoning.rules import RuleSet
+
+__all__ = ["run_countries", "run_link_prediction", "train_rules", "METHODS"]
+
+METHODS = ("rules", "kge", "combined")
+_TRAIN_SPLITS = {"dev": ("train",), "valid": ("train",), "test": ("train", "dev")}
+
+
+def _training_splits(split: str) -> tuple[str, ...]:
+    if split not in _TRAIN_SPLITS:
+        raise BenchmarkError(f"unknown split {split!r}; known splits: {', '.join(_TRAIN_SPLITS)}")
+    return _TRAIN_SPLITS[split]
+
+
+def _rules_for(request: EvalRequest, ds: KGDataset, split: str) -> tuple[RuleSet, float]:
+    """Rules from ``--model`` when given (checked against the data), else mined now; and the mining time."""
+    if request.model is not None:
+        rules = RuleSet.load(request.model)
+        unknown = sorted({r.head[0] for r in rules.rules} - set(ds.relations))
+        if unknown:
+            raise ModelError(f"{request.model}: rules predict relations absent from {request.data}: {unknown[:5]}")
+        return rules, 0.0
+    started = time.perf_counter()
+    opts = {k: v for k, v in request.options.items() if k in _MINE_OPTIONS}
+    rules = RuleSet.mine(ds.snapshot(*_training_splits(split)), progress=request.progress, **opts)
+    return rules, time.perf_counter() - started
+
+
+_MINE_OPTIONS = {"max_length", "min_support", "min_confidence", "smoothing", "constants", "max_bodies", "beam",
+                 "max_path_rules", "max_constants"}
+
+
+def _limit(n: int, limit: int | None) -> int:
+    return n if limit is None or limit >= n else max(0, int(limit))
+
+
+# -- Countries -------------------------------------------------------------------------------------
+def _countries_required(data: Path, split: str) -> list[str]:
+    return ["train.txt", SPLIT_FILES.get(split, "valid.txt"), "regions.list"]
+
+
+def run_countries(request: EvalRequest, *, name: str) -> dict[str, Any]:
+    """AUC-PR of ``locatedin(country, region)`` over the regions, for the countries of the split."""
+    split = request.split
+    ds = KGDataset.load(request.data, name=name, need=("train", split))
+    regions_file = Path(request.data) / "regions.list"
+    if not regions_file.is_file():
+        raise BenchmarkError(f"{name}: {request.data}: missing regions.list; expected files: "
+                             f"{', '.join(_countries_required(request.data, split))}")
+    regions = [line.strip() for line in regions_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    unknown = [r for r in regions if r not in ds.entities]
+    if unknown:
+        raise BenchmarkError(f"{regions_file}: regions not in the graph: {unknown}")
+    rules, mine_seconds = _rules_for(request, ds, split)
+    snap = ds.snapshot(*_training_splits(split))
+    queries = ds.splits[split][:_limit(len(ds.splits[split]), request.limit)]
+    region_idx = np.array([snap.index[r] for r in regions])
+    labels, scores, latencies, predictions = [], [], [], []
+    for head, rel, tail in queries:
+        started = time.perf_counter()
+        row = rules.score(snap, [snap.index[head]], rel)[0, region_idx]
+        total = row.sum()
+        row = row / total if total > 0 else np.full(len(regions), 1.0 / len(regions))
+        latencies.append((time.perf_counter() - started) * 1000)
+        labels.append([int(r == tail) for r in regions])
+        scores.append(row)
+        best = int(np.argmax(row))
+        predictions.append({"question": f"{rel}({head}, ?)", "gold": [tail], "predicted": regions[best],
+                            "score": float(row[best]), "correct": regions[best] == tail, "type": rel})
+    y, s = np.asarray(labels).ravel(), np.asarray(scores).ravel()
+    result_metrics = {"auc_pr": metrics.auc_pr(y, s) if len(queries) else 0.0,
+                      "hits@1": metrics.mean(p["correct"] for p in predictions)}
+    return {"n": len(queries), "metrics": result_metrics, "latencies_ms": latencies, "predictions": predictions,
+            "config": {"method": "rules", "rules": len(rules), "mine_seconds": round(mine_seconds, 3),
+                       "trained_on": list(_training_splits(split)), "regions": regions}}
+
+
+# -- UMLS / Kinships / Nations ----------------------------------------------------------------------
+def run_link_prediction(request: EvalRequest, *, name: str) -> dict[str, Any]:
+    """Filtered MRR and Hits@1/3/10 for rules, ComplEx and their combination (the headline metrics)."""
+    from kgllm.reasoning.kge import KGEConfig, combine, train_complex
+
+    split = request.split
+    ds = KGDataset.load(request.data, name=name, need=("train", split))
+    train_splits = _training_splits(split)
+    snap = ds.snapshot(*train_splits)
+    rules, mine_seconds = _rules_for(request, ds, split)
+    kge_opts = {k: v for k, v in request.options.items() if k in KGEConfig.__dataclass_fields__}
+    train = np.concatenate([ds.indexed(s) for s in train_splits])
+    kge, kge_stats = train_complex(train, len(ds.entities), len(ds.relations), KGEConfig(**kge_opts),
+                                   progress=request.progress)
+    rule_weight = float(request.options.get("rule_weight", 1.0))
+
+    known: dict[tuple[int, int, bool], list[int]] = {}
+    for s in ds.splits:
+        for h, r, t in ds.indexed(s):
+            known.setdefault((h, r, False), []).append(t)
+            known.setdefault((t, r, True), []).append(h)
+    queries = ds.indexed(split)[:_limit(len(ds.splits[split]), request.limit)]
+    ranks: dict[str, list[float]] = {m: [] for m in METHODS}
+    per_type: dict[str, list[float]] = {}
+    latencies: list[float] = []
+    predictions: list[dict[str, Any]] = []
+    for inverse in (False, True):
+        for rel in np.unique(queries[:, 1]) if len(queries) else []:
+            sel = queries[queries[:, 1] == rel]
+            q, a = (sel[:, 2], sel[:, 0]) if inverse else (sel[:, 0], sel[:, 2])
+            started = time.perf_counter()
+            by_method = {"rules": rules.score(snap, q, ds.relations[rel], inverse=inverse),
+                         "kge": kge.score(q, np.full(q.size, rel), inverse=inverse)}
+            by_method["combined"] = combine(by_method["kge"], by_method["rules"], rule_weight=rule_weight)
+            latencies.extend([(time.perf_counter() - started) * 1000 / max(1, q.size)] * q.size)
+            mask = np.zeros((q.size, len(ds.entities)), dtype=bool)
+            for i, head in enumerate(q):
+                mask[i, known[(int(head), int(rel), inverse)]] = True
+            for method, scores in by_method.items():
+                ranks[method].extend(metrics.filtered_ranks(scores, a, mask))
+            combined_ranks = ranks["combined"][-q.size:]
+            per_type.setdefault(ds.relations[rel], []).extend(combined_ranks)
+            probs = by_method["combined"]
+            for i in range(q.size):
+                masked = np.where(mask[i] & (np.arange(mask.shape[1]) != a[i]), -np.inf, probs[i])
+                best = int(np.argmax(masked))
+                predictions.append({"question": f"{'~' if inverse else ''}{ds.relations[rel]}({ds.entities[q[i]]}, ?)",
+                                    "gold": [ds.entities[a[i]]], "predicted": ds.entities[best],
+                                    "score": float(min(1.0, probs[i, best])), "correct": best == a[i],
+                                    "type": ds.relations[rel], "rank": float(combined_ranks[i])})
+    result = {m: metrics.ranking_metrics(r) for m, r in ranks.items()}
+    headline = result["combined"]
+    return {"n": len(queries), "metrics": headline, "by_method": result, "latencies_ms": latencies,
+            "per_type": {t: metrics.ranking_metrics(r) for t, r in sorted(per_type.items())},
+            "predictions": predictions,
+            "config": {"method": "combined", "rule_weight": rule_weight, "rules": len(rules),
+                       "mine_seconds": round(mine_seconds, 3), "kge": {**KGEConfig(**kge_opts).__dict__, **kge_stats},
+                       "trained_on": list(train_splits), "filtered": True, "directions": "both"}}
+
+
+# -- trainer ----------------------------------------------------------------------------------------
+def train_rules(request: TrainRequest) -> dict[str, Any]:
+    """Mine rules from ``train.txt`` (``--split test`` also uses ``valid.txt``) and save them to ``--out``."""
+    split = "test" if request.split == "test" else "dev"
+    ds = KGDataset.load(request.data, name="rules", need=_training_splits(split))
+    opts = {k: v for k, v in request.options.items() if k in _MINE_OPTIONS}
+    rules = RuleSet.mine(ds.snapshot(*_training_splits(split)), progress=request.progress, **opts)
+    rules.save(request.out)
+    return {"rules": len(rules), "out": str(request.out), "seconds": rules.params.get("seconds"),
+            "trained_on": list(_training_splits(split))}
+
+
+def _register() -> None:
+    for level in ("s1", "s2", "s3"):
+        bench_name = f"countries-{level}"
+        benchmark(Benchmark(
+            name=bench_name, description=f"Countries {level.upper()}: AUC-PR of locatedin(country, region)",
+            primary_metric="auc_pr", run=lambda req, _n=bench_name: run_countries(req, name=_n),
+            required_files=_countries_required))
+    for bench_name, title in (("umls", "UMLS"), ("kinships", "Kinships"), ("nations", "Nations")):
+        benchmark(Benchmark(
+            name=bench_name, description=f"{title}: filtered link prediction (rules + ComplEx)",
+            primary_metric="mrr", run=lambda req, _n=bench_name: run_link_prediction(req, name=_n),
+            required_files=lambda data, split: ["train.txt", SPLIT_FILES.get(split, "valid.txt")]))
+    trainer(Trainer(name="rules", description="mine weighted relation-path rules from a KG folder (train.txt)",
+                    run=train_rules))
+
+
+_register()
