@@ -11,7 +11,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -59,12 +59,12 @@ def _emit(opts: Options, data: Any, human: str) -> None:
 @app.callback()
 def _global(
     ctx: typer.Context,
-    kb: Optional[Path] = typer.Option(None, "--kb", help="Knowledge-base directory [$KGLLM_HOME or ~/.kgllm/default]."),
+    kb: Path | None = typer.Option(None, "--kb", help="Knowledge-base directory [$KGLLM_HOME or ~/.kgllm/default]."),
     store: str = typer.Option("local", "--store", help="Graph store: local | neo4j."),
-    neo4j_uri: Optional[str] = typer.Option(None, "--neo4j-uri", help="Bolt URI [$NEO4J_URI]."),
-    neo4j_user: Optional[str] = typer.Option(None, "--neo4j-user", help="[$NEO4J_USER]"),
-    neo4j_password: Optional[str] = typer.Option(None, "--neo4j-password", help="[$NEO4J_PASSWORD]"),
-    neo4j_database: Optional[str] = typer.Option(None, "--neo4j-database", help="Neo4j database name."),
+    neo4j_uri: str | None = typer.Option(None, "--neo4j-uri", help="Bolt URI [$NEO4J_URI]."),
+    neo4j_user: str | None = typer.Option(None, "--neo4j-user", help="[$NEO4J_USER]"),
+    neo4j_password: str | None = typer.Option(None, "--neo4j-password", help="[$NEO4J_PASSWORD]"),
+    neo4j_database: str | None = typer.Option(None, "--neo4j-database", help="Neo4j database name."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output; no progress bars."),
 ) -> None:
     ctx.obj = Options(
@@ -81,13 +81,13 @@ def _global(
 @app.command()
 def load(
     ctx: typer.Context,
-    pack: Optional[Path] = typer.Argument(None, help="A domain pack directory (with manifest.yaml)."),
-    domain: Optional[str] = typer.Option(None, "--domain", help="Domain to load --triples/--documents into."),
-    triples: Optional[Path] = typer.Option(None, "--triples", help="Triples file."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="tsv | csv | jsonl | pipe | nt | ttl (default: by suffix)."),
-    order: Optional[str] = typer.Option(None, "--order", help="Column order for tsv/csv: hrt (default) or rht."),
+    pack: Path | None = typer.Argument(None, help="A domain pack directory (with manifest.yaml)."),
+    domain: str | None = typer.Option(None, "--domain", help="Domain to load --triples/--documents into."),
+    triples: Path | None = typer.Option(None, "--triples", help="Triples file."),
+    fmt: str | None = typer.Option(None, "--format", help="tsv | csv | jsonl | pipe | nt | ttl (default: by suffix)."),
+    order: str | None = typer.Option(None, "--order", help="Column order for tsv/csv: hrt (default) or rht."),
     documents: list[Path] = typer.Option([], "--documents", help="Text/Markdown files to chunk and index."),
-    description: Optional[str] = typer.Option(None, "--description", help="What the domain knows (used for routing)."),
+    description: str | None = typer.Option(None, "--description", help="What the domain knows (used for routing)."),
 ) -> None:
     """Load a domain pack, or triples/documents into one domain."""
     opts: Options = ctx.obj
@@ -128,7 +128,7 @@ def stats(ctx: typer.Context) -> None:
 def ask(
     ctx: typer.Context,
     question: str = typer.Argument(..., help="The question."),
-    domain: Optional[str] = typer.Option(None, "--domain", help="Ask this expert only (skips routing)."),
+    domain: str | None = typer.Option(None, "--domain", help="Ask this expert only (skips routing)."),
     llm: str = typer.Option("extractive", "--llm", help="extractive | hf:MODEL_OR_PATH | openai:MODEL@BASE_URL"),
     top_k: int = typer.Option(10, "--top-k", min=1, help="Answers to return."),
     choices: list[str] = typer.Option([], "--choice", help="Answer choices (multiple-choice question)."),
@@ -184,7 +184,7 @@ def import_cmd(ctx: typer.Context, src: Path = typer.Argument(..., help="A direc
 @app.command()
 def demo(
     ctx: typer.Context,
-    graphs: Optional[Path] = typer.Option(None, "--graphs", help="Folder of domain packs [the bundled graphs/]."),
+    graphs: Path | None = typer.Option(None, "--graphs", help="Folder of domain packs [the bundled graphs/]."),
 ) -> None:
     """Load the bundled domain packs into the KB and ask each pack's example questions."""
     from kgllm.demo import run_demo
@@ -213,13 +213,13 @@ def _parse_options(items: list[str]) -> dict[str, Any]:
 def eval_cmd(
     ctx: typer.Context,
     benchmark: str = typer.Argument(..., help="Benchmark name, or 'all' (with --data-root)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="The benchmark's data folder."),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="For 'all': folder holding every benchmark's data."),
+    data: Path | None = typer.Option(None, "--data", help="The benchmark's data folder."),
+    data_root: Path | None = typer.Option(None, "--data-root", help="For 'all': folder holding every benchmark's data."),
     split: str = typer.Option("dev", "--split", help="dev | test"),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate the first N questions only."),
-    model: Optional[Path] = typer.Option(None, "--model", help="A trained model directory."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write the report JSON here."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write report.md, JSON and plots here."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Evaluate the first N questions only."),
+    model: Path | None = typer.Option(None, "--model", help="A trained model directory."),
+    out: Path | None = typer.Option(None, "--out", help="Write the report JSON here."),
+    report: Path | None = typer.Option(None, "--report", help="Write report.md, JSON and plots here."),
     option: list[str] = typer.Option([], "--option", "-o", help="Benchmark-specific KEY=VALUE (repeatable)."),
 ) -> None:
     """Evaluate on a benchmark; prints the report JSON (see DESIGN.md)."""
@@ -253,9 +253,9 @@ def train(
     data: Path = typer.Option(..., "--data", help="Training data folder (or file)."),
     out: Path = typer.Option(..., "--out", help="Model directory to write."),
     split: str = typer.Option("train", "--split"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
-    lr: Optional[float] = typer.Option(None, "--lr"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
+    epochs: int | None = typer.Option(None, "--epochs", min=1),
+    lr: float | None = typer.Option(None, "--lr"),
+    seed: int | None = typer.Option(None, "--seed"),
     no_graph: bool = typer.Option(False, "--no-graph", help="Train the encoder alone (baseline)."),
     option: list[str] = typer.Option([], "--option", "-o", help="Trainer-specific KEY=VALUE (repeatable)."),
 ) -> None:

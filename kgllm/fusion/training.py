@@ -75,20 +75,29 @@ def _graph_data(g: QASubgraph, n_graph_relations: int) -> Data:
 
 
 class GraphData:
-    """Per-pair torch_geometric graphs of an :class:`MCFeatures`, built once and batched per step."""
+    """Per-pair torch_geometric graphs of an :class:`MCFeatures`, built once (on first use) and batched per step."""
 
     def __init__(self, feats: MCFeatures, n_graph_relations: int) -> None:
         self.feats = feats
-        self.graphs = [_graph_data(g, n_graph_relations) for g in feats.graphs]
+        self.n_graph_relations = n_graph_relations
+        self._graphs: list[Data] | None = None
         self.node_vectors = torch.from_numpy(np.ascontiguousarray(feats.node_vectors, dtype=np.float32))
         self.lm = torch.from_numpy(feats.lm)
 
-    def batch(self, questions: np.ndarray | list[int]) -> tuple[torch.Tensor, Batch]:
+    @property
+    def graphs(self) -> list[Data]:
+        if self._graphs is None:  # the no-graph baseline never pays for these
+            self._graphs = [_graph_data(g, self.n_graph_relations) for g in self.feats.graphs]
+        return self._graphs
+
+    def batch(self, questions: np.ndarray | list[int], *, graphs: bool = True) -> tuple[torch.Tensor, Batch | None]:
         """LM features ``(len(questions) * k, lm_dim)`` and the batched graphs of those questions."""
         k = self.feats.n_choices
         pairs = [q * k + j for q in questions for j in range(k)]
-        return self.lm[list(questions)].reshape(len(pairs), -1), qa_batch([self.graphs[p] for p in pairs],
-                                                                         self.node_vectors)
+        lm = self.lm[list(questions)].reshape(len(pairs), -1)
+        if not graphs:
+            return lm, None
+        return lm, qa_batch([self.graphs[p] for p in pairs], self.node_vectors)
 
 
 def qa_batch(graphs: list[Data], node_vectors: torch.Tensor) -> Batch:
@@ -119,8 +128,8 @@ def predict(model: MultipleChoiceAdapter, data: GraphData, *, batch_size: int = 
     k = data.feats.n_choices
     for start in range(0, len(data.feats), batch_size):
         idx = list(range(start, min(start + batch_size, len(data.feats))))
-        lm, graphs = data.batch(idx)
-        out.append(model(lm, graphs if model.use_graph else None).view(len(idx), k))
+        lm, graphs = data.batch(idx, graphs=model.use_graph)
+        out.append(model(lm, graphs).view(len(idx), k))
     return torch.cat(out).numpy() if out else np.zeros((0, k), dtype=np.float32)
 
 
@@ -148,7 +157,7 @@ def train_adapter(train: GraphData, cfg: TrainConfig, *, dev: GraphData | None =
     for epoch in range(cfg.epochs):
         model.train()
         order = generator.permutation(len(feats))
-        started, total_loss, correct = time.perf_counter(), 0.0, 0
+        started, total_loss, correct, seen = time.perf_counter(), 0.0, 0, 0
         chunks = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
         bar = None
         if progress:
@@ -156,8 +165,8 @@ def train_adapter(train: GraphData, cfg: TrainConfig, *, dev: GraphData | None =
 
             bar = tqdm(chunks, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step")
         for chunk in bar if bar is not None else chunks:
-            lm, graphs = train.batch(chunk)
-            scores = model(lm, graphs if cfg.use_graph else None).view(len(chunk), feats.n_choices)
+            lm, graphs = train.batch(chunk, graphs=cfg.use_graph)
+            scores = model(lm, graphs).view(len(chunk), feats.n_choices)
             loss = torch.nn.functional.cross_entropy(scores, answers[chunk])
             optimizer.zero_grad()
             loss.backward()
@@ -166,8 +175,9 @@ def train_adapter(train: GraphData, cfg: TrainConfig, *, dev: GraphData | None =
             schedule.step()
             total_loss += loss.item() * len(chunk)
             correct += int((scores.argmax(1) == answers[chunk]).sum())
+            seen += len(chunk)
             if bar is not None:
-                bar.set_postfix(loss=f"{total_loss / max(1, bar.n + 1) / cfg.batch_size:.3f}")
+                bar.set_postfix(loss=f"{total_loss / seen:.3f}", accuracy=f"{correct / seen:.3f}")
         record = {"epoch": epoch + 1, "loss": total_loss / len(feats), "train_accuracy": correct / len(feats),
                   "seconds": time.perf_counter() - started}
         if dev is not None:

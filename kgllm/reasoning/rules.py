@@ -127,6 +127,15 @@ class _Matrices:
             self.fwd[name] = m
         self.bwd = {name: m.T.tocsr() for name, m in self.fwd.items()}
         self.bodies: dict[tuple[tuple[Atom, ...], bool], sp.csr_matrix] = {}
+        self._features: sp.csr_matrix | None = None
+
+    def features(self) -> sp.csr_matrix:
+        """Node -> constant-rule features: ``(atom, d)`` at ``atom * n + d``, ``(atom, any)`` after them."""
+        if self._features is None:
+            mats = [self.atom(a) for a in self.atoms()]
+            anyf = np.column_stack([np.diff(x.indptr) > 0 for x in mats]).astype(np.float64)
+            self._features = sp.hstack([*mats, sp.csr_matrix(anyf)]).tocsr()
+        return self._features
 
     def atom(self, a: Atom) -> sp.csr_matrix:
         rel, inv = a
@@ -324,35 +333,44 @@ class RuleSet:
         log_miss = np.zeros((b, n))
         best = np.zeros((b, n))
         index = snapshot.index
-        for rule in self.for_head(relation, inverse)[:max_rules]:
-            weight: np.ndarray | float = 1.0
-            if rule.tail is None:
-                binary = aggregation != "noisy_or_paths"
-                if n <= _FULL_BODY_NODES:  # small graph: each body's full matrix once, rows picked per query
-                    key = (rule.body, binary)
-                    if key not in m.bodies:
-                        m.bodies[key] = _body_counts(m, rule.body, binary=binary)
-                    fired = m.bodies[key][heads].tocoo()
-                else:
-                    fired = _body_counts(m, rule.body, start, heads, binary=binary).tocoo()
-                rows, cols, weight = fired.row, fired.col, fired.data
+        chosen = self.for_head(relation, inverse)[:max_rules]
+        for rule in (r for r in chosen if r.tail is None):
+            binary = aggregation != "noisy_or_paths"
+            if n <= _FULL_BODY_NODES:  # small graph: each body's full matrix once, rows picked per query
+                key = (rule.body, binary)
+                if key not in m.bodies:
+                    m.bodies[key] = _body_counts(m, rule.body, binary=binary)
+                fired = m.bodies[key][heads].tocoo()
             else:
-                tail = index.get(rule.tail)
-                if tail is None:
+                fired = _body_counts(m, rule.body, start, heads, binary=binary).tocoo()
+            if fired.nnz:
+                log_miss[fired.row, fired.col] += fired.data * np.log1p(-min(rule.confidence, 0.999999))
+                np.maximum.at(best, (fired.row, fired.col), rule.confidence)
+        consts = [r for r in chosen if r.tail is not None]
+        if consts:
+            # Constant rules as one (feature -> tail) matrix: feature = (body atom, constant | any).
+            atoms = {a: i for i, a in enumerate(m.atoms())}
+            feat, tails, conf = [], [], []
+            for rule in consts:
+                t, a = index.get(rule.tail), atoms.get(rule.body[0])
+                c = index.get(rule.const) if rule.const is not None else -1
+                if t is None or a is None or c is None:
                     continue
-                mat = m.atom(rule.body[0])[heads]
-                if rule.const is None:
-                    rows = np.nonzero(np.diff(mat.indptr) > 0)[0]
-                else:
-                    c = index.get(rule.const)
-                    if c is None:
-                        continue
-                    rows = np.nonzero(np.asarray(mat[:, c].todense()).ravel() > 0)[0]
-                rows = rows[heads[rows] != tail]
-                cols = np.full(rows.size, tail)
-            if rows.size:
-                log_miss[rows, cols] += weight * np.log1p(-min(rule.confidence, 0.999999))
-                np.maximum.at(best, (rows, cols), rule.confidence)
+                feat.append(a * n + c if c >= 0 else len(atoms) * n + a)
+                tails.append(t)
+                conf.append(min(rule.confidence, 0.999999))
+            if feat:
+                shape = (len(atoms) * (n + 1), n)
+                weights = sp.csr_matrix((np.log1p(-np.array(conf)), (feat, tails)), shape=shape)
+                confs = sp.csr_matrix((np.array(conf), (feat, tails)), shape=shape)
+                active = m.features()[heads]
+                log_miss += (active @ weights).toarray()
+                for i in range(b):
+                    idx = active.indices[active.indptr[i]:active.indptr[i + 1]]
+                    if idx.size:
+                        np.maximum(best[i], confs[idx].max(axis=0).toarray().ravel(), out=best[i])
+        log_miss[np.arange(b), heads] = 0.0  # a rule never predicts its own head (Y != X)
+        best[np.arange(b), heads] = 0.0
         noisy = -np.expm1(log_miss)
         return noisy if aggregation == "noisy_or" else best + 1e-3 * noisy
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from kgllm.exceptions import ConfigError, DomainNotFound, StoreError, StoreUnavailable
+from kgllm.exceptions import ConfigError, DomainNotFound, KGLLMError, StoreError, StoreUnavailable
 from kgllm.stores._neo4j_writer import DROP_QUERIES, Neo4jBulkWriter
 from kgllm.stores.base import Direction, RawTriple, subgraph_to_networkx
 from kgllm.stores.snapshot import GraphSnapshot
@@ -133,8 +133,10 @@ class Neo4jGraphStore:
 
     # -- driver plumbing -----------------------------------------------------------------------
     def _check_server(self) -> str:
-        rows = self._read(lambda tx: tx.run("CALL dbms.components() YIELD name, versions, edition "
-                                            "RETURN name, versions, edition").data())
+        # Auto-commit, not a managed transaction: a server that is down fails at once, without retries.
+        with self._errors(), self._driver.session(database=self.database) as session:
+            rows = session.run("CALL dbms.components() YIELD name, versions, edition "
+                               "RETURN name, versions, edition").data()
         version = next((r["versions"][0] for r in rows if r["name"] == "Neo4j Kernel"), None)
         if version is None or not str(version).startswith("5."):
             raise StoreUnavailable(f"the server at {self.uri} is Neo4j {version or 'of unknown version'}; "
@@ -148,11 +150,15 @@ class Neo4jGraphStore:
 
         try:
             yield
+        except KGLLMError:  # ours already (StoreUnavailable is an OSError too): pass it on as it is
+            raise
         except ne.AuthError as exc:
             raise StoreUnavailable(f"Neo4j at {self.uri} refused the credentials for user "
                                    f"{self.user or 'neo4j'!r}: {exc.message}") from exc
         except (ne.ServiceUnavailable, ne.SessionExpired, OSError) as exc:
-            raise StoreUnavailable(f"cannot reach Neo4j at {self.uri}: {exc}") from exc
+            # The driver's message lists every address tried, one per line; the last says why.
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1].strip()
+            raise StoreUnavailable(f"cannot reach Neo4j at {self.uri}: {reason}") from exc
         except ne.Neo4jError as exc:
             raise StoreError(f"Neo4j query failed: {exc.code}: {exc.message}") from exc
         except ne.DriverError as exc:

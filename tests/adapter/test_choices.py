@@ -124,3 +124,20 @@ def test_model_dir_for_another_encoder_or_graph(csqa_model: Path, tmp_path: Path
     np.save(vectors / "node_vectors.npy", np.zeros((3, embedder.dim), dtype=np.float16))
     with pytest.raises(ModelError, match="do not fit the graph"):
         ChoiceAnswerer(vectors, embedder=embedder)
+
+
+def test_cli_train_and_eval(mcqa_dir: Path, cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from kgllm.cli import main
+
+    data, model, report = mcqa_dir / "commonsenseqa", tmp_path / "m", tmp_path / "dev.json"
+    assert main(["train", "csqa", "--data", str(data), "--out", str(model), "--epochs", "1", "--seed", "2",
+                 "--no-graph", "-o", f"cache_dir={cache}"]) == 0
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["seed"] == 2 and manifest["config"]["use_graph"] is False
+    assert main(["eval", "csqa", "--data", str(data), "--split", "dev", "--model", str(model), "--out", str(report),
+                 "-o", f"cache_dir={cache}"]) == 0
+    written = json.loads(report.read_text())
+    assert written["benchmark"] == "csqa" and written["n"] == 16 and 0 <= written["metrics"]["accuracy"] <= 1
+    capsys.readouterr()
+    assert main(["eval", "csqa", "--data", str(data), "--split", "test", "--model", str(model)]) == 1
+    assert "BenchmarkError" in capsys.readouterr().err
