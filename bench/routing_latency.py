@@ -32,11 +32,18 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from kgllm.types import ExpertChoice
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 RESULTS = Path(__file__).resolve().parent / "results" / "routing_latency.json"
 TARGET_P50_MS = {5: 5.0, 50: 20.0}
@@ -118,7 +125,7 @@ _TEMPLATES = [
 
 
 def make_questions(experts: Sequence[SyntheticExpert], n: int, seed: int,
-                   exclude: set[str] = frozenset()) -> list[tuple[str, str]]:  # type: ignore[assignment]
+                   exclude: Collection[str] = ()) -> list[tuple[str, str]]:
     """``n`` distinct ``(question, gold expert)`` pairs, none of them in ``exclude``."""
     rng = np.random.default_rng(seed)
     out: dict[str, str] = {}
@@ -142,8 +149,10 @@ def stats_ms(values: Sequence[float]) -> dict[str, float]:
             "mean": round(float(arr.mean()), 3), "max": round(float(arr.max()), 3), "n": int(arr.size)}
 
 
-def time_each(items: Sequence[object], call: Callable[[object], object]) -> tuple[list[float], list[object]]:
-    times, results = [], []
+def time_each(items: Sequence[T], call: Callable[[T], R]) -> tuple[list[float], list[R]]:
+    """Call ``call`` on each item; milliseconds per call and the results."""
+    times: list[float] = []
+    results: list[R] = []
     for item in items:
         start = time.perf_counter()
         results.append(call(item))
@@ -151,7 +160,7 @@ def time_each(items: Sequence[object], call: Callable[[object], object]) -> tupl
     return times, results
 
 
-def accuracy(results: Sequence[list], gold: Sequence[str]) -> float:  # type: ignore[type-arg]
+def accuracy(results: Sequence[list[ExpertChoice]], gold: Sequence[str]) -> float:
     return round(float(np.mean([bool(r) and r[0].name == g for r, g in zip(results, gold, strict=True)])), 4)
 
 
@@ -173,7 +182,7 @@ def run_case(n_experts: int, args: argparse.Namespace, workdir: Path) -> dict[st
 
     router = kb.router
     kb.embedder.encode(["loads the model before timing"])  # model load is a process cost, not a profile's
-    profile_times, _ = time_each([e.name for e in experts], router.profile)  # type: ignore[arg-type]
+    profile_times, _ = time_each([e.name for e in experts], router.profile)
     texts_per_profile = [1 + len(router.profile(e.name).samples) for e in experts]
 
     questions = make_questions(experts, args.questions, args.seed + 1)
@@ -185,13 +194,13 @@ def run_case(n_experts: int, args: argparse.Namespace, workdir: Path) -> dict[st
     for question, _ in warmup:  # first calls pay one-off costs (imports, allocator); keep them out
         router.route(question)
 
-    cached_times, cached = time_each(texts, router.route)  # type: ignore[arg-type]
+    cached_times, cached = time_each(texts, router.route)
     given_times, given = time_each(list(range(len(texts))),
-                                   lambda i: router.route(texts[i], vector=vectors[i]))  # type: ignore[index]
+                                   lambda i: router.route(texts[i], vector=vectors[i]))
     identical = all([c.model_dump() for c in a] == [c.model_dump() for c in b]
                     for a, b in zip(cached, given, strict=True))
     encoded_before = kb.embedder.stats.encoded
-    cold_times, cold_results = time_each([q for q, _ in cold], router.route)  # type: ignore[arg-type]
+    cold_times, cold_results = time_each([q for q, _ in cold], router.route)
     cold_encoded = kb.embedder.stats.encoded - encoded_before
 
     trained: dict[str, object] | None = None
@@ -206,7 +215,7 @@ def run_case(n_experts: int, args: argparse.Namespace, workdir: Path) -> dict[st
         trained_router = Router(kb, model=model)
         for question, _ in warmup:
             trained_router.route(question)
-        trained_times, trained_results = time_each(texts, trained_router.route)  # type: ignore[arg-type]
+        trained_times, trained_results = time_each(texts, trained_router.route)
         trained = {"train_questions": len(train), "fit_s": round(fit_s, 3),
                    "route_cached_ms": stats_ms(trained_times), "accuracy@1": accuracy(trained_results, gold)}
 

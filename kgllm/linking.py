@@ -133,6 +133,10 @@ class EntityLinker:
         mentions.sort(key=lambda m: (-m.score, -(m.end - m.start)))
         return mentions
 
+    def entity_links(self, mention: str, nodes: Iterable[int], score: float, method: str) -> list[LinkedEntity]:
+        """:class:`LinkedEntity` objects for node indices (e.g. topic entities given by id)."""
+        return list(self._links(mention, nodes, score, method))
+
     def nodes(self, key: str) -> list[int]:
         """Node indices whose (normalised) name or alias is ``key``."""
         return self._table.get(normalize(key), [])

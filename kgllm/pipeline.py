@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from kgllm.exceptions import DomainNotFound
 from kgllm.linking import EntityLinker, Mention
 from kgllm.reasoning.paths import RelationGraph
@@ -153,7 +151,8 @@ class Pipeline:
                                                 aliases=info.get("aliases"))
             self._domains[domain] = DomainContext(
                 name=domain, snapshot=snapshot, graph=RelationGraph(snapshot), linker=linker,
-                relation_text=self.kb.relation_text(domain), max_hops=int(reasoning.get("max_hops", 3)),
+                relation_text=self.kb.relation_text(domain),
+                max_hops=int(reasoning.get("max_hops", reasoning.get("hops", 3))),
                 beam=int(reasoning.get("beam", 8)), scorer_path=info.get("scorer"))
         return self._domains[domain]
 
@@ -242,7 +241,7 @@ class Pipeline:
                 if missing:
                     work.answer.warnings.append(f"entity ids not in domain {ctx.name!r}: {missing[:5]}")
                 for node in work.topic:
-                    work.answer.linked.append(ctx.linker._links(ctx.snapshot.names[node], [node], 1.0, "exact")[0])
+                    work.answer.linked.extend(ctx.linker.entity_links(ctx.snapshot.names[node], [node], 1.0, "given"))
             else:
                 mentions: list[Mention] = ctx.linker.mentions(work.question)
                 if mentions:
@@ -325,8 +324,3 @@ def extractive(answer: Answer, max_answers: int = 5) -> str:
     best = max(answer.paths, key=lambda p: p.score).text() if answer.paths else ""
     return f"{names} ({best})" if best else names
 
-
-def topic_nodes(snapshot: GraphSnapshot, ids: Sequence[str]) -> np.ndarray:
-    """Node indices of the ids that exist in ``snapshot``."""
-    index = snapshot.index
-    return np.array([index[i] for i in ids if i in index], dtype=np.int64)

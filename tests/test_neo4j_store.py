@@ -21,10 +21,11 @@ pytestmark = pytest.mark.neo4j
 
 @pytest.fixture
 def store(neo4j_server):
+    with Neo4jGraphStore(**neo4j_server.connection()) as cleaner:  # default batches: quick on big leftovers
+        cleaner.rollback_pending_loads()
+        for domain in cleaner.domains():
+            cleaner.delete_domain(domain)
     backend = Neo4jGraphStore(**neo4j_server.connection(), batch_size=7)
-    backend.rollback_pending_loads()
-    for domain in backend.domains():
-        backend.delete_domain(domain)
     yield backend
     backend.close()
 
@@ -120,3 +121,29 @@ def test_snapshot_carries_provenance(store):
     assert snap.num_edges == 4 and snap.sources == ["chain.tsv"]
     facts = {(f.head, f.tail): (f.source, f.line) for f in map(snap.fact, range(4))}
     assert facts[("e2", "e3")] == ("chain.tsv", 3)
+
+
+def test_snapshot_is_cached_until_the_domain_changes_anywhere(store, neo4j_server):
+    store.add_triples("d", _chain(3))
+    first = store.snapshot("d")
+    assert store.snapshot("d") is first
+    other = Neo4jGraphStore(**neo4j_server.connection())  # another client of the same database
+    try:
+        other.add_triples("d", [RawTriple("e3", "next", "e9")])
+        grown = store.snapshot("d")
+        assert grown is not first and grown.num_edges == 4
+        with other.writer("d") as writer:
+            writer.set_names({"e9": "Nine"})
+        renamed = store.snapshot("d")
+        assert renamed is not grown and renamed.names[renamed.node("e9")] == "Nine"
+        writer = other.writer("d")
+        writer.add([RawTriple("e9", "next", "e10")])
+        assert store.snapshot("d") is renamed  # a load in flight does not change the committed snapshot
+        writer.abort()
+        after = store.snapshot("d")  # the rollback bumps the generation: read again, same content
+        assert after is not renamed and after.num_edges == 4
+        other.delete_domain("d")
+        other.add_triples("d", _chain(1))
+        assert store.snapshot("d").num_edges == 1
+    finally:
+        other.close()

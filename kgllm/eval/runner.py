@@ -34,6 +34,8 @@ DATA_FOLDERS: dict[str, str] = {
     "kinships": "kinships",
     "nations": "nations",
     "routing": ".",
+    "webqsp": "webqsp",
+    "cwq": "cwq",
 }
 
 
@@ -55,7 +57,7 @@ def _check_files(name: str, request: EvalRequest) -> None:
     spec = get_benchmark(name)
     if request.split not in spec.splits:
         raise BenchmarkError(f"{name}: unknown split {request.split!r}; known splits: {', '.join(spec.splits)}")
-    if not Path(request.data).is_dir():
+    if not Path(request.data).exists():
         raise BenchmarkError(f"{name}: data folder not found: {request.data}")
     if spec.required_files is not None:
         expected = spec.required_files(Path(request.data), request.split)

@@ -59,9 +59,12 @@ SET n.name = row[1], n.lname = row[2]
 _END_LOAD = "MATCH (l:KgllmLoad {id: $load}) DELETE l RETURN count(*) AS n"
 _TOUCH_DOMAIN = """
 MERGE (d:KgllmDomain {name: $domain})
+  ON CREATE SET d.uid = randomUUID()
 WITH d, coalesce(d.relations, []) AS old
-SET d.relations = old + [x IN $relations WHERE NOT x IN old]
+SET d.relations = old + [x IN $relations WHERE NOT x IN old], d.generation = coalesce(d.generation, 0) + 1
 """
+# Any change a cached snapshot must not outlive bumps the domain's generation.
+BUMP_DOMAIN = "MATCH (d:KgllmDomain {name: $domain}) SET d.generation = coalesce(d.generation, 0) + 1"
 _UNTAG_RELS = "MATCH ()-[r:REL]->() WHERE r.load = $load WITH r LIMIT $batch REMOVE r.load RETURN count(*) AS n"
 _UNTAG_NODES = "MATCH (n:Entity) WHERE n.load = $load WITH n LIMIT $batch REMOVE n.load RETURN count(*) AS n"
 _DROP_RELS = "MATCH ()-[r:REL]->() WHERE r.load = $load WITH r LIMIT $batch DELETE r RETURN count(*) AS n"
@@ -219,6 +222,8 @@ class Neo4jBulkWriter:
                     self._store._write(_Rename(renames[start:start + self._batch_size]))
             if self._started:
                 self._store._write(self._finish_load)
+            elif renames:
+                self._store._write(lambda tx: tx.run(BUMP_DOMAIN, domain=self.domain).consume())
         except BaseException:
             self.abort()
             raise
@@ -236,6 +241,8 @@ class Neo4jBulkWriter:
             raise StoreError(f"load {self.load_id} into domain {self.domain!r} was rolled back by someone else")
         if self._seen:
             tx.run(_TOUCH_DOMAIN, domain=self.domain, relations=sorted(self._relations)).consume()
+        elif self._names:
+            tx.run(BUMP_DOMAIN, domain=self.domain).consume()
 
     def abort(self) -> None:
         """Delete what this load created (batched); the database is left as before. Idempotent."""
@@ -244,7 +251,7 @@ class Neo4jBulkWriter:
         self._status = "aborted"
         try:
             if self._started:
-                self._store._rollback(self.load_id)
+                self._store._rollback(self.load_id, self.domain)
         finally:
             self._release()
 

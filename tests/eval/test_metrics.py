@@ -1,0 +1,82 @@
+"""Metrics on hand-computed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kgllm.eval import metrics
+
+
+def test_hits_at_k():
+    assert metrics.hits_at_k(["a", "b", "c"], {"b"}, 1) == 0.0
+    assert metrics.hits_at_k(["a", "b", "c"], {"b"}, 2) == 1.0
+    assert metrics.hits_at_k([], {"b"}, 1) == 0.0
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        metrics.hits_at_k(["a"], {"a"}, 0)
+
+
+def test_answer_f1():
+    # predicted {a,b,c}, gold {b,c,d,e}: P = 2/3, R = 2/4, F1 = 2*(2/3)*(1/2)/(2/3+1/2) = 4/7
+    assert metrics.answer_f1(["a", "b", "c"], ["b", "c", "d", "e"]) == pytest.approx(4 / 7)
+    assert metrics.answer_f1([], []) == 1.0
+    assert metrics.answer_f1(["a"], []) == 0.0
+    assert metrics.answer_f1(["a"], ["b"]) == 0.0
+
+
+def test_exact_match_and_accuracy():
+    assert metrics.exact_match("The Matrix!", "matrix") == 1.0
+    assert metrics.exact_match("The Matrix", "Matrix", normalize=False) == 0.0
+    assert metrics.exact_match(["a", "b"], ["b", "a"]) == 1.0
+    assert metrics.accuracy(["A", "B", "C", "D"], ["A", "C", "C", "D"]) == 0.75
+    with pytest.raises(ValueError, match="equal lengths"):
+        metrics.accuracy(["A"], ["A", "B"])
+
+
+def test_filtered_rank_removes_other_true_answers():
+    scores = np.array([0.9, 0.8, 0.7, 0.1])
+    # target 2 (0.7): raw rank 3; entity 0 is another true answer -> filtered rank 2
+    assert metrics.filtered_rank(scores, 2) == 3.0
+    assert metrics.filtered_rank(scores, 2, known=[0, 2]) == 2.0
+    # ties count half: target 1 tied with entity 2 -> 1 + 1 better + 0.5
+    tied = np.array([0.9, 0.5, 0.5, 0.1])
+    assert metrics.filtered_rank(tied, 1) == 2.5
+    # a constant scorer gets the middle rank, not the best one
+    assert metrics.filtered_rank(np.zeros(5), 0) == 3.0
+
+
+def test_filtered_ranks_batch_matches_single():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 4, size=(6, 9)).astype(float)
+    targets = rng.integers(0, 9, size=6)
+    mask = rng.random((6, 9)) < 0.3
+    batch = metrics.filtered_ranks(scores, targets, mask)
+    for i in range(6):
+        known = [j for j in range(9) if mask[i, j]]
+        assert batch[i] == metrics.filtered_rank(scores[i], int(targets[i]), known)
+
+
+def test_mrr_and_hits_from_ranks():
+    ranks = [1, 2, 4, 20]
+    assert metrics.mrr(ranks) == pytest.approx((1 + 0.5 + 0.25 + 0.05) / 4)
+    out = metrics.ranking_metrics(ranks)
+    assert out["hits@1"] == 0.25 and out["hits@3"] == 0.5 and out["hits@10"] == 0.75
+
+
+def test_auc_pr_hand_computed():
+    # ranking by score: +, -, +, -  -> precision at the positives: 1/1 and 2/3 -> AP = (1 + 2/3) / 2
+    assert metrics.auc_pr([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1]) == pytest.approx((1 + 2 / 3) / 2)
+    assert metrics.auc_pr([1, 1, 0], [0.9, 0.8, 0.1]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="positive"):
+        metrics.auc_pr([0, 0], [0.1, 0.2])
+
+
+def test_latency_summary_and_calibration():
+    lat = metrics.latency_summary(range(1, 101))
+    assert lat["p50"] == pytest.approx(50.5) and lat["mean"] == pytest.approx(50.5)
+    assert metrics.latency_summary([]) == {}
+    # two bins used: 0.95-conf answers all right, 0.15-conf answers half right
+    cal = metrics.calibration([0.95, 0.95, 0.15, 0.15], [True, True, True, False], bins=10)
+    assert [b["count"] for b in cal["bins"]] == [2, 2]
+    # ECE = 0.5 * |0.15 - 0.5| + 0.5 * |0.95 - 1.0| = 0.2
+    assert cal["ece"] == pytest.approx(0.2)
