@@ -138,6 +138,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     parser.add_argument("--nprobe", type=int, default=16, help="IVF lists probed (VectorIndex default 16)")
     parser.add_argument("--ef-search", type=int, default=64, help="HNSW efSearch (VectorIndex default 64)")
     parser.add_argument("--threads", type=int, default=None, help="FAISS OpenMP threads (default: all cores)")
+    parser.add_argument("--blas-threshold", type=int, default=None,
+                        help="set faiss.cvar.distance_compute_blas_threshold (default: FAISS's own); exact search "
+                             "uses BLAS when queries x dim reach it, a per-query scan below")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON file (default: bench/results/index_search[_clustered].json)")
@@ -152,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
 
     if args.threads:
         faiss.omp_set_num_threads(args.threads)
+    if args.blas_threshold is not None:
+        faiss.cvar.distance_compute_blas_threshold = args.blas_threshold
     nlist = default_nlist(args.n)
     factories = [f.replace("{nlist}", str(nlist)) for f in (args.factory or DEFAULT_FACTORIES)]
     rng = np.random.default_rng(args.seed)
@@ -177,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
         "seconds": round(time.perf_counter() - started, 1),
         "faiss_version": faiss.__version__,
         "faiss_threads": faiss.omp_get_max_threads(),
+        "faiss_blas_threshold": int(faiss.cvar.distance_compute_blas_threshold),
         "kgllm_version": kgllm_version(),
         "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
                     "platform": platform.platform(), "python": platform.python_version()},

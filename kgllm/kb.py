@@ -199,7 +199,7 @@ class KnowledgeBase:
         """Load one triples file into ``domain`` (created when new). Atomic."""
         from kgllm.loaders import read_triples
 
-        reader = read_triples(path, format, **({"order": order} if order else {}))
+        reader = read_triples(path, format, order=order)
         info = {"description": description, "relation_text": relation_text or {}}
         return self._load(domain, [reader], [], info, progress=progress)
 
@@ -209,7 +209,7 @@ class KnowledgeBase:
         from kgllm.loaders import read_documents
 
         validate_domain_name(domain)
-        chunks = list(read_documents(paths, domain=domain, **({"chunking": chunking} if chunking else {})))
+        chunks = list(read_documents(paths, domain=domain, chunking=chunking or "paragraph"))  # type: ignore[arg-type]
         return self._load(domain, [], chunks, {"description": description})
 
     def _load(self, domain: str, readers: Sequence[Iterable[RawTriple]], chunks: Sequence[Chunk],
@@ -428,8 +428,8 @@ def open_kb(path: str | Path, *, store: str = "local", embedder: Embedder | str 
     else:
         manifest = {"format": FORMAT, "version": FORMAT_VERSION, "domains": {}}
     try:
-        settings = StoreSettings(backend=store, neo4j_uri=neo4j_uri, user=user, password=password,
-                                 database=database)  # type: ignore[arg-type]
+        settings = StoreSettings(backend=store, neo4j_uri=neo4j_uri,  # type: ignore[arg-type]
+                                 user=user, password=password, database=database)
     except ValidationError as exc:
         raise ConfigError(f"bad store settings: {exc.errors()[0]['msg']} "
                           f"(store={store!r}, neo4j_uri={neo4j_uri!r})") from exc

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from kgllm.exceptions import DomainNotFound
 from kgllm.linking import EntityLinker, Mention
+from kgllm.reasoning.explorer import LLMExplorer
 from kgllm.reasoning.paths import RelationGraph
 from kgllm.reasoning.reasoner import PathReasoner, Reasoning
 from kgllm.reasoning.scorer import LearnedScorer, PathScorer, ZeroShotScorer
@@ -98,7 +99,7 @@ class Pipeline:
     # -- public --------------------------------------------------------------------------------
     def ask(self, question: str, *, domain: str | None = None, llm: Any = None, top_k: int | None = 10,
             choices: Sequence[str] | None = None, model: str | Path | None = None,
-            entities: Sequence[str] | None = None, max_hops: int | None = None) -> Answer:
+            entities: Sequence[str] | None = None, max_hops: int | None = None, explore: bool = False) -> Answer:
         """Answer one question.
 
         Args:
@@ -110,18 +111,20 @@ class Pipeline:
             model: a trained path-scorer directory (overrides the pipeline's).
             entities: topic entity ids to start from instead of linking.
             max_hops: longest chain (default: the domain's setting, 3).
+            explore: with a generative ``llm``, let it choose the relations at each hop (Think-on-Graph
+                style) instead of the beam search.
 
         Raises:
             DomainNotFound: ``domain`` is not in the KB (lists the known ones).
             ModelError: ``model`` was trained for another KB or embedding model.
         """
         return self.ask_many([question], domain=domain, llm=llm, top_k=top_k, choices=choices, model=model,
-                             entities=entities, max_hops=max_hops)[0]
+                             entities=entities, max_hops=max_hops, explore=explore)[0]
 
     def ask_many(self, questions: Sequence[str], *, batch_size: int = 64, domain: str | None = None,
                  llm: Any = None, top_k: int | None = 10, choices: Sequence[str] | None = None,
                  model: str | Path | None = None, entities: Sequence[str] | None = None,
-                 max_hops: int | None = None) -> list[Answer]:
+                 max_hops: int | None = None, explore: bool = False) -> list[Answer]:
         """Answer many questions; the embeddings of each batch of ``batch_size`` are computed together."""
         if domain is not None and domain not in self.kb.domains:
             raise DomainNotFound(domain, self.kb.domains)
@@ -130,8 +133,10 @@ class Pipeline:
             batch = [self._check(q) for q in questions[begin:begin + batch_size]]
             self._route(batch, domain)
             self._link(batch, entities)
-            self._reason(batch, model=model, top_k=top_k, max_hops=max_hops)
-            self._generate(batch, llm, choices)
+            backend = _resolve_llm(llm)
+            explorer_llm = backend if explore and getattr(backend, "generative", True) else None
+            self._reason(batch, model=model, top_k=top_k, max_hops=max_hops, llm=explorer_llm)
+            self._generate(batch, backend, choices)
             out.extend(work.answer for work in batch)
         return out
 
@@ -257,7 +262,7 @@ class Pipeline:
         self._time(batch, "link", started)
 
     def _reason(self, batch: list[_Work], *, model: str | Path | None, top_k: int | None,
-                max_hops: int | None) -> None:
+                max_hops: int | None, llm: Any = None) -> None:
         """Stage 3: relation-path reasoning; question embeddings computed per domain in one batch."""
         started = time.perf_counter()
         groups: dict[str, list[_Work]] = {}
@@ -269,17 +274,23 @@ class Pipeline:
             states = reasoner.prepare([reasoner.mask_question(w.question, *w.span) for w in works])
             for work, state in zip(works, states, strict=False):
                 t0 = time.perf_counter()
-                work.reasoning = reasoner.reason(state, work.topic, top_k=top_k, max_hops=max_hops)
+                explorer = None
+                if llm is not None:
+                    explorer = LLMExplorer(reasoner.graph, llm, max_hops=max_hops or work.domain.max_hops,
+                                           relation_text=work.domain.relation_text)
+                work.reasoning = reasoner.reason(state, work.topic, top_k=top_k, max_hops=max_hops,
+                                                 explorer=explorer, question=work.question)
+                if explorer is not None:
+                    work.answer.llm_calls += explorer.calls
                 work.answer.answers = work.reasoning.answers
                 work.answer.paths = work.reasoning.paths
                 work.answer.facts = work.reasoning.facts
                 work.answer.timings["search"] = round((time.perf_counter() - t0) * 1000, 3)
         self._time(batch, "reason", started)
 
-    def _generate(self, batch: list[_Work], llm: Any, choices: Sequence[str] | None) -> None:
+    def _generate(self, batch: list[_Work], backend: Any, choices: Sequence[str] | None) -> None:
         """Stages 4-5: fuse the evidence into a prompt and write the text (extractive without an LLM)."""
         started = time.perf_counter()
-        backend = _resolve_llm(llm)
         for work in batch:
             if work.done or work.reasoning is None:
                 continue

@@ -82,8 +82,9 @@ def test_routing_latency_script(tmp_path):
 def test_index_search_script(tmp_path):
     result = _run("index_search.py", "--n", "2000", "--dim", "32", "--queries", "70", "--batch", "32",
                   "--factory", "Flat", "--factory", "HNSW32", "--factory", "IVF{nlist},PQ8np",
-                  "--threads", "1", out=tmp_path / "index.json")
+                  "--threads", "1", "--blas-threshold", "64", out=tmp_path / "index.json")
     assert result["benchmark"] == "index_search" and result["faiss_threads"] == 1
+    assert result["faiss_blas_threshold"] == 64  # batches of 32 x dim 32 take the BLAS path, single queries not
     assert (result["n"], result["dim"], result["k"], result["distribution"]) == (2000, 32, 10, "uniform")
     flat, hnsw, ivfpq = result["cases"]
     assert [c["factory"] for c in result["cases"]] == ["Flat", "HNSW32", "IVF128,PQ8np"]

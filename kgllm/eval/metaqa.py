@@ -149,22 +149,25 @@ def evaluate(request: registry.EvalRequest, *, hops: int, ntm: bool = False) -> 
                 per_type.setdefault(q.qtype, []).append(hit)
             halves[in_training_half(hops, q.line)].append((hit, f1s[-1], recalls[-1]))
     n = len(questions)
-    def mean(xs):
-        return (round(sum(xs) / len(xs), 4) if xs else 0.0)
+
+    def mean(xs: list[float]) -> float:
+        return round(sum(xs) / len(xs), 4) if xs else 0.0
+
+    halves_report = {name: {"n": len(rows), "hits@1": mean([r[0] for r in rows]), "f1": mean([r[1] for r in rows]),
+                            "answer_recall": mean([r[2] for r in rows])}
+                     for name, rows in (("held_out", halves[False]), ("training", halves[True]))}
     scorer = "learned" if model else "zero-shot"
     return {
         "n": n,
         "metrics": {"hits@1": mean(hits), "f1": mean(f1s), "answer_recall": mean(recalls)},
         "latency_ms": latency_summary(latencies) if latencies else {},
         "per_type": {t: {"n": len(v), "hits@1": mean(v)} for t, v in sorted(per_type.items())},
-        # the same run split by the trainer's halves: "held_out" is what a trained scorer never saw
-        "halves": {name: {"n": len(rows), "hits@1": mean([r[0] for r in rows]), "f1": mean([r[1] for r in rows]),
-                          "answer_recall": mean([r[2] for r in rows])}
-                   for name, rows in (("held_out", halves[False]), ("training", halves[True]))},
         "config": {"scorer": scorer, "model": model, "held_out": held_out, "hops": hops, "ntm": ntm,
                    "file": str(path.relative_to(request.data)), "batch_size": batch, "kb": str(kb.path),
                    "latency": "per-question share of batched ask_many (extractive)",
-                   "questions_per_second": round(n / max(time.perf_counter() - started, 1e-9), 1)},
+                   "questions_per_second": round(n / max(time.perf_counter() - started, 1e-9), 1),
+                   # the same run split by the trainer's halves: "held_out" is what a trained scorer never saw
+                   "halves": halves_report},
     }
 
 
@@ -203,6 +206,8 @@ def train(request: registry.TrainRequest) -> dict[str, Any]:
     epochs = int(request.options.get("epochs", 30))
     scorer, stats = train_path_scorer(ctx.graph, kb.embedder, examples, max_hops=3, epochs=epochs,
                                       lr=float(request.options.get("lr", 2e-3)),
+                                      hidden=int(request.options.get("hidden", 256)),
+                                      min_steps=int(request.options.get("min_steps", 800)),
                                       seed=int(request.options.get("seed", 0)), progress=request.progress)
     half = "all lines" if request.options.get("all_lines") else "metaqa hash (hops, line) even"
     scorer.manifest["training"] = {"split": split, "half": half, "files": counts}

@@ -174,6 +174,8 @@ def run_all(data_root: Path, *, split: str = "dev", limit: int | None = None,
             echo(f"{name}: {folder} ({split})")
         try:
             reports.append(run_eval(name, replace(request)))
+        except BenchmarkError as exc:  # data present but not what this benchmark needs
+            reports.append({"benchmark": name, "skipped": str(exc)})
         except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others' numbers
             reports.append({"benchmark": name, "error": f"{type(exc).__name__}: {exc}"})
     if out is not None:

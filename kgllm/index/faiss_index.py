@@ -244,6 +244,9 @@ class VectorIndex:
             if cpu.ntotal == 0 or len(queries) == 0:
                 return [[] for _ in range(len(queries))]
             fetch = min(cpu.ntotal, k + len(self._dead))  # tombstones may take places in the raw results
+            if len(queries) >= 8:  # batched exact search through BLAS: faiss' default threshold is far too high
+                faiss.cvar.distance_compute_blas_threshold = min(faiss.cvar.distance_compute_blas_threshold,
+                                                                 8 * self.dim)
             index = self._searchable(cpu, fetch)
             self._tune(index, fetch)
             scores, labels = index.search(queries, fetch)
@@ -447,7 +450,12 @@ def _build(dim: int, factory: str, metric: str) -> faiss.Index:
     ``remove_ids``); everything else is wrapped in ``IndexIDMap2``.
     """
     index = faiss.index_factory(dim, factory, METRICS[metric])
-    if faiss.try_extract_index_ivf(index) is not None:
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        inner = faiss.downcast_index(ivf)
+        if isinstance(inner, faiss.IndexIVFPQ):
+            # Polysemous training is only for polysemous search, which we never use; it costs minutes.
+            inner.do_polysemous_training = False
         return index
     return faiss.IndexIDMap2(index)
 

@@ -141,7 +141,7 @@ def train_complex(triples: np.ndarray, num_entities: int, num_relations: int, co
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                loss_value = float(loss)
+                loss_value = float(loss.detach())
         model.eval()
         return model, {"seconds": round(time.perf_counter() - started, 2), "final_loss": round(loss_value, 4)}
     finally:

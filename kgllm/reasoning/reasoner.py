@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kgllm.reasoning.aggregate import aggregate, explain
+from kgllm.reasoning.explorer import LLMExplorer
 from kgllm.reasoning.paths import ChainResult, ChainSearch, RelationGraph
 from kgllm.reasoning.scorer import PathScorer, QuestionState
 from kgllm.types import Fact, ReasoningPath, ScoredAnswer
@@ -76,12 +77,20 @@ class PathReasoner:
         return self.scorer.prepare(list(masked))
 
     def reason(self, state: QuestionState, topic: Sequence[int], *, top_k: int | None = 10,
-               max_hops: int | None = None) -> Reasoning:
-        """Chains from ``topic`` (node indices) ranked for ``state``; answers aggregated over chains."""
+               max_hops: int | None = None, explorer: LLMExplorer | None = None,
+               question: str | None = None) -> Reasoning:
+        """Chains from ``topic`` (node indices) ranked for ``state``; answers aggregated over chains.
+
+        With ``explorer`` (an LLM), the model chooses the relations to follow at each hop instead of
+        the beam; the chains it keeps are still ranked by the scorer.
+        """
         topic_nodes = np.unique(np.asarray(list(topic), dtype=np.int64))
         if topic_nodes.size == 0:
             return Reasoning()
-        chains = self.search.search(topic_nodes, self.scorer, state, max_hops=max_hops, keep=self.keep)
+        if explorer is not None:
+            chains = explorer.explore(question or state.text, topic_nodes, self.scorer, state, keep=self.keep)
+        else:
+            chains = self.search.search(topic_nodes, self.scorer, state, max_hops=max_hops, keep=self.keep)
         if not chains:
             return Reasoning(chains=[])
         answers = aggregate(chains, temperature=self.temperature)

@@ -41,7 +41,7 @@ Atom = tuple[str, bool]  # (relation, inverse)
 MANIFEST = "manifest.json"
 FORMAT = "kgllm-rules"
 _VARS = "XABY"
-_FULL_BODY_NODES = 5000  # up to this many nodes, body matrices are computed whole and cached
+_DENSE_NODES = 2000  # up to this many nodes, rule bodies are applied as cached dense matrices
 Aggregation = Literal["max", "noisy_or", "noisy_or_paths"]
 
 
@@ -126,8 +126,31 @@ class _Matrices:
             m.data[:] = 1.0  # duplicates collapse to one edge
             self.fwd[name] = m
         self.bwd = {name: m.T.tocsr() for name, m in self.fwd.items()}
-        self.bodies: dict[tuple[tuple[Atom, ...], bool], sp.csr_matrix] = {}
+        self.bodies: dict[tuple[tuple[Atom, ...], bool], np.ndarray] = {}
         self._features: sp.csr_matrix | None = None
+        self._dense: dict[Atom, np.ndarray] = {}
+
+    def dense_body(self, body: tuple[Atom, ...], binary: bool) -> np.ndarray:
+        """Distinct-variable grounding counts of ``body`` for all (X, Y) as a dense array (cached)."""
+        key = (body, binary)
+        if key not in self.bodies:
+            mats = []
+            for a in body:
+                if a not in self._dense:
+                    self._dense[a] = self.atom(a).toarray()
+                mats.append(self._dense[a])
+            if len(mats) == 1:
+                out = mats[0].copy()
+            elif len(mats) == 2:
+                out = mats[0] @ mats[1]
+            else:
+                a, b, c = mats
+                out = a @ b @ c - a * np.einsum("uv,vu->u", b, c)[None, :] \
+                    - np.einsum("xv,vx->x", a, b)[:, None] * c + a * b.T * c
+            np.fill_diagonal(out, 0.0)
+            out[out < 0.5] = 0.0
+            self.bodies[key] = (out > 0).astype(np.float64) if binary else out
+        return self.bodies[key]
 
     def features(self) -> sp.csr_matrix:
         """Node -> constant-rule features: ``(atom, d)`` at ``atom * n + d``, ``(atom, any)`` after them."""
@@ -145,6 +168,30 @@ class _Matrices:
 
     def atoms(self) -> list[Atom]:
         return [(r, inv) for r in self.relations for inv in (False, True)]
+
+
+def _top_per_group(group: np.ndarray, conf: np.ndarray, support: np.ndarray, limit: int) -> np.ndarray:
+    """Indices of the ``limit`` best rows (confidence, then support) of each group."""
+    if not group.size:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort((-support, -conf, group))
+    g = group[order]
+    starts = np.r_[0, np.nonzero(np.diff(g))[0] + 1]
+    rank = np.arange(g.size) - np.repeat(starts, np.diff(np.r_[starts, g.size]))
+    return order[rank < limit]
+
+
+def _all_diagonals(mats: list[sp.csr_matrix], n: int) -> np.ndarray | None:
+    """``out[u, b, c] = diag(mats[b] @ mats[c])[u]`` for every atom pair, dense (None when too large)."""
+    k = len(mats)
+    if k * n * n > 20_000_000:
+        return None
+    dense = np.stack([m.toarray() for m in mats])                  # (k, n, n)
+    out = np.empty((n, k, k))
+    transposed = dense.transpose(0, 2, 1)
+    for b in range(k):
+        out[:, b, :] = (dense[b][None, :, :] * transposed).sum(axis=2).T
+    return out
 
 
 def _diag_of_product(a: sp.csr_matrix, b: sp.csr_matrix) -> np.ndarray:
@@ -247,14 +294,15 @@ class RuleSet:
         table = sp.csr_matrix((np.ones(sum(k.size for k in keys)), (np.concatenate(keys), np.concatenate(cols))),
                               shape=(n * n, len(atoms)))
         table.data[:] = 1.0
-        rules: list[Rule] = []
-        best2: dict[int, list[tuple[float, tuple[Atom, ...]]]] = defaultdict(list)
         k = len(atoms)
         mats = [m.atom(a) for a in atoms]
         every = sp.hstack(mats).tocsr()            # (n, k*n): block c holds atom c's adjacency
+        # Candidates are kept as arrays (dense small graphs yield millions); Rule objects come at the end.
+        bodies: list[tuple[int, ...]] = []
+        found_parts: list[np.ndarray] = []         # rows of (body id, head atom, support, groundings)
 
-        def evaluate(prefix: tuple[Atom, ...], counts: sp.spmatrix) -> None:
-            """Rules for the bodies ``prefix + (c,)`` of every atom c, from their grounding counts."""
+        def evaluate(prefix: tuple[int, ...], counts: sp.spmatrix) -> None:
+            """Candidates for the bodies ``prefix + (c,)`` of every atom c, from their grounding counts."""
             coo = sp.coo_matrix(counts)
             ys = coo.col % n
             keep = (coo.data > 0.5) & (ys != coo.row)              # real groundings, Y != X
@@ -262,47 +310,58 @@ class RuleSet:
             if not rows.size:
                 return
             totals = np.bincount(block, minlength=k)
-            found = sp.csr_matrix((np.ones(rows.size), (block, rows.astype(np.int64) * n + ys)), shape=(k, n * n))
-            support = (found @ table).toarray()                    # (body c, head atom)
-            for c, j in zip(*np.nonzero(support >= min_support), strict=True):
-                body = (*prefix, atoms[c])
-                if len(body) == 1 and body[0] == atoms[j]:
-                    continue  # r(X,Y) <- r(X,Y)
-                conf = float(support[c, j]) / (totals[c] + smoothing)
-                if len(body) == 2:
-                    best2[j].append((conf, body))
-                if conf >= min_confidence:
-                    rules.append(Rule(head=atoms[j], body=body, confidence=conf, support=int(support[c, j]),
-                                      groundings=int(totals[c])))
+            hit = sp.csr_matrix((np.ones(rows.size), (block, rows.astype(np.int64) * n + ys)), shape=(k, n * n))
+            support = (hit @ table).toarray()                      # (body c, head atom)
+            cs, js = np.nonzero(support >= min_support)
+            if not prefix:
+                cs, js = cs[cs != js], js[cs != js]                # r(X,Y) <- r(X,Y)
+            if not cs.size:
+                return
+            base = len(bodies)
+            bodies.extend((*prefix, c) for c in range(k))
+            conf = support[cs, js] / (totals[cs] + smoothing)
+            good = conf >= min_confidence if len(prefix) != 1 else conf >= 0  # length 2 feeds the beam
+            cs, js = cs[good], js[good]
+            found_parts.append(np.column_stack([base + cs, js, support[cs, js], totals[cs],
+                                                np.full(cs.size, len(prefix) + 1)]).astype(np.int64))
+
+        def best_two(limit: int) -> list[tuple[int, int]]:
+            """Each head's ``limit`` most confident length-2 bodies (prefixes for length 3)."""
+            found = np.concatenate(found_parts) if found_parts else np.zeros((0, 5), dtype=np.int64)
+            found = found[found[:, 4] == 2]
+            top = _top_per_group(found[:, 1], found[:, 2] / (found[:, 3] + smoothing), found[:, 2], limit)
+            return sorted({(bodies[int(q)][0], bodies[int(q)][1]) for q in found[top, 0]})
 
         evaluate((), every)
         if max_length >= 2:
             for a in _progress(range(k), progress, "mining rules (length 2)"):
-                evaluate((atoms[a],), mats[a] @ every)
+                evaluate((a,), mats[a] @ every)
         if max_length >= 3:
-            if k ** 3 <= max_bodies:
-                prefixes = [(a, b) for a in range(k) for b in range(k)]
-            else:
-                index = {a: i for i, a in enumerate(atoms)}
-                chosen = {body for cands in best2.values() for _, body in sorted(cands, reverse=True)[:beam]}
-                prefixes = sorted((index[a], index[b]) for a, b in chosen)
+            prefixes = [(a, b) for a in range(k) for b in range(k)] if k ** 3 <= max_bodies else best_two(beam)
             # Distinct variables by inclusion-exclusion (see _body_counts), for all last atoms at once.
-            diag_next = np.column_stack([_diag_of_product(mb, mc) for mb in mats for mc in mats]).reshape(n, k, k) \
-                if k * k * n <= 50_000_000 else None
+            diag_next = _all_diagonals(mats, n)
             for a, b in _progress(prefixes, progress, "mining rules (length 3)"):
                 ma, mb = mats[a], mats[b]
                 full = (ma @ mb) @ every
                 d_bc = diag_next[:, b, :] if diag_next is not None else \
                     np.column_stack([_diag_of_product(mb, mc) for mc in mats])
-                t1 = sp.hstack([ma.multiply(d_bc[:, c][None, :]) for c in range(k)])      # A == Y
+                ca = ma.tocoo()                                                            # A == Y
+                hit_e, hit_c = np.nonzero(d_bc[ca.col])
+                t1 = sp.csr_matrix((ca.data[hit_e] * d_bc[ca.col[hit_e], hit_c],
+                                    (ca.row[hit_e], hit_c * n + ca.col[hit_e])), shape=full.shape)
                 t2 = sp.diags(_diag_of_product(ma, mb)) @ every                            # B == X
-                t3 = every.multiply(sp.hstack([ma.multiply(mb.T)] * k))                   # both
-                evaluate((atoms[a], atoms[b]), full - t1 - t2 + t3)
-        by_head: dict[Atom, list[Rule]] = defaultdict(list)
-        for rule in rules:
-            by_head[rule.head].append(rule)
-        rules = [r for group in by_head.values()
-                 for r in sorted(group, key=lambda r: (-r.confidence, -r.support))[:max_path_rules]]
+                both = ma.multiply(mb.T).tocoo()                                           # both
+                hits = table[both.row.astype(np.int64) * n + both.col].tocoo()
+                t3 = sp.csr_matrix((both.data[hits.row], (both.row[hits.row], hits.col * n + both.col[hits.row])),
+                                   shape=full.shape)
+                evaluate((a, b), full - t1 - t2 + t3)
+        found = np.concatenate(found_parts) if found_parts else np.zeros((0, 5), dtype=np.int64)
+        conf = found[:, 2] / (found[:, 3] + smoothing)
+        ok = np.nonzero(conf >= min_confidence)[0]
+        top = ok[_top_per_group(found[ok, 1], conf[ok], found[ok, 2], max_path_rules)]
+        rules = [Rule(head=atoms[int(found[q, 1])], body=tuple(atoms[c] for c in bodies[int(found[q, 0])]),
+                      confidence=float(conf[q]), support=int(found[q, 2]), groundings=int(found[q, 3]))
+                 for q in top]
         if constants:
             rules += _mine_constants(m, snapshot.ids, atoms, min_support, min_confidence, smoothing, max_constants)
         params = {"max_length": max_length, "min_support": min_support, "min_confidence": min_confidence,
@@ -336,15 +395,15 @@ class RuleSet:
         chosen = self.for_head(relation, inverse)[:max_rules]
         for rule in (r for r in chosen if r.tail is None):
             binary = aggregation != "noisy_or_paths"
-            if n <= _FULL_BODY_NODES:  # small graph: each body's full matrix once, rows picked per query
-                key = (rule.body, binary)
-                if key not in m.bodies:
-                    m.bodies[key] = _body_counts(m, rule.body, binary=binary)
-                fired = m.bodies[key][heads].tocoo()
-            else:
-                fired = _body_counts(m, rule.body, start, heads, binary=binary).tocoo()
+            log_conf = np.log1p(-min(rule.confidence, 0.999999))
+            if n <= _DENSE_NODES:  # small graph: each body's dense matrix once, rows picked per query
+                sub = m.dense_body(rule.body, binary)[heads]
+                log_miss += sub * log_conf
+                np.maximum(best, (sub > 0) * rule.confidence, out=best)
+                continue
+            fired = _body_counts(m, rule.body, start, heads, binary=binary).tocoo()
             if fired.nnz:
-                log_miss[fired.row, fired.col] += fired.data * np.log1p(-min(rule.confidence, 0.999999))
+                log_miss[fired.row, fired.col] += fired.data * log_conf
                 np.maximum.at(best, (fired.row, fired.col), rule.confidence)
         consts = [r for r in chosen if r.tail is not None]
         if consts:
@@ -365,10 +424,13 @@ class RuleSet:
                 confs = sp.csr_matrix((np.array(conf), (feat, tails)), shape=shape)
                 active = m.features()[heads]
                 log_miss += (active @ weights).toarray()
+                table = confs.toarray() if shape[0] * n <= 20_000_000 else confs
                 for i in range(b):
                     idx = active.indices[active.indptr[i]:active.indptr[i + 1]]
                     if idx.size:
-                        np.maximum(best[i], confs[idx].max(axis=0).toarray().ravel(), out=best[i])
+                        row = table[idx].max(axis=0)
+                        np.maximum(best[i], row if isinstance(row, np.ndarray) else row.toarray().ravel(),
+                                   out=best[i])
         log_miss[np.arange(b), heads] = 0.0  # a rule never predicts its own head (Y != X)
         best[np.arange(b), heads] = 0.0
         noisy = -np.expm1(log_miss)

@@ -47,6 +47,7 @@ def model_dir(metaqa_kb, metaqa_dir, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("scorer") / "model"
     stats = train(TrainRequest(data=metaqa_dir, out=out, split="dev",
-                               options={"kb": metaqa_kb.path, "epochs": 40, "all_lines": True}))
+                               options={"kb": metaqa_kb.path, "epochs": 40, "all_lines": True,
+                                        "hidden": 128, "min_steps": 400}))
     assert stats["supervised"] > 0
     return out

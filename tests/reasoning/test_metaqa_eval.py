@@ -69,7 +69,7 @@ def test_learned_run_on_fixture(metaqa_dir, metaqa_kb, model_dir):
     assert result["latency_ms"]["p50"] > 0
     assert result["config"]["scorer"] == "learned"
     assert sum(v["n"] for v in result["per_type"].values()) == 40
-    assert result["halves"]["held_out"]["n"] + result["halves"]["training"]["n"] == 40
+    assert result["config"]["halves"]["held_out"]["n"] + result["config"]["halves"]["training"]["n"] == 40
 
 
 def test_zero_shot_held_out_and_limit(metaqa_dir, metaqa_kb):
@@ -77,4 +77,4 @@ def test_zero_shot_held_out_and_limit(metaqa_dir, metaqa_kb):
                                    options={"held_out": True})
     result = registry.get_benchmark("metaqa-1hop").run(request)
     assert result["n"] == 5 and result["config"]["held_out"] and result["config"]["scorer"] == "zero-shot"
-    assert result["halves"]["training"]["n"] == 0
+    assert result["config"]["halves"]["training"]["n"] == 0

@@ -53,7 +53,7 @@ def trained(metaqa_kb, metaqa_dir, embedder, tmp_path_factory):
             start = q.question.index("[") + 1
             text = PathReasoner.mask(q.question, start, start + len(q.topic))
             examples.append(TrainingExample(text, [idx[q.topic]], [idx[a] for a in q.answers if a in idx], hops))
-    scorer, stats = train_path_scorer(ctx.graph, embedder, examples, epochs=40)
+    scorer, stats = train_path_scorer(ctx.graph, embedder, examples, epochs=40, hidden=128, min_steps=400)
     out = scorer.save(tmp_path_factory.mktemp("model") / "scorer")
     return ctx, scorer, stats, out, examples
 

@@ -1,0 +1,103 @@
+"""LLM-guided exploration (Think-on-Graph style): the language model prunes the relations at each hop.
+
+Used only when an LLM is given. At each hop the explorer lists the steps that leave the current
+frontier (``1. directed by``, ``2. inverse of starred actors`` ...), asks the model which ones lead
+towards the answer (or ``0`` to stop), walks the chosen ones on the graph and continues from the
+kept chains. The chains it ends with are ranked by the path scorer, so the model only prunes; every
+answer is still reached by real edges, and every prompt is one ``llm.generate`` call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kgllm.reasoning.paths import Chain, ChainResult, RelationGraph
+
+if TYPE_CHECKING:
+    from kgllm.reasoning.scorer import PathScorer, QuestionState
+
+__all__ = ["LLMExplorer", "PROMPT"]
+
+PROMPT = """You answer questions by walking a knowledge graph, one relation at a time.
+Question: {question}
+Walked so far: {walked}
+Relations that can be followed next:
+{options}
+Reply with the numbers of at most {width} relations that lead towards the answer, best first, separated by
+commas; reply 0 if the entities reached so far already answer the question."""
+
+_NUMBER = re.compile(r"\d+")
+
+
+class LLMExplorer:
+    """Relation pruning by a language model, hop by hop.
+
+    Args:
+        graph: the domain's relation graph.
+        llm: any :class:`~kgllm.llm.base.LLM` (``generate(prompt, max_tokens=..., temperature=...)``).
+        width: relations kept per chain and hop.
+        max_hops: longest chain.
+        relation_text: relation texts for the prompt.
+    """
+
+    def __init__(self, graph: RelationGraph, llm: Any, *, width: int = 2, max_hops: int = 3,
+                 relation_text: dict[str, str] | None = None) -> None:
+        self.graph = graph
+        self.llm = llm
+        self.width = width
+        self.max_hops = max_hops
+        self.relation_text = relation_text or {}
+        self.calls = 0
+
+    def _choose(self, question: str, chain: Chain, codes: Sequence[int]) -> list[int]:
+        walked = " then ".join(self.graph.code_text(c, self.relation_text) for c in chain) or "(nothing yet)"
+        options = "\n".join(f"{i}. {self.graph.code_text(c, self.relation_text)}" for i, c in enumerate(codes, 1))
+        prompt = PROMPT.format(question=question, walked=walked, options=options, width=self.width)
+        reply = self.llm.generate(prompt, max_tokens=16, temperature=0.0).text
+        self.calls += 1
+        picked: list[int] = []
+        for token in _NUMBER.findall(reply):
+            number = int(token)
+            if number == 0:
+                break
+            if 1 <= number <= len(codes) and codes[number - 1] not in picked:
+                picked.append(codes[number - 1])
+            if len(picked) >= self.width:
+                break
+        return picked
+
+    def explore(self, question: str, topic: np.ndarray, scorer: PathScorer, state: QuestionState, *,
+                keep: int = 10) -> list[ChainResult]:
+        """Chains chosen by the LLM from ``topic``, ranked by ``scorer`` (best first)."""
+        topic = np.unique(np.asarray(topic, dtype=np.int64))
+        open_chains: list[tuple[Chain, list[np.ndarray]]] = [((), [])]
+        finished: list[tuple[Chain, list[np.ndarray]]] = []
+        for _ in range(self.max_hops):
+            grown: list[tuple[Chain, list[np.ndarray]]] = []
+            for chain, frontiers in open_chains:
+                current = frontiers[-1] if frontiers else topic
+                codes = self.graph.available(current).tolist()
+                picked = self._choose(question, chain, codes) if codes else []
+                if not picked and chain:
+                    finished.append((chain, frontiers))
+                for code in picked:
+                    nodes = np.setdiff1d(self.graph.expand(current, code), topic, assume_unique=True)
+                    if nodes.size:
+                        grown.append((chain + (code,), frontiers + [nodes]))
+            if not grown:
+                break
+            open_chains = grown
+        else:
+            finished.extend(open_chains)
+        if not finished:
+            finished = [c for c in open_chains if c[0]]
+        if not finished:
+            return []
+        scores = scorer.score(state, [chain for chain, _ in finished], complete=True)
+        results = [ChainResult(chain, float(s), fr) for (chain, fr), s in zip(finished, scores, strict=True)]
+        results.sort(key=lambda r: -r.score)
+        return results[:keep]

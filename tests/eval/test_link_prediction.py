@@ -1,0 +1,101 @@
+"""Countries / link-prediction benchmarks through the runner, and their bad-input errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from kgllm.eval.kgdata import KGDataset, read_split
+from kgllm.eval.registry import EvalRequest, TrainRequest, get_trainer
+from kgllm.eval.runner import run_eval
+from kgllm.exceptions import BenchmarkError, LoadError, ModelError
+
+
+@pytest.fixture()
+def countries(fixtures_dir, tmp_path):
+    dest = tmp_path / "countries_S1"
+    shutil.copytree(fixtures_dir / "eval" / "countries_S1", dest)
+    return dest
+
+
+def test_countries_s1_auc_pr_envelope_and_out_json(countries, tmp_path):
+    out = tmp_path / "res.json"
+    report = run_eval("countries-s1", EvalRequest(data=countries, split="dev"), out=out)
+    assert report["benchmark"] == "countries-s1" and report["split"] == "dev" and report["n"] == 24
+    assert report["metrics"]["auc_pr"] == pytest.approx(1.0)
+    assert set(report["latency_ms"]) >= {"p50", "p95"}
+    for key in ("config", "kgllm_version", "seconds"):
+        assert key in report
+    written = json.loads(out.read_text())
+    assert written["metrics"] == report["metrics"] and "predictions" not in written
+
+
+def test_trained_rules_are_reused_with_model(countries, tmp_path):
+    info = get_trainer("rules").run(TrainRequest(data=countries, out=tmp_path / "rules"))
+    assert info["rules"] > 0 and (tmp_path / "rules" / "manifest.json").is_file()
+    report = run_eval("countries-s1", EvalRequest(data=countries, split="dev", model=tmp_path / "rules"))
+    assert report["metrics"]["auc_pr"] == pytest.approx(1.0)
+    assert report["config"]["mine_seconds"] == 0.0  # nothing mined: the saved rules were used
+
+
+def test_rules_from_another_graph_are_refused(countries, tmp_path, fixtures_dir):
+    nations = tmp_path / "nations"
+    nations.mkdir()
+    shutil.copy(fixtures_dir / "eval" / "nations_train_head.txt", nations / "train.txt")
+    get_trainer("rules").run(TrainRequest(data=nations, out=tmp_path / "nrules"))
+    with pytest.raises(ModelError, match="absent from"):
+        run_eval("countries-s1", EvalRequest(data=countries, split="dev", model=tmp_path / "nrules"))
+
+
+def test_limit_larger_than_the_data_uses_everything(countries):
+    report = run_eval("countries-s1", EvalRequest(data=countries, split="dev", limit=10_000))
+    assert report["n"] == 24
+    assert "exceeds" in report["warnings"][0]
+    assert run_eval("countries-s1", EvalRequest(data=countries, split="dev", limit=5))["n"] == 5
+
+
+def test_missing_files_list_what_is_expected(countries, tmp_path):
+    with pytest.raises(BenchmarkError, match=r"lacks test\.txt; expected files: train\.txt, test\.txt, regions\.list"):
+        run_eval("countries-s1", EvalRequest(data=countries, split="test"))
+    (countries / "regions.list").unlink()
+    with pytest.raises(BenchmarkError, match="regions.list"):
+        run_eval("countries-s1", EvalRequest(data=countries, split="dev"))
+    with pytest.raises(BenchmarkError, match="data folder not found"):
+        run_eval("umls", EvalRequest(data=tmp_path / "nowhere", split="dev"))
+
+
+def test_unknown_benchmark_lists_known_ones(countries):
+    with pytest.raises(BenchmarkError, match=r"unknown benchmark 'countries-s9'; known benchmarks: .*countries-s1"):
+        run_eval("countries-s9", EvalRequest(data=countries))
+
+
+def test_malformed_line_names_file_and_line(countries):
+    lines = (countries / "valid.txt").read_text().splitlines()
+    lines[3] = "brazil locatedin americas"  # spaces, not tabs
+    (countries / "valid.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(LoadError) as err:
+        run_eval("countries-s1", EvalRequest(data=countries, split="dev"))
+    assert err.value.line == 4 and err.value.path.endswith("valid.txt")
+    assert "line 4" in str(err.value) and "brazil locatedin americas" in str(err.value)
+    with pytest.raises(LoadError, match="expected 3 tab-separated fields"):
+        read_split(countries / "valid.txt")
+
+
+def test_link_prediction_reports_rules_kge_and_combined(fixtures_dir, tmp_path):
+    data = tmp_path / "nations"
+    data.mkdir()
+    lines = (fixtures_dir / "eval" / "nations_train_head.txt").read_text().splitlines()
+    (data / "train.txt").write_text("\n".join(lines[:360]) + "\n")
+    (data / "valid.txt").write_text("\n".join(lines[360:]) + "\n")
+    known = set(KGDataset.load(data, name="n").entities)
+    request = EvalRequest(data=data, split="dev", options={"epochs": 30, "dim": 16, "max_length": 2})
+    report = run_eval("nations", request)
+    assert report["n"] == 40 and report["primary_metric"] == "mrr"
+    assert set(report["by_method"]) == {"rules", "kge", "combined"}
+    for values in report["by_method"].values():
+        assert 0.0 < values["mrr"] <= 1.0 and values["hits@1"] <= values["hits@3"] <= values["hits@10"]
+    # 14 candidate nations: a random ranking would give MRR around 0.25
+    assert report["metrics"]["mrr"] > 0.35
+    assert report["predictions"][0]["predicted"] in known and report["per_type"]

@@ -1,0 +1,73 @@
+"""Reports (Markdown + PNG plots), run_all over a data root, the terminal summary."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from rich.console import Console
+
+from kgllm.eval.reference import REFERENCES, references_for
+from kgllm.eval.registry import EvalRequest
+from kgllm.eval.report import write_report
+from kgllm.eval.runner import print_summary, run_all, run_eval
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_reference_table_has_sources_and_the_issue_numbers():
+    assert all(r.source and 0 < r.value <= 1 for r in REFERENCES)
+    minerva = {r.benchmark: r.value for r in references_for("countries-s3") if r.method == "MINERVA"}
+    assert minerva == {"countries-s3": pytest.approx(0.951)}
+    assert {r.method for r in references_for("umls", "mrr")} >= {"ConvE"}
+
+
+def test_run_all_runs_what_exists_and_writes_the_report(fixtures_dir, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(fixtures_dir / "eval" / "countries_S1", root / "countries" / "countries_S1")
+    lines = []
+    reports = run_all(root, split="dev", out=tmp_path / "all.json", report_dir=tmp_path / "report",
+                      echo=lines.append)
+    by_name = {r["benchmark"]: r for r in reports}
+    assert by_name["countries-s1"]["metrics"]["auc_pr"] == pytest.approx(1.0)
+    assert "skipped" in by_name["umls"] and "expected files" in by_name["umls"]["skipped"] or \
+        "not found" in by_name["umls"]["skipped"]
+    assert f"countries-s1: {root / 'countries' / 'countries_S1'} (dev)" in lines
+    assert not any(line.startswith("umls") for line in lines)  # no data, not announced
+    saved = json.loads((tmp_path / "all.json").read_text())
+    assert [r["benchmark"] for r in saved] == [r["benchmark"] for r in reports]
+
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "| countries-s1 | dev | 24 |" in md and "MINERVA" in md and "Rocktäschel" in md
+    for kind in ("metrics", "latency", "calibration"):
+        png = tmp_path / "report" / "plots" / f"countries-s1_{kind}.png"
+        assert png.read_bytes()[:8] == PNG, kind
+        assert f"plots/countries-s1_{kind}.png" in md
+    assert (tmp_path / "report" / "predictions" / "countries-s1.jsonl").read_text().count("\n") == 24
+
+
+def test_per_type_plot_and_summary_table(tmp_path):
+    report = {"benchmark": "metaqa-2hop", "split": "dev", "n": 4, "primary_metric": "hits@1",
+              "metrics": {"hits@1": 0.75, "f1": 0.5}, "latency_ms": {"p50": 2.0}, "seconds": 1.0,
+              "latencies_ms": [1.0, 2.0, 2.5, 3.0],
+              "predictions": [{"type": "movie_to_director", "correct": True, "score": 0.9},
+                              {"type": "movie_to_director", "correct": True, "score": 0.8},
+                              {"type": "actor_to_movie", "correct": False, "score": 0.7},
+                              {"type": "actor_to_movie", "correct": True, "score": 0.6}]}
+    write_report([report, {"benchmark": "csqa", "error": "ValueError: boom"}], tmp_path)
+    assert (tmp_path / "plots" / "metaqa-2hop_per_type.png").read_bytes()[:8] == PNG
+    md = (tmp_path / "report.md").read_text()
+    assert "error: ValueError: boom" in md and "EmbedKGQA" in md
+    console = Console(record=True, width=200)
+    print_summary([report, {"benchmark": "csqa", "skipped": "no data"}], console=console)
+    text = console.export_text()
+    assert "hits@1=0.750" in text and "skipped" in text
+
+
+def test_report_dir_of_a_single_run(fixtures_dir, tmp_path):
+    data = tmp_path / "c"
+    shutil.copytree(fixtures_dir / "eval" / "countries_S1", data)
+    run_eval("countries-s1", EvalRequest(data=data, split="dev", limit=6), report_dir=tmp_path / "r")
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert results[0]["n"] == 6 and "calibration" in results[0]
