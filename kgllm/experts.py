@@ -183,8 +183,9 @@ class Router:
     """Ranks a KB's experts for a question. Precomputes per-expert profiles on first use."""
 
     #: weights of the zero-shot signals
-    WEIGHTS = {"description": 0.35, "samples": 0.35, "links": 0.6}
+    WEIGHTS = {"description": 0.5, "samples": 0.9, "links": 0.4}
     SAMPLE_ENTITIES = 48
+    MAX_CHUNKS = 2000
     #: share of the trained classifier in the score, when one is configured
     CLASSIFIER_WEIGHT = 0.6
 
@@ -212,8 +213,8 @@ class Router:
             degree = np.bincount(np.concatenate([snapshot.head, snapshot.tail]), minlength=snapshot.num_nodes)
             top = np.argsort(-degree, kind="stable")[: self.SAMPLE_ENTITIES]
             samples.extend(snapshot.names[int(i)] for i in top)
-        for chunk in self.kb.chunks(name)[: self.SAMPLE_ENTITIES]:
-            samples.append(chunk.text)
+        # Documents are few and on-topic (e.g. a science book): all of them, up to a cap, are samples.
+        samples.extend(chunk.text for chunk in self.kb.chunks(name)[: self.MAX_CHUNKS])
         samples.extend(info.get("examples") or [])
         vectors = self.kb.embedder.encode([f"{name}: {description}"] + (samples or [description]))
         return _Profile(name=name, description=vectors[0], samples=vectors[1:], names=counts)

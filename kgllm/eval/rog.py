@@ -10,6 +10,7 @@ metrics are Hits@1 and answer-set F1 as in RoG. ``--data`` is a folder holding `
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Iterator
@@ -136,5 +137,5 @@ def _required(data: Path, split: str) -> list[str]:
 
 for _name, _title in (("webqsp", "WebQSP"), ("cwq", "CWQ")):
     benchmark(Benchmark(name=_name, description=f"{_title} in the RoG format (per-question subgraphs): Hits@1, F1",
-                        primary_metric="hits@1", run=lambda req, _n=_name: run_rog(req, name=_n),
+                        primary_metric="hits@1", run=functools.partial(run_rog, name=_name),
                         required_files=_required))

@@ -26,7 +26,9 @@ UNGROUNDED = "no concept of the question or its choices is in the concept graph;
 
 
 def validate_choices(question: str, choices: Sequence[str] | None) -> list[str]:
-    """Check a multiple-choice input: a non-empty question and at least two distinct, non-empty choices.
+    """Check a multiple-choice input: a non-empty question and at least two non-empty choices.
+
+    Repeated choices are allowed (real CommonsenseQA questions have them); they get equal scores.
 
     Raises:
         ConfigError: what is wrong, with the value.
@@ -40,8 +42,6 @@ def validate_choices(question: str, choices: Sequence[str] | None) -> list[str]:
         raise ConfigError(f"a multiple-choice question needs at least 2 choices, got {len(items)}: {list(choices)!r}")
     if any(not c for c in items):
         raise ConfigError(f"empty answer choice in {list(choices)!r}")
-    if len(set(items)) != len(items):
-        raise ConfigError(f"duplicate answer choices in {list(choices)!r}")
     return items
 
 
@@ -92,7 +92,7 @@ class ChoiceAnswerer:
             started = time.perf_counter()
             questions = [MCQuestion(id=str(i), stem=checked[i][0], choices=checked[i][1],
                                     labels=[chr(65 + j) for j in range(len(checked[i][1]))]) for i in idx]
-            feats = self.builder._compute(questions, len(questions[0].choices), progress=False)
+            feats = self.builder.compute(questions, len(questions[0].choices))
             scores = predict(self.model, GraphData(feats, self.graph.n_relation_ids))
             seconds = (time.perf_counter() - started) / len(idx)
             for row, i in enumerate(idx):
@@ -154,7 +154,7 @@ def answer_choices(kb: Any, question: str, choices: Sequence[str], model_dir: st
         warning when nothing could be grounded.
 
     Raises:
-        ConfigError: a missing question, fewer than two choices, empty or duplicate choices.
+        ConfigError: a missing question, fewer than two choices, or an empty choice.
         ModelError: ``model_dir`` is not an adapter directory or does not fit its graph/encoder.
     """
     items = validate_choices(question, choices)

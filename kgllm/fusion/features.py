@@ -225,13 +225,14 @@ class FeatureBuilder:
             path = self.cache_dir / f"features-{key}.npz"
             if path.exists():
                 return MCFeatures.load(path, self.node_vectors)
-        feats = self._compute(questions, n_choices.pop(), progress=progress)
+        feats = self.compute(questions, n_choices.pop(), progress=progress)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             feats.save(path)
         return feats
 
-    def _compute(self, questions: Sequence[MCQuestion], k: int, *, progress: bool) -> MCFeatures:
+    def compute(self, questions: Sequence[MCQuestion], k: int, *, progress: bool = False) -> MCFeatures:
+        """Features of ``questions`` (``k`` choices each), computed now and not cached."""
         enc = self.embedder.encode
         q_vec = enc([q.stem for q in questions], progress=progress)
         c_vec = enc([c for q in questions for c in q.choices], progress=progress)

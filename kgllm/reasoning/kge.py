@@ -36,7 +36,7 @@ class KGEConfig:
     n3: float = 5e-3
     init_scale: float = 1e-3
     seed: int = 0
-    threads: int = 2
+    threads: int = 1
 
 
 class ComplEx(nn.Module):

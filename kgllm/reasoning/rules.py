@@ -144,9 +144,9 @@ class _Matrices:
             elif len(mats) == 2:
                 out = mats[0] @ mats[1]
             else:
-                a, b, c = mats
-                out = a @ b @ c - a * np.einsum("uv,vu->u", b, c)[None, :] \
-                    - np.einsum("xv,vx->x", a, b)[:, None] * c + a * b.T * c
+                first, second, third = mats
+                out = first @ second @ third - first * np.einsum("uv,vu->u", second, third)[None, :] \
+                    - np.einsum("xv,vx->x", first, second)[:, None] * third + first * second.T * third
             np.fill_diagonal(out, 0.0)
             out[out < 0.5] = 0.0
             self.bodies[key] = (out > 0).astype(np.float64) if binary else out
@@ -411,7 +411,7 @@ class RuleSet:
             atoms = {a: i for i, a in enumerate(m.atoms())}
             feat, tails, conf = [], [], []
             for rule in consts:
-                t, a = index.get(rule.tail), atoms.get(rule.body[0])
+                t, a = index.get(rule.tail or ""), atoms.get(rule.body[0])
                 c = index.get(rule.const) if rule.const is not None else -1
                 if t is None or a is None or c is None:
                     continue
@@ -588,7 +588,7 @@ def _version() -> str:
         return "0+unknown"
 
 
-def _progress(items: list, enabled: bool, desc: str):  # type: ignore[no-untyped-def]
+def _progress(items: Sequence[Any], enabled: bool, desc: str):  # type: ignore[no-untyped-def]
     if not enabled:
         return items
     from tqdm.auto import tqdm

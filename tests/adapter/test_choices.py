@@ -89,10 +89,17 @@ def test_answer_choices_bad_input(csqa_model: Path) -> None:
         answer_choices(None, QUESTION, ["bank"], model_dir=csqa_model)
     with pytest.raises(ConfigError, match="list of at least 2"):
         answer_choices(None, QUESTION, None, model_dir=csqa_model)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="duplicate"):
-        answer_choices(None, QUESTION, ["bank", "bank"], model_dir=csqa_model)
+    with pytest.raises(ConfigError, match="empty answer choice"):
+        answer_choices(None, QUESTION, ["bank", "  "], model_dir=csqa_model)
     with pytest.raises(ConfigError, match="non-empty question"):
         answer_choices(None, " ", CHOICES, model_dir=csqa_model)
+
+
+def test_repeated_choices_get_equal_scores(csqa_model: Path) -> None:
+    """CommonsenseQA has questions listing a choice twice; both copies must score the same."""
+    answer = answer_choices(None, QUESTION, ["bank", "mall", "bank"], model_dir=csqa_model)
+    scores = {a.id: a.score for a in answer.answers}
+    assert scores["A"] == pytest.approx(scores["C"], abs=1e-6)
 
 
 def test_ungrounded_question_falls_back_and_is_flagged(csqa_model: Path) -> None:
