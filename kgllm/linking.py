@@ -77,11 +77,14 @@ class EntityLinker:
         vector_index: a callable returning the domain's entity-name :class:`~kgllm.index.VectorIndex`
             (built lazily by the caller); ``None`` disables vector linking.
         embedder: encodes mentions for ``vector_index``.
+        vector_cutoff: lowest cosine similarity accepted from the vector index (unrelated text scores
+            ~0.25 against entity names with MiniLM, a paraphrased name ~0.8).
     """
 
     def __init__(self, domain: str, ids: Sequence[str], names: Sequence[str], *,
                  aliases: Mapping[str, str] | None = None, max_ngram: int = 12, fuzzy_cutoff: float = 85.0,
-                 vector_index: Callable[[], VectorIndex] | None = None, embedder: Embedder | None = None) -> None:
+                 vector_index: Callable[[], VectorIndex] | None = None, embedder: Embedder | None = None,
+                 vector_cutoff: float = 0.5) -> None:
         self.domain = domain
         self.ids = list(ids)
         self.names = list(names)
@@ -89,6 +92,7 @@ class EntityLinker:
         self.fuzzy_cutoff = fuzzy_cutoff
         self._vector_index = vector_index
         self._embedder = embedder
+        self.vector_cutoff = vector_cutoff
         self._table: dict[str, list[int]] = {}
         self._alias: set[str] = set()
         for i, name in enumerate(self.names):
@@ -234,7 +238,8 @@ class EntityLinker:
         vectors = self._embedder.encode(queries)
         out: list[Mention] = []
         for (start, end), text, hits in zip(spans, queries, index.search(vectors, 3), strict=False):
-            nodes = [(position[eid], score) for eid, score in hits if eid in position]
+            nodes = [(position[eid], score) for eid, score in hits
+                     if eid in position and float(score) >= self.vector_cutoff]
             links = tuple(link for node, score in nodes
                           for link in self._links(text, [node], 0.8 * max(float(score), 0.0), "vector"))
             out.append(Mention(start, end, text, links))

@@ -73,3 +73,4 @@ def test_vector_fallback_uses_real_faiss_index(movies, embedder):
     links = lk.link("who directed [the film about a man named Gump, Forrest]")
     assert links and links[0].method == "vector" and links[0].id == "Forrest Gump"
     assert 0.0 < links[0].score <= 0.8
+    assert lk.link("what is the airspeed velocity of an unladen swallow") == []  # below the cutoff
