@@ -107,9 +107,14 @@ def _topic(question: str) -> str:
     return question[question.index("[") + 1: question.index("]")]
 
 
-def build_movies(data: Path, out: Path, *, films: int = 1500, per_question: int = 8) -> dict[str, object]:
+def build_movies(data: Path, out: Path, *, films: int = 1500, per_question: int = 8,
+                 scorer: bool = True) -> dict[str, object]:
     """About ``films`` films with all their triples: the demo questions' films, then those of dev
-    questions (1-, 2- and 3-hop interleaved) needing at most ``per_question`` more films each."""
+    questions (1-, 2- and 3-hop interleaved) needing at most ``per_question`` more films each.
+
+    With ``scorer`` the pack's path scorer (``scorer/``) is trained on the dev questions whose
+    answers are complete in the pack; without it an existing ``scorer/`` is kept as it is.
+    """
     metaqa = data / "metaqa"
     kb = [(t.head, t.relation, t.tail) for t in read_triples(metaqa / "kb.txt", "pipe")]
     full = _Graph(kb)
@@ -127,11 +132,19 @@ def build_movies(data: Path, out: Path, *, films: int = 1500, per_question: int 
     subset = [t for t in kb if t[0] in chosen]
     pack = _Graph(subset)
     answerable: dict[int, list[int]] = {1: [0, 0], 2: [0, 0], 3: [0, 0]}
+    complete: list[tuple[int, str, list[str]]] = []  # (hops, question, answers) answered fully by the pack
     for hops, question, qtype, _ in questions:
         answers, _ = full.walk(_topic(question), qtype)
         answerable[hops][1] += 1
-        answerable[hops][0] += bool(answers) and pack.walk(_topic(question), qtype)[0] == answers
+        if answers and pack.walk(_topic(question), qtype)[0] == answers:
+            answerable[hops][0] += 1
+            complete.append((hops, question, sorted(answers)))
     _write_lines(out / "kb.txt", ("|".join(t) for t in subset))
+    notes: dict[str, object] = {}
+    if scorer:
+        notes["scorer"] = train_movies_scorer(out, complete)
+    elif not (out / MOVIES_SCORER / "manifest.json").is_file():
+        raise SystemExit(f"--no-scorer needs an existing {out / MOVIES_SCORER}; build once without it")
     _write_manifest(out, {
         "name": "movies",
         "description": "Films and who made them: directors, screenwriters, actors, release years, genres, "
@@ -145,11 +158,56 @@ def build_movies(data: Path, out: Path, *, films: int = 1500, per_question: int 
         "triples": [{"path": "kb.txt", "format": "pipe"}],
         "relation_text": MOVIES_RELATION_TEXT,
         "reasoning": {"hops": 3},
+        "scorer": MOVIES_SCORER,
         "examples": [question for question, _, _ in MOVIES_EXAMPLES],
     })
     for _, topic, qtype in MOVIES_EXAMPLES:
         assert pack.walk(topic, qtype)[0] == full.walk(topic, qtype)[0], (topic, qtype)
-    return {"films": len(chosen), "answerable": {f"{h}-hop": f"{a}/{n}" for h, (a, n) in answerable.items()}}
+    return {"films": len(chosen), "answerable": {f"{h}-hop": f"{a}/{n}" for h, (a, n) in answerable.items()},
+            **notes}
+
+
+MOVIES_SCORER = "scorer"
+"""The movies pack's trained path scorer, relative to the pack."""
+
+
+def train_movies_scorer(out: Path, questions: list[tuple[int, str, list[str]]], *, seed: int = 0) -> dict[str, object]:
+    """Train the movies pack's path scorer on ``questions`` over the pack's own ``kb.txt``.
+
+    The graph is loaded exactly as ``kb.load(pack)`` loads it, so the scorer's KB fingerprint
+    (relation list + entity count) matches the installed pack. The weights go to ``out/scorer``.
+    """
+    import tempfile
+
+    import torch
+
+    from kgllm.kb import open_kb
+    from kgllm.reasoning.reasoner import PathReasoner
+    from kgllm.reasoning.training import TrainingExample, train_path_scorer
+
+    torch.set_num_threads(2)  # a fixed thread count keeps the float sums (and so the weights) reproducible
+    with tempfile.TemporaryDirectory() as tmp:
+        kb = open_kb(Path(tmp) / "kb")
+        try:
+            kb.load_triples("movies", out / "kb.txt", format="pipe")
+            ctx = kb.pipeline.context("movies")
+            index = ctx.snapshot.index
+            examples = []
+            for hops, question, answers in questions:
+                start = question.index("[") + 1
+                text = PathReasoner.mask(question, start, question.index("]"))
+                examples.append(TrainingExample(text, [index[_topic(question)]], [index[a] for a in answers], hops))
+            model, stats = train_path_scorer(ctx.graph, kb.embedder, examples, max_hops=3, hidden=256,
+                                             epochs=8, seed=seed)
+            model.manifest["training"] = {"data": "MetaQA dev questions (1/2/3-hop) answered completely by the pack",
+                                          "seed": seed}
+            target = out / MOVIES_SCORER
+            for stale in target.glob("*") if target.is_dir() else ():
+                stale.unlink()
+            model.save(target)
+        finally:
+            kb.close()
+    return {"examples": stats["examples"], "supervised": stats["supervised"], "final_loss": stats["final_loss"]}
 
 
 # Demo questions of the other packs: (question, entity, relation, inverse) -- the build checks that
@@ -443,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="the shared benchmark data folder")
     parser.add_argument("--out", type=Path, default=HERE, help="where the pack folders go (default: graphs/)")
     parser.add_argument("--only", default="", help=f"comma-separated subset of {','.join(BUILDERS)}")
+    parser.add_argument("--no-scorer", action="store_true",
+                        help="do not train the movies path scorer; keep the one already in OUT/movies/scorer")
     args = parser.parse_args(argv)
     names = [n for n in args.only.split(",") if n] or list(BUILDERS)
     unknown = [n for n in names if n not in BUILDERS]
@@ -453,7 +513,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         out = args.out / name
         out.mkdir(parents=True, exist_ok=True)
-        notes = BUILDERS[name](args.data, out)
+        if name == "movies":
+            notes = build_movies(args.data, out, scorer=not args.no_scorer)
+        else:
+            notes = BUILDERS[name](args.data, out)
         stats = verify(out)
         print(f"| {name} | {stats['triples']} | {stats['entities']} | {stats['relations']} | {stats['chunks']} "
               f"| {stats['kib']} | {json.dumps(notes) if notes else ''} |")

@@ -132,12 +132,17 @@ def ask(
     llm: str = typer.Option("extractive", "--llm", help="extractive | hf:MODEL_OR_PATH | openai:MODEL@BASE_URL"),
     top_k: int = typer.Option(10, "--top-k", min=1, help="Answers to return."),
     choices: list[str] = typer.Option([], "--choice", help="Answer choices (multiple-choice question)."),
+    model: Path | None = typer.Option(None, "--model", help="Trained path-scorer directory (kgllm train metaqa)."),
+    adapter: Path | None = typer.Option(None, "--adapter", help="Multiple-choice adapter (kgllm train csqa|obqa)."),
+    explore: bool = typer.Option(False, "--explore", help="Let the LLM choose relations hop by hop."),
+    no_llm_cache: bool = typer.Option(False, "--no-llm-cache", help="Do not serve LLM requests from the cache."),
 ) -> None:
     """Answer a question with reasoning paths and provenance."""
     opts: Options = ctx.obj
     with opts.open(create=False) as kb:
         answer = kb.ask(question, domain=domain, llm=None if llm == "extractive" else llm, top_k=top_k,
-                        choices=choices or None)
+                        choices=choices or None, model=model, adapter=adapter, explore=explore,
+                        llm_cache=not no_llm_cache)
     if opts.json:
         typer.echo(answer.to_json(indent=2))
         return

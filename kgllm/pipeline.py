@@ -30,7 +30,7 @@ from kgllm.reasoning.explorer import LLMExplorer
 from kgllm.reasoning.paths import RelationGraph
 from kgllm.reasoning.reasoner import PathReasoner, Reasoning
 from kgllm.reasoning.scorer import LearnedScorer, PathScorer, ZeroShotScorer
-from kgllm.types import Answer, ExpertChoice
+from kgllm.types import Answer, ExpertChoice, ScoredAnswer
 
 if TYPE_CHECKING:
     from kgllm.kb import KnowledgeBase
@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 MAX_QUESTION_CHARS = 2000
 NO_QUESTION = "No question was asked."
 NO_ENTITY = "No entity of the question could be found in the knowledge graph."
+ROUTE_MARGIN = 0.05
+"""Experts scoring within this margin of the best one are consulted too (answers merged)."""
+MAX_EXPERTS = 3
 VECTOR_LINKING_MAX_ENTITIES = 20_000
 """Entity-name vector linking is used without an existing index only for domains up to this size
 (embedding every name of a large domain takes minutes)."""
@@ -74,6 +77,7 @@ class _Work:
     span: tuple[int, int] = (0, 0)
     reasoning: Reasoning | None = None
     done: bool = False
+    consulted: list[_Work] = field(default_factory=list)
 
 
 class Pipeline:
@@ -99,7 +103,8 @@ class Pipeline:
     # -- public --------------------------------------------------------------------------------
     def ask(self, question: str, *, domain: str | None = None, llm: Any = None, top_k: int | None = 10,
             choices: Sequence[str] | None = None, model: str | Path | None = None,
-            entities: Sequence[str] | None = None, max_hops: int | None = None, explore: bool = False) -> Answer:
+            entities: Sequence[str] | None = None, max_hops: int | None = None, explore: bool = False,
+            adapter: str | Path | None = None, llm_cache: bool = True) -> Answer:
         """Answer one question.
 
         Args:
@@ -107,38 +112,57 @@ class Pipeline:
             domain: the domain to ask; ``None`` routes the question.
             llm: an LLM backend or spec for the text; ``None`` writes the extractive text.
             top_k: answers returned (``None``: all answers of the kept chains).
-            choices: answer options (passed to the generator for multiple-choice prompts).
+            choices: answer options: the question is answered as multiple choice by the graph adapter
+                (``adapter``, a model dir from ``kgllm train csqa|obqa``; without one, by similarity).
             model: a trained path-scorer directory (overrides the pipeline's).
             entities: topic entity ids to start from instead of linking.
             max_hops: longest chain (default: the domain's setting, 3).
             explore: with a generative ``llm``, let it choose the relations at each hop (Think-on-Graph
                 style) instead of the beam search.
+            adapter: multiple-choice adapter model directory (with ``choices``).
+            llm_cache: serve identical LLM requests from the KB's on-disk cache.
 
         Raises:
             DomainNotFound: ``domain`` is not in the KB (lists the known ones).
             ModelError: ``model`` was trained for another KB or embedding model.
         """
         return self.ask_many([question], domain=domain, llm=llm, top_k=top_k, choices=choices, model=model,
-                             entities=entities, max_hops=max_hops, explore=explore)[0]
+                             entities=entities, max_hops=max_hops, explore=explore, adapter=adapter,
+                             llm_cache=llm_cache)[0]
 
     def ask_many(self, questions: Sequence[str], *, batch_size: int = 64, domain: str | None = None,
                  llm: Any = None, top_k: int | None = 10, choices: Sequence[str] | None = None,
                  model: str | Path | None = None, entities: Sequence[str] | None = None,
-                 max_hops: int | None = None, explore: bool = False) -> list[Answer]:
+                 max_hops: int | None = None, explore: bool = False, adapter: str | Path | None = None,
+                 llm_cache: bool = True) -> list[Answer]:
         """Answer many questions; the embeddings of each batch of ``batch_size`` are computed together."""
         if domain is not None and domain not in self.kb.domains:
             raise DomainNotFound(domain, self.kb.domains)
+        if choices is not None:
+            from kgllm.fusion.choices import answer_choices
+
+            return [answer_choices(self.kb, question, choices, model_dir=adapter) for question in questions]
+        backend = _resolve_llm(llm, self._llm_cache(llm_cache))
+        explorer_llm = backend if explore and getattr(backend, "generative", True) else None
         out: list[Answer] = []
         for begin in range(0, len(questions), max(1, batch_size)):
             batch = [self._check(q) for q in questions[begin:begin + batch_size]]
             self._route(batch, domain)
-            self._link(batch, entities)
-            backend = _resolve_llm(llm)
-            explorer_llm = backend if explore and getattr(backend, "generative", True) else None
-            self._reason(batch, model=model, top_k=top_k, max_hops=max_hops, llm=explorer_llm)
+            every = batch + [extra for work in batch for extra in work.consulted]
+            self._link(every, entities)
+            self._reason(every, model=model, top_k=top_k, max_hops=max_hops, llm=explorer_llm)
+            for work in batch:
+                _merge_experts(work, top_k)
             self._generate(batch, backend, choices)
             out.extend(work.answer for work in batch)
         return out
+
+    def _llm_cache(self, enabled: bool) -> Any:
+        """LLM responses are cached beside the KB (``<kb>/llm_cache``) unless switched off."""
+        if not enabled:
+            return False
+        path = getattr(self.kb, "path", None)
+        return Path(path) / "llm_cache" if path is not None else None
 
     def context(self, domain: str) -> DomainContext:
         """The per-domain state (built on first use from the store's snapshot)."""
@@ -193,7 +217,8 @@ class Pipeline:
         return work
 
     def _route(self, batch: list[_Work], domain: str | None) -> None:
-        """Stage 1: the domain to ask. Given, the only one, or the best entity link (router on ties)."""
+        """Stage 1: the experts to ask. Given, the only one, or the router's choice plus the runners-up
+        within ``ROUTE_MARGIN`` of it (at most ``MAX_EXPERTS``); their answers are merged later."""
         started = time.perf_counter()
         names = [domain] if domain is not None else list(self.kb.domains)
         for work in batch:
@@ -208,29 +233,25 @@ class Pipeline:
                 work.answer.experts = [ExpertChoice(name=names[0], score=1.0,
                                                     reasons=["given" if domain else "only domain"])]
                 continue
-            scored = []
-            for name in names:
-                mentions = self.context(name).linker.mentions(work.question)
-                scored.append((mentions[0].score if mentions else 0.0, name))
-            scored.sort(key=lambda item: -item[0])
-            best = [name for score, name in scored if score == scored[0][0]]
-            if len(best) > 1:
-                best = [choice.name for choice in self._route_by_router(work.question, best)] or best
-            work.domain = self.context(best[0])
-            work.answer.experts = [ExpertChoice(name=name, score=round(score, 4), reasons=["entity link score"])
-                                   for score, name in scored]
-            work.answer.experts.sort(key=lambda c: (c.name != best[0], -c.score))
+            ranked = self._rank_experts(work.question, names)
+            chosen = [c for c in ranked if c.score >= ranked[0].score - ROUTE_MARGIN][:MAX_EXPERTS]
+            work.domain = self.context(chosen[0].name)
+            work.consulted = [_Work(question=work.question, answer=Answer(question=work.answer.question),
+                                    domain=self.context(c.name)) for c in chosen[1:]]
+            work.answer.experts = chosen
         self._time(batch, "route", started)
 
-    def _route_by_router(self, question: str, names: list[str]) -> list[ExpertChoice]:
-        """Hook: the expert router (kgllm.experts) ranks domains the entity links cannot separate."""
-        try:
-            from kgllm.experts import Router
-        except ImportError:
-            return []
-        if self._router is None:
-            self._router = Router(self.kb)
-        return list(self._router.route(question, experts=names))
+    def _rank_experts(self, question: str, names: list[str]) -> list[ExpertChoice]:
+        """The KB's router (kgllm.experts) when it has one; else the best entity-link score per domain."""
+        router = getattr(self.kb, "router", None)
+        if router is not None:
+            return list(router.route(question, experts=names))
+        scored = []
+        for name in names:
+            mentions = self.context(name).linker.mentions(question)
+            scored.append(ExpertChoice(name=name, score=round(mentions[0].score if mentions else 0.0, 4),
+                                       reasons=["entity link score"]))
+        return sorted(scored, key=lambda c: (-c.score, c.name))
 
     def _link(self, batch: list[_Work], entities: Sequence[str] | None) -> None:
         """Stage 2: topic entities (given ids, else the best linked mention) and the masked question."""
@@ -309,14 +330,57 @@ class Pipeline:
             work.answer.timings[stage] = round(elapsed, 3)
 
 
-def _resolve_llm(llm: Any) -> Any:
+def _merge_experts(work: _Work, top_k: int | None) -> None:
+    """Fold the answers of the other experts consulted into ``work.answer``, provenance per expert.
+
+    Answers keep their expert in ``ScoredAnswer.domain``; an answer found by several experts keeps
+    its best score. Paths and facts are concatenated (path indexes renumbered).
+    """
+    found = [w for w in [work, *work.consulted] if w.answer.answers]
+    if not work.consulted:
+        return
+    answer = work.answer
+    if not found:  # nobody could link the question: say so with the routing scores
+        if not work.done or answer.text == NO_ENTITY:
+            scores = ", ".join(f"{c.name} {c.score:.2f}" for c in answer.experts)
+            answer.text = f"{NO_ENTITY} Experts consulted (routing score): {scores}."
+        return
+    merged: dict[tuple[str, str | None], ScoredAnswer] = {}
+    paths, facts, linked, seen_facts = [], [], [], set()
+    for part in found:
+        offset = len(paths)
+        paths.extend(part.answer.paths)
+        linked.extend(part.answer.linked)
+        for fact in part.answer.facts:
+            if fact.key not in seen_facts:
+                seen_facts.add(fact.key)
+                facts.append(fact)
+        for item in part.answer.answers:
+            domain = item.domain or (part.domain.name if part.domain else None)
+            moved = item.model_copy(update={"domain": domain, "paths": [i + offset for i in item.paths]})
+            key = (item.id, domain)
+            if key not in merged or merged[key].score < moved.score:
+                merged[key] = moved
+    ranked = sorted(merged.values(), key=lambda a: (-a.score, a.name))
+    answer.answers = ranked[:top_k] if top_k else ranked
+    answer.paths, answer.facts, answer.linked = paths, facts, linked
+    answer.warnings = [w for w in answer.warnings if w != "no linkable entity"]
+    for part in work.consulted:
+        for stage, ms in part.answer.timings.items():
+            answer.timings[stage] = round(answer.timings.get(stage, 0.0) + ms, 3)
+    work.reasoning = work.reasoning or found[0].reasoning
+    work.domain = found[0].domain  # its relation texts write the extractive text
+    work.done = False
+
+
+def _resolve_llm(llm: Any, cache: Any = None) -> Any:
     if llm is None or llm == "extractive":
         return None
     try:
         from kgllm.llm import resolve_llm
     except ImportError:
         return llm
-    return resolve_llm(llm)
+    return resolve_llm(llm, cache=cache)
 
 
 def generate(answer: Answer, llm: Any, *, relation_text: dict[str, str] | None = None,

@@ -62,3 +62,40 @@ def test_trained_router_round_trip(kb, tmp_path):
         RouterModel.load(tmp_path / "router", model="another-model")
     manifest = json.loads((tmp_path / "router" / "manifest.json").read_text())
     assert manifest["labels"] == ["tiny_geo", "tiny_movies"]
+
+
+def test_ask_routes_to_the_right_expert(kb):
+    answer = kb.ask("Who directed [Kismet]?")
+    assert answer.experts[0].name == "tiny_movies"
+    assert answer.answers[0].name == "William Dieterle" and answer.answers[0].domain == "tiny_movies"
+    geo = kb.ask("Which region is [france] located in?")
+    assert geo.experts[0].name == "tiny_geo"
+    assert {a.name for a in geo.answers[:3]} & {"western_europe", "europe"}
+
+
+def test_close_experts_are_all_consulted_and_merged(tmp_path):
+    films = tmp_path / "films.txt"
+    films.write_text("Kismet|directed_by|William Dieterle\n", encoding="utf-8")
+    remake = tmp_path / "remake.txt"
+    remake.write_text("Kismet|directed_by|Vincente Minnelli\n", encoding="utf-8")
+    with kgllm.open(tmp_path / "kb") as two:
+        description = "Films and their directors."
+        two.load_triples("classic", films, format="pipe", description=description)
+        two.load_triples("remakes", remake, format="pipe", description=description)
+        answer = two.ask("Who directed [Kismet]?")
+    assert {e.name for e in answer.experts} == {"classic", "remakes"}
+    by_domain = {a.domain: a.name for a in answer.answers}
+    assert by_domain == {"classic": "William Dieterle", "remakes": "Vincente Minnelli"}
+    for item in answer.answers:  # each answer's paths are its own expert's edges
+        assert all(answer.paths[i].hops[-1].domain == item.domain for i in item.paths)
+
+
+def test_question_no_expert_can_serve(kb):
+    answer = kb.ask("zxqv wlorp?")
+    assert not answer.answers
+    assert "No entity" in answer.text and "tiny_movies" in answer.text
+
+
+def test_domain_bypasses_routing(kb):
+    answer = kb.ask("Who directed [Kismet]?", domain="tiny_movies")
+    assert [e.name for e in answer.experts] == ["tiny_movies"] and answer.experts[0].reasons == ["given"]

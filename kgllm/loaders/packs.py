@@ -15,6 +15,7 @@
     same_as:                                 # optional links to entities of other packs
       - {entity: france, same_as_domain: commonsense, same_as_entity: france}
     reasoning: {hops: 2}                     # optional hints for the reasoner
+    scorer: scorer                           # optional trained path scorer (a directory of the pack)
     examples: ["Who directed [Kismet]?"]     # questions the pack answers (demo, docs)
 
 The manifest is validated strictly: an unknown key, a missing required key, a bad value or a
@@ -36,9 +37,11 @@ from kgllm.loaders.documents import DocChunk, read_documents
 from kgllm.loaders.triples import TripleFormat, TripleReader, read_names
 from kgllm.stores.base import RawTriple
 
-__all__ = ["MANIFEST", "Pack", "TripleFileSpec", "DocumentFileSpec", "SameAs", "load_pack"]
+__all__ = ["MANIFEST", "SCORER_MANIFEST", "Pack", "TripleFileSpec", "DocumentFileSpec", "SameAs", "load_pack"]
 
 MANIFEST = "manifest.yaml"
+SCORER_MANIFEST = "manifest.json"
+"""The file every trained path-scorer directory holds (written by ``LearnedScorer.save``)."""
 
 
 class _Strict(BaseModel):
@@ -86,6 +89,7 @@ class Pack(_Strict):
     relation_text: dict[str, str] = Field(default_factory=dict)
     same_as: list[SameAs] = Field(default_factory=list)
     reasoning: dict[str, Any] = Field(default_factory=dict)
+    scorer: str | None = Field(default=None, min_length=1)
     examples: list[str] = Field(default_factory=list)
 
     _dir: Path = PrivateAttr(default=Path("."))
@@ -110,6 +114,11 @@ class Pack(_Strict):
     def file(self, relative: str) -> Path:
         """The path of a file listed in the manifest."""
         return self._dir / relative
+
+    @property
+    def scorer_dir(self) -> Path | None:
+        """The pack's trained path-scorer directory, or ``None`` when the pack has none."""
+        return self.file(self.scorer) if self.scorer else None
 
     @classmethod
     def load(cls, directory: str | Path) -> Pack:
@@ -155,6 +164,16 @@ class Pack(_Strict):
             if not self.file(relative).is_file():
                 raise LoadError(f"file listed under {key!r} does not exist: {relative!r} "
                                 f"(paths are relative to {self._dir})", path=self.manifest_path)
+        if self.scorer is not None:
+            scorer = self.file(self.scorer)
+            line = _key_line(self.manifest_path, "scorer")
+            if not scorer.resolve().is_relative_to(root):
+                raise LoadError("'scorer' is outside the pack directory", path=self.manifest_path, line=line,
+                                value=self.scorer)
+            if not (scorer / SCORER_MANIFEST).is_file():
+                raise LoadError(f"'scorer' must be a directory of the pack holding a trained path scorer "
+                                f"(with {SCORER_MANIFEST}; paths are relative to {self._dir})",
+                                path=self.manifest_path, line=line, value=self.scorer)
 
     # -- reading the pack's data -----------------------------------------------------------------
 
@@ -210,6 +229,14 @@ def _manifest_error(exc: ValidationError, manifest: Path, root: yaml.Node | None
         message = f"invalid value for {where!r}: {error['msg']}"
         value = error.get("input")
     return LoadError(message, path=manifest, line=_line_of(root, loc), value=value)
+
+
+def _key_line(manifest: Path, key: str) -> int | None:
+    """1-based line of a top-level ``key:`` in the manifest (for errors found after validation)."""
+    for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.startswith(f"{key}:"):
+            return number
+    return None
 
 
 def _loc_text(loc: list[Any]) -> str:

@@ -99,3 +99,30 @@ def test_link_prediction_reports_rules_kge_and_combined(fixtures_dir, tmp_path):
     # 14 candidate nations: a random ranking would give MRR around 0.25
     assert report["metrics"]["mrr"] > 0.35
     assert report["predictions"][0]["predicted"] in known and report["per_type"]
+
+
+def test_test_split_true_triples_are_filtered_when_scoring_dev(fixtures_dir, tmp_path):
+    """Scoring valid.txt filters test.txt's true triples too (the standard protocol); without test.txt
+    the report says its filter is incomplete, and the same models rank no answer better."""
+    lines = (fixtures_dir / "eval" / "nations_train_head.txt").read_text().splitlines()
+    folders = {}
+    for with_test in (False, True):
+        data = tmp_path / f"nations_{with_test}"
+        data.mkdir()
+        (data / "train.txt").write_text("\n".join(lines[:300]) + "\n")
+        (data / "valid.txt").write_text("\n".join(lines[360:]) + "\n")
+        if with_test:
+            (data / "test.txt").write_text("\n".join(lines[300:360]) + "\n")
+        folders[with_test] = data
+    options = {"epochs": 20, "dim": 16, "max_length": 2}
+    reports = {w: run_eval("nations", EvalRequest(data=d, split="dev", options=options)) for w, d in folders.items()}
+    incomplete, complete = reports[False]["config"], reports[True]["config"]
+    assert incomplete["filter_complete"] is False and "test.txt" in incomplete["filter_warning"]
+    assert complete["filter_complete"] is True and "filter_warning" not in complete
+    assert complete["filtered_with"] == ["train.txt", "valid.txt", "test.txt"]
+    # same training data and seed: identical scores, so filtering more can only lower ranks
+    before = [p["rank"] for p in reports[False]["predictions"]]
+    after = [p["rank"] for p in reports[True]["predictions"]]
+    assert len(before) == len(after) == 2 * reports[True]["n"]
+    assert all(a <= b for a, b in zip(after, before, strict=True))
+    assert sum(after) < sum(before)

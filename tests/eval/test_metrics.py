@@ -80,3 +80,19 @@ def test_latency_summary_and_calibration():
     assert [b["count"] for b in cal["bins"]] == [2, 2]
     # ECE = 0.5 * |0.15 - 0.5| + 0.5 * |0.95 - 1.0| = 0.2
     assert cal["ece"] == pytest.approx(0.2)
+
+
+def test_filtered_ranks_hand_computed_ties_and_filter():
+    scores = np.array([
+        [0.9, 0.5, 0.5, 0.5, 0.1],  # target 1 tied with 2 and 3, one better -> 1 + 1 + 2/2 = 3
+        [0.9, 0.5, 0.5, 0.5, 0.1],  # same, but 0 and 2 are other true answers -> 1 + 0 + 1/2 = 1.5
+        [0.2, 0.2, 0.2, 0.2, 0.2],  # constant scorer: middle rank (5 + 1) / 2 = 3
+        [0.1, 0.9, 0.9, 0.3, 0.0],  # the target's own mask entry never filters it out -> 1 + 1/2 = 1.5
+    ])
+    targets = np.array([1, 1, 4, 2])
+    mask = np.zeros_like(scores, dtype=bool)
+    mask[1, [0, 2]] = True
+    mask[3, 2] = True
+    assert list(metrics.filtered_ranks(scores, targets, mask)) == [3.0, 1.5, 3.0, 1.5]
+    assert metrics.ranking_metrics([3.0, 1.5, 3.0, 1.5], ks=(1, 3)) == pytest.approx(
+        {"mrr": (1 / 3 + 2 / 3 + 1 / 3 + 2 / 3) / 4, "hits@1": 0.0, "hits@3": 1.0})
