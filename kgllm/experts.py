@@ -221,7 +221,7 @@ class Router:
 
     def route(self, question: str, *, experts: Sequence[str] | None = None, top: int | None = None,
               vector: np.ndarray | None = None) -> list[ExpertChoice]:
-        """Experts ranked by score (0..1), each with the reasons for its score."""
+        """Experts ranked by score (higher is better), each with the reasons for its score."""
         names = list(experts) if experts is not None else self.kb.domains
         if not names:
             return []

@@ -1,14 +1,12 @@
-"""Learned relation-path rules: mining (AnyBURL/NeuralLP style), application and explanation.
+"""Learned relation-path rules: the rule types, their application, explanation and persistence.
 
 A rule predicts a *head atom* ``r(X, Y)`` (or its inverse) from a *body*:
 
 * **path rules** (length 1-3), e.g. ``locatedin(X,Y) <- neighbor(X,A), locatedin(A,B), locatedin(B,Y)``;
 * **constant rules**, e.g. ``term7(X, person3) <- term2(X, person9)`` or ``isa(X, entity) <- treats(X, ·)``.
 
-Confidence is ``support / (groundings + smoothing)``, counted exactly over the whole graph with
-``scipy.sparse`` products. Body groundings obey AnyBURL's object identity (the variables of a path
-bind distinct nodes), which also keeps a training edge from ever supporting its own rule.
-Predictions aggregate the rules that fire by noisy-or, or by max (best rule first, noisy-or to
+Confidence is ``support / (groundings + smoothing)``; mining lives in :mod:`kgllm.reasoning.rule_mining`,
+the sparse algebra of rule bodies in :mod:`kgllm.reasoning.rule_matrices`. Predictions aggregate the rules that fire by noisy-or, or by max (best rule first, noisy-or to
 break ties), and each can be explained by the rule and one concrete path of real edges.
 
 Modules relate as::
@@ -21,7 +19,6 @@ Modules relate as::
 from __future__ import annotations
 
 import json
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,12 +29,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from kgllm.exceptions import ModelError
+from kgllm.reasoning.rule_matrices import Atom, RuleMatrices, body_counts
 from kgllm.stores.snapshot import GraphSnapshot
 from kgllm.types import Hop, ReasoningPath
 
 __all__ = ["Atom", "Rule", "Inference", "RuleSet", "MANIFEST", "FORMAT"]
 
-Atom = tuple[str, bool]  # (relation, inverse)
 MANIFEST = "manifest.json"
 FORMAT = "kgllm-rules"
 _VARS = "XABY"
@@ -110,129 +107,6 @@ class Inference:
                    rule=f"{self.rule.text()} [conf {self.rule.confidence:.3f}] via {self.path.text()}")
 
 
-# -- graph as sparse matrices -----------------------------------------------------------------------
-class _Matrices:
-    """Per-relation binary adjacency (self-loops dropped: a path never stays in place)."""
-
-    def __init__(self, snapshot: GraphSnapshot) -> None:
-        self.n = snapshot.num_nodes
-        self.relations = list(snapshot.relations)
-        keep = snapshot.head != snapshot.tail
-        h, r, t = snapshot.head[keep], snapshot.rel[keep], snapshot.tail[keep]
-        self.fwd: dict[str, sp.csr_matrix] = {}
-        for i, name in enumerate(self.relations):
-            sel = r == i
-            m = sp.csr_matrix((np.ones(int(sel.sum())), (h[sel], t[sel])), shape=(self.n, self.n))
-            m.data[:] = 1.0  # duplicates collapse to one edge
-            self.fwd[name] = m
-        self.bwd = {name: m.T.tocsr() for name, m in self.fwd.items()}
-        self.bodies: dict[tuple[tuple[Atom, ...], bool], np.ndarray] = {}
-        self._features: sp.csr_matrix | None = None
-        self._dense: dict[Atom, np.ndarray] = {}
-
-    def dense_body(self, body: tuple[Atom, ...], binary: bool) -> np.ndarray:
-        """Distinct-variable grounding counts of ``body`` for all (X, Y) as a dense array (cached)."""
-        key = (body, binary)
-        if key not in self.bodies:
-            mats = []
-            for a in body:
-                if a not in self._dense:
-                    self._dense[a] = self.atom(a).toarray()
-                mats.append(self._dense[a])
-            if len(mats) == 1:
-                out = mats[0].copy()
-            elif len(mats) == 2:
-                out = mats[0] @ mats[1]
-            else:
-                first, second, third = mats
-                out = first @ second @ third - first * np.einsum("uv,vu->u", second, third)[None, :] \
-                    - np.einsum("xv,vx->x", first, second)[:, None] * third + first * second.T * third
-            np.fill_diagonal(out, 0.0)
-            out[out < 0.5] = 0.0
-            self.bodies[key] = (out > 0).astype(np.float64) if binary else out
-        return self.bodies[key]
-
-    def features(self) -> sp.csr_matrix:
-        """Node -> constant-rule features: ``(atom, d)`` at ``atom * n + d``, ``(atom, any)`` after them."""
-        if self._features is None:
-            mats = [self.atom(a) for a in self.atoms()]
-            anyf = np.column_stack([np.diff(x.indptr) > 0 for x in mats]).astype(np.float64)
-            self._features = sp.hstack([*mats, sp.csr_matrix(anyf)]).tocsr()
-        return self._features
-
-    def atom(self, a: Atom) -> sp.csr_matrix:
-        rel, inv = a
-        if rel not in self.fwd:
-            return sp.csr_matrix((self.n, self.n))
-        return self.bwd[rel] if inv else self.fwd[rel]
-
-    def atoms(self) -> list[Atom]:
-        return [(r, inv) for r in self.relations for inv in (False, True)]
-
-
-def _top_per_group(group: np.ndarray, conf: np.ndarray, support: np.ndarray, limit: int) -> np.ndarray:
-    """Indices of the ``limit`` best rows (confidence, then support) of each group."""
-    if not group.size:
-        return np.zeros(0, dtype=np.int64)
-    order = np.lexsort((-support, -conf, group))
-    g = group[order]
-    starts = np.r_[0, np.nonzero(np.diff(g))[0] + 1]
-    rank = np.arange(g.size) - np.repeat(starts, np.diff(np.r_[starts, g.size]))
-    return order[rank < limit]
-
-
-def _all_diagonals(mats: list[sp.csr_matrix], n: int) -> np.ndarray | None:
-    """``out[u, b, c] = diag(mats[b] @ mats[c])[u]`` for every atom pair, dense (None when too large)."""
-    k = len(mats)
-    if k * n * n > 20_000_000:
-        return None
-    dense = np.stack([m.toarray() for m in mats])                  # (k, n, n)
-    out = np.empty((n, k, k))
-    transposed = dense.transpose(0, 2, 1)
-    for b in range(k):
-        out[:, b, :] = (dense[b][None, :, :] * transposed).sum(axis=2).T
-    return out
-
-
-def _diag_of_product(a: sp.csr_matrix, b: sp.csr_matrix) -> np.ndarray:
-    """``diag(a @ b)`` without forming the product."""
-    return np.asarray(a.multiply(b.T).sum(axis=1)).ravel()
-
-
-def _body_counts(m: _Matrices, body: Sequence[Atom], start: sp.csr_matrix | None = None,
-                 starts: np.ndarray | None = None, *, binary: bool = True) -> sp.csr_matrix:
-    """Counts of distinct-variable body groundings from each start row (all nodes when ``start`` is None).
-
-    Length 3 subtracts the paths that revisit a node (``A == Y`` or ``B == X``) by inclusion-exclusion;
-    shorter bodies cannot revisit once self-loops are gone. The diagonal (``Y == X``) is removed.
-    """
-    mats = [m.atom(a) for a in body]
-
-    def left(x: sp.csr_matrix) -> sp.csr_matrix:
-        return x if start is None else (start @ x).tocsr()
-
-    if len(mats) == 1:
-        out = left(mats[0])
-    elif len(mats) == 2:
-        out = left(mats[0]) @ mats[1]
-    elif len(mats) == 3:
-        a, b, c = mats
-        sa = left(a)
-        full = (sa @ b) @ c
-        t1 = sa.multiply(_diag_of_product(b, c)[None, :])          # A == Y
-        d_ab = _diag_of_product(a, b)
-        t2 = left(sp.diags(d_ab) @ c)                               # B == X
-        t3 = left(a.multiply(b.T).multiply(c))                      # both
-        out = full - t1 - t2 + t3
-    else:
-        raise ValueError(f"rule bodies have 1-3 atoms, got {len(body)}")
-    coo = sp.coo_matrix(out)
-    rows = np.arange(coo.shape[0]) if starts is None else np.asarray(starts)
-    keep = (coo.data > 0.5) & (coo.col != rows[coo.row])
-    data = np.ones(int(keep.sum())) if binary else np.rint(coo.data[keep])
-    return sp.csr_matrix((data, (coo.row[keep], coo.col[keep])), shape=coo.shape)
-
-
 # -- the rule set -----------------------------------------------------------------------------------
 @dataclass
 class RuleSet:
@@ -246,7 +120,7 @@ class RuleSet:
         self._by_head: dict[Atom, list[Rule]] = defaultdict(list)
         for rule in self.rules:
             self._by_head[rule.head].append(rule)
-        self._cache: tuple[int, _Matrices] | None = None
+        self._cache: tuple[int, RuleMatrices] | None = None
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -254,127 +128,20 @@ class RuleSet:
     def for_head(self, relation: str, inverse: bool = False) -> list[Rule]:
         return list(self._by_head.get((relation, inverse), []))
 
-    # -- mining ----------------------------------------------------------------------------------
     @classmethod
-    def mine(cls, snapshot: GraphSnapshot, *, max_length: int = 3, min_support: int = 2,
-             min_confidence: float = 0.01, smoothing: float = 5.0, constants: bool = True,
-             max_bodies: int = 20_000, beam: int = 5, max_path_rules: int = 300, max_constants: int = 1000,
-             progress: bool = False) -> RuleSet:
-        """Learn rules from every edge of ``snapshot`` (heads in both directions).
+    def mine(cls, snapshot: GraphSnapshot, *, progress: bool = False, **options: Any) -> RuleSet:
+        """Learn rules from every edge of ``snapshot``; ``options`` are those of
+        :func:`kgllm.reasoning.rule_mining.mine_rules` (max_length, min_support, min_confidence, smoothing,
+        constants, max_bodies, beam, max_path_rules, max_constants)."""
+        from kgllm.reasoning.rule_mining import mine_rules  # lazy: rule_mining imports Rule from here
 
-        Args:
-            snapshot: the training graph.
-            max_length: longest path body (1-3).
-            min_support: least number of true head facts a rule must predict.
-            min_confidence: rules below this confidence are dropped.
-            smoothing: added to the groundings in the confidence denominator (penalises rare bodies).
-            constants: also mine constant rules ``r(X,c) <- b(X,d)`` / ``r(X,c) <- b(X,_)``.
-            max_bodies: length-3 bodies are enumerated exhaustively up to this many; beyond it only
-                extensions of each head's ``beam`` best length-2 bodies are tried.
-            beam: see ``max_bodies``.
-            max_path_rules: path rules kept per head atom (the most confident).
-            max_constants: constant rules kept per head atom (the most confident).
-            progress: show a progress bar.
-
-        Returns:
-            The mined :class:`RuleSet`.
-        """
-        if not 1 <= max_length <= 3:
-            raise ValueError(f"max_length must be 1, 2 or 3, got {max_length!r}")
-        started = time.perf_counter()
-        m = _Matrices(snapshot)
-        n = m.n
-        atoms = m.atoms()
-        # Pair (x, y) -> head atoms holding between them: one sparse lookup table for all heads.
-        keys, cols = [], []
-        for j, a in enumerate(atoms):
-            coo = m.atom(a).tocoo()
-            keys.append(coo.row.astype(np.int64) * n + coo.col)
-            cols.append(np.full(coo.nnz, j))
-        table = sp.csr_matrix((np.ones(sum(k.size for k in keys)), (np.concatenate(keys), np.concatenate(cols))),
-                              shape=(n * n, len(atoms)))
-        table.data[:] = 1.0
-        k = len(atoms)
-        mats = [m.atom(a) for a in atoms]
-        every = sp.hstack(mats).tocsr()            # (n, k*n): block c holds atom c's adjacency
-        # Candidates are kept as arrays (dense small graphs yield millions); Rule objects come at the end.
-        bodies: list[tuple[int, ...]] = []
-        found_parts: list[np.ndarray] = []         # rows of (body id, head atom, support, groundings)
-
-        def evaluate(prefix: tuple[int, ...], counts: sp.spmatrix) -> None:
-            """Candidates for the bodies ``prefix + (c,)`` of every atom c, from their grounding counts."""
-            coo = sp.coo_matrix(counts)
-            ys = coo.col % n
-            keep = (coo.data > 0.5) & (ys != coo.row)              # real groundings, Y != X
-            rows, ys, block = coo.row[keep], ys[keep], coo.col[keep] // n
-            if not rows.size:
-                return
-            totals = np.bincount(block, minlength=k)
-            hit = sp.csr_matrix((np.ones(rows.size), (block, rows.astype(np.int64) * n + ys)), shape=(k, n * n))
-            support = (hit @ table).toarray()                      # (body c, head atom)
-            cs, js = np.nonzero(support >= min_support)
-            if not prefix:
-                cs, js = cs[cs != js], js[cs != js]                # r(X,Y) <- r(X,Y)
-            if not cs.size:
-                return
-            base = len(bodies)
-            bodies.extend((*prefix, c) for c in range(k))
-            conf = support[cs, js] / (totals[cs] + smoothing)
-            good = conf >= min_confidence if len(prefix) != 1 else conf >= 0  # length 2 feeds the beam
-            cs, js = cs[good], js[good]
-            found_parts.append(np.column_stack([base + cs, js, support[cs, js], totals[cs],
-                                                np.full(cs.size, len(prefix) + 1)]).astype(np.int64))
-
-        def best_two(limit: int) -> list[tuple[int, int]]:
-            """Each head's ``limit`` most confident length-2 bodies (prefixes for length 3)."""
-            found = np.concatenate(found_parts) if found_parts else np.zeros((0, 5), dtype=np.int64)
-            found = found[found[:, 4] == 2]
-            top = _top_per_group(found[:, 1], found[:, 2] / (found[:, 3] + smoothing), found[:, 2], limit)
-            return sorted({(bodies[int(q)][0], bodies[int(q)][1]) for q in found[top, 0]})
-
-        evaluate((), every)
-        if max_length >= 2:
-            for a in _progress(range(k), progress, "mining rules (length 2)"):
-                evaluate((a,), mats[a] @ every)
-        if max_length >= 3:
-            prefixes = [(a, b) for a in range(k) for b in range(k)] if k ** 3 <= max_bodies else best_two(beam)
-            # Distinct variables by inclusion-exclusion (see _body_counts), for all last atoms at once.
-            diag_next = _all_diagonals(mats, n)
-            for a, b in _progress(prefixes, progress, "mining rules (length 3)"):
-                ma, mb = mats[a], mats[b]
-                full = (ma @ mb) @ every
-                d_bc = diag_next[:, b, :] if diag_next is not None else \
-                    np.column_stack([_diag_of_product(mb, mc) for mc in mats])
-                ca = ma.tocoo()                                                            # A == Y
-                hit_e, hit_c = np.nonzero(d_bc[ca.col])
-                t1 = sp.csr_matrix((ca.data[hit_e] * d_bc[ca.col[hit_e], hit_c],
-                                    (ca.row[hit_e], hit_c * n + ca.col[hit_e])), shape=full.shape)
-                t2 = sp.diags(_diag_of_product(ma, mb)) @ every                            # B == X
-                both = ma.multiply(mb.T).tocoo()                                           # both
-                hits = table[both.row.astype(np.int64) * n + both.col].tocoo()
-                t3 = sp.csr_matrix((both.data[hits.row], (both.row[hits.row], hits.col * n + both.col[hits.row])),
-                                   shape=full.shape)
-                evaluate((a, b), full - t1 - t2 + t3)
-        found = np.concatenate(found_parts) if found_parts else np.zeros((0, 5), dtype=np.int64)
-        conf = found[:, 2] / (found[:, 3] + smoothing)
-        ok = np.nonzero(conf >= min_confidence)[0]
-        top = ok[_top_per_group(found[ok, 1], conf[ok], found[ok, 2], max_path_rules)]
-        rules = [Rule(head=atoms[int(found[q, 1])], body=tuple(atoms[c] for c in bodies[int(found[q, 0])]),
-                      confidence=float(conf[q]), support=int(found[q, 2]), groundings=int(found[q, 3]))
-                 for q in top]
-        if constants:
-            rules += _mine_constants(m, snapshot.ids, atoms, min_support, min_confidence, smoothing, max_constants)
-        params = {"max_length": max_length, "min_support": min_support, "min_confidence": min_confidence,
-                  "smoothing": smoothing, "constants": constants, "max_bodies": max_bodies, "beam": beam,
-                  "max_path_rules": max_path_rules, "max_constants": max_constants,
-                  "mined_on": {"nodes": n, "edges": snapshot.num_edges, "relations": len(m.relations)},
-                  "seconds": round(time.perf_counter() - started, 3)}
+        rules, params = mine_rules(snapshot, progress=progress, **options)
         return cls(rules, params)
 
     # -- application -----------------------------------------------------------------------------
-    def _matrices(self, snapshot: GraphSnapshot) -> _Matrices:
+    def _matrices(self, snapshot: GraphSnapshot) -> RuleMatrices:
         if self._cache is None or self._cache[0] != id(snapshot):
-            self._cache = (id(snapshot), _Matrices(snapshot))
+            self._cache = (id(snapshot), RuleMatrices(snapshot))
         return self._cache[1]
 
     def score(self, snapshot: GraphSnapshot, heads: Sequence[int] | np.ndarray, relation: str, *,
@@ -401,7 +168,7 @@ class RuleSet:
                 log_miss += sub * log_conf
                 np.maximum(best, (sub > 0) * rule.confidence, out=best)
                 continue
-            fired = _body_counts(m, rule.body, start, heads, binary=binary).tocoo()
+            fired = body_counts(m, rule.body, start, heads, binary=binary).tocoo()
             if fired.nnz:
                 log_miss[fired.row, fired.col] += fired.data * log_conf
                 np.maximum.at(best, (fired.row, fired.col), rule.confidence)
@@ -500,34 +267,6 @@ class RuleSet:
         return cls(rules, manifest.get("params", {}))
 
 
-def _mine_constants(m: _Matrices, ids: list[str], atoms: list[Atom], min_support: int, min_confidence: float,
-                    smoothing: float, per_head: int) -> list[Rule]:
-    """``r(X,c) <- b(X,d)`` and ``r(X,c) <- b(X,_)``: one sparse product per head atom; the ``per_head``
-    most confident of each head are kept (constant rules are many and individually weak)."""
-    n = m.n
-    mats = [m.atom(a) for a in atoms]
-    feats = sp.hstack([sp.hstack(mats), sp.csr_matrix(np.column_stack(
-        [np.diff(x.indptr) > 0 for x in mats]).astype(np.float64))]).tocsc()   # x -> (atom, d) | (atom, any)
-    nconst = len(atoms) * n
-    counts = np.asarray(feats.sum(axis=0)).ravel()
-    feats_t = feats.T.tocsr()
-    out: list[Rule] = []
-    for j, head in enumerate(atoms):
-        support = (feats_t @ mats[j]).tocoo()                    # (feature, tail c) -> support
-        f, c, s = support.row, support.col, support.data
-        conf = s / (counts[f] + smoothing)
-        is_any = f >= nconst
-        body = np.where(is_any, f - nconst, f // n)
-        trivial = (body == j) & (is_any | (f % n == c))          # the head edge would satisfy its own body
-        keep = np.nonzero((s >= min_support) & (conf >= min_confidence) & ~trivial)[0]
-        keep = keep[np.argsort(-conf[keep], kind="stable")[:per_head]]
-        for q in keep:
-            const = None if is_any[q] else ids[int(f[q] % n)]
-            out.append(Rule(head=head, body=(atoms[int(body[q])],), confidence=float(conf[q]), support=int(s[q]),
-                            groundings=int(counts[f[q]]), tail=ids[int(c[q])], const=const))
-    return out
-
-
 def _step(snapshot: GraphSnapshot, node: int, atom: Atom) -> list[tuple[int, int]]:
     """(edge index, next node) for one atom from ``node``."""
     rel = snapshot.relation_index(atom[0])
@@ -586,11 +325,3 @@ def _version() -> str:
         return version("kgllm")
     except Exception:  # noqa: BLE001 - not installed: a source checkout
         return "0+unknown"
-
-
-def _progress(items: Sequence[Any], enabled: bool, desc: str):  # type: ignore[no-untyped-def]
-    if not enabled:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, leave=False)

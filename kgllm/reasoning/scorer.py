@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,29 +63,158 @@ def kb_fingerprint(relations: Sequence[str], num_entities: int) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP = frozenset("a an the of by in on to for with and or is are was were be has have had do does did it its "
+                  "inverse then that which what who whom whose where when how".split())
+# irregular forms a suffix stemmer cannot join to their verb ("wrote" ~ "write")
+_IRREGULAR = {"wrote": "write", "written": "write", "spoke": "speak", "spoken": "speak", "made": "make",
+              "won": "win", "born": "bear", "sang": "sing", "sung": "sing", "led": "lead"}
+# the answer type a wh-word asks for, as words a relation's text may carry
+_WH_CUES = {"when": "year date time"}
+_DETERMINERS = frozenset("the a an its their this that these those".split())
+_BREAK = frozenset({"it"})  # the zero-shot mask: mentions on both sides of the topic are never joined
+# words saying that the answer shares a node with the topic ("co-starred with", "share actors with"):
+# the relation they qualify is walked there and back
+_SHARED = frozenset("same together also co share shares shared both".split())
+
+
+def _stems(text: str) -> list[str]:
+    """Content-word stems of ``text`` (lower-cased, stop words dropped)."""
+    return [stem for kind, stem in _tokens(text) if kind == "word"]
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    """``(kind, stem)`` per word: kind ``word`` (content), ``wh`` (its answer-type cues), ``shared``,
+    ``break`` (the mask) or ``stop``."""
+    from nltk.stem import PorterStemmer
+
+    stemmer = _tokens.stemmer = getattr(_tokens, "stemmer", None) or PorterStemmer()  # type: ignore[attr-defined]
+    out = []
+    for word in _WORD.findall(text.lower()):
+        if word in _WH_CUES:
+            out.append(("wh", _WH_CUES[word]))
+        elif word in _SHARED:
+            out.append(("shared", word))
+        elif word in _BREAK:
+            out.append(("break", word))
+        elif word not in _STOP and len(word) > 2:
+            out.append(("word", stemmer.stem(_IRREGULAR.get(word, word))))
+        else:
+            out.append(("stop", word))
+    return out
+
+
+def _same_stem(word: str, cue: str) -> bool:
+    """``act`` ~ ``actor``, ``direct`` ~ ``director``, ``screenwrit`` ~ ``write``: a shared 3-4 letter
+    start, or the cue's start ending a compound word."""
+    k = min(len(word), len(cue), 4)
+    if k >= 3 and word[:k] == cue[:k]:
+        return True
+    return len(cue) >= 4 and len(word) > len(cue) and word.endswith(cue[:4])
+
+
 class ZeroShotScorer:
-    """Question ↔ chain-text similarity with the sentence embedder.
+    """Question ↔ chain fit without training: relation words named in the question, plus embeddings.
+
+    Two kinds of evidence are added up:
+
+    * *lexical*: each relation has cue stems (from its name and text: ``starred_actors`` → star, actor).
+      The question's relation mentions (runs of words matching cues) are matched to the chain's steps;
+      the F1 of that matching rewards chains that cover every mentioned relation and nothing else, so
+      it also tells the hop count ("who directed the films [X] acted in": two mentions, two hops).
+      "when" asks for a year or date.
+    * *semantic*: cosine similarity between the question (topic masked) and the chain written as text
+      ("inverse of starring then release year"); it decides the direction of steps and what the
+      lexical cues cannot see.
+
+    Each distinct chain text is embedded once and cached.
 
     Args:
         graph: the domain's relation graph (for relation names).
         embedder: the sentence embedder.
         relation_text: natural-language text per relation name.
         hop_penalty: subtracted per hop beyond the first, so that a longer chain must fit clearly better.
+        lexical_weight: weight of the lexical F1 (cosine similarities differ by about 0.1 between
+            chains, so the lexical evidence dominates where the question names relations).
+        length_weight: subtracted per hop of difference from the expected hop count (the number of
+            relation mentions, at least one).
     """
 
     name = "zero-shot"
     mask = "it"  # a pronoun reads naturally to a sentence encoder ("who directed it")
 
     def __init__(self, graph: RelationGraph, embedder: Embedder, relation_text: dict[str, str] | None = None,
-                 *, hop_penalty: float = 0.01) -> None:
+                 *, hop_penalty: float = 0.02, lexical_weight: float = 1.0, length_weight: float = 0.2) -> None:
         self.graph = graph
         self.embedder = embedder
         self.relation_text = relation_text or {}
         self.hop_penalty = hop_penalty
+        self.lexical_weight = lexical_weight
+        self.length_weight = length_weight
         self._vectors: dict[Chain, np.ndarray] = {}
+        self._cues: list[set[str]] = []
+        for relation in graph.snapshot.relations:
+            text = f"{relation.replace('_', ' ')} {self.relation_text.get(relation, '')}"
+            self._cues.append(set(_stems(re.sub(r"([a-z])([A-Z])", r"\1 \2", text))))
 
     def chain_text(self, chain: Chain) -> str:
         return " then ".join(self.graph.code_text(code, self.relation_text) for code in chain)
+
+    def named(self, stem: str) -> frozenset[int]:
+        """Relations (indices) one of whose cue stems ``stem`` matches."""
+        return frozenset(r for r, cues in enumerate(self._cues) if any(_same_stem(stem, c) for c in cues))
+
+    def mentions(self, text: str) -> list[frozenset[int]]:
+        """The relations each mention in ``text`` may name, in order.
+
+        Words naming a common relation with only stop words between them are one mention ("imdb
+        rating", "released in which years"); a relation qualified by a sharing word ("share actors",
+        "co-starred") is mentioned twice (there and back); a wh-word's answer type ("when": a year) is
+        a mention when no word names it.
+        """
+        out: list[frozenset[int]] = []
+        starts: list[int] = []  # token position of each mention
+        asked: list[frozenset[int]] = []
+        shared: list[int] = []
+        previous: frozenset[int] = frozenset()
+        for position, (kind, stem) in enumerate(_tokens(text)):
+            if kind == "stop":
+                if stem in _DETERMINERS:  # "directed by | the director of": a new noun phrase, a new mention
+                    previous = frozenset()
+                continue  # other stop words keep a mention open ("released in which years")
+            named = self.named(stem) if kind == "word" else frozenset()
+            if kind == "wh":
+                asked.append(frozenset().union(*(self.named(w) for w in stem.split())))
+            elif kind == "shared":
+                shared.append(position)
+            if named and previous and named & previous:
+                out[-1] = previous = named & previous
+                continue
+            if named:
+                out.append(named)
+                starts.append(position)
+            previous = named
+        named_any = frozenset().union(*out) if out else frozenset()
+        doubled = {min(range(len(out)), key=lambda i: (abs(starts[i] - p), starts[i] < p))
+                   for p in shared if out}  # the nearest mention, after the sharing word on ties ("share actors")
+        # ... unless the question names that relation twice already ("the actor X starred with who")
+        out += [out[i] for i in sorted(doubled) if sum(bool(m & out[i]) for m in out) < 2]
+        out += [a for a in asked if a and not a & named_any]
+        return out
+
+    def _lexical(self, mentions: list[frozenset[int]], chain: Chain, complete: bool) -> float:
+        if not mentions:
+            return 0.0
+        free = list(mentions)
+        overlap = 0
+        for code in chain:  # greedy matching: the most specific mention first
+            options = [m for m in free if (code >> 1) in m]
+            if options:
+                free.remove(min(options, key=len))
+                overlap += 1
+        if not complete:  # a prefix is judged by its precision only: later hops may cover the rest
+            return overlap / len(chain)
+        return 2 * overlap / (len(chain) + len(mentions))
 
     def _chain_vectors(self, chains: Sequence[Chain]) -> np.ndarray:
         missing = list(dict.fromkeys(c for c in chains if c not in self._vectors))
@@ -95,14 +225,23 @@ class ZeroShotScorer:
 
     def prepare(self, texts: Sequence[str]) -> list[QuestionState]:
         vectors = self.embedder.encode(list(texts))
-        return [QuestionState(text, vector) for text, vector in zip(texts, vectors, strict=False)]
+        return [QuestionState(text, vector, {"mentions": self.mentions(text)})
+                for text, vector in zip(texts, vectors, strict=False)]
 
     def score(self, state: QuestionState, chains: Sequence[Chain], *, complete: bool) -> np.ndarray:
         if not chains:
             return np.zeros(0, dtype=np.float32)
         sims = self._chain_vectors(chains) @ state.vector
         lengths = np.array([len(c) for c in chains], dtype=np.float32)
-        return sims - self.hop_penalty * (lengths - 1)
+        mentions = (state.cache or {}).get("mentions")
+        if mentions is None:
+            mentions = self.mentions(state.text)
+        lexical = np.array([self._lexical(mentions, c, complete) for c in chains], dtype=np.float32)
+        # without named relations, one hop is the likeliest reading; a prefix is only judged on overshooting
+        expected = max(len(mentions), 1)
+        extra = np.abs(lengths - expected) if complete else np.maximum(lengths - expected, 0)
+        return (sims + self.lexical_weight * lexical - self.hop_penalty * (lengths - 1)
+                - self.length_weight * extra)
 
 
 class StepModel:

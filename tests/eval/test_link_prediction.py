@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from kgllm.eval.kgdata import KGDataset, read_split
+from kgllm.eval.link_prediction import DEFAULT_RULE_WEIGHT
 from kgllm.eval.registry import EvalRequest, TrainRequest, get_trainer
 from kgllm.eval.runner import run_eval
 from kgllm.exceptions import BenchmarkError, LoadError, ModelError
@@ -90,8 +91,11 @@ def test_link_prediction_reports_rules_kge_and_combined(fixtures_dir, tmp_path):
     (data / "train.txt").write_text("\n".join(lines[:360]) + "\n")
     (data / "valid.txt").write_text("\n".join(lines[360:]) + "\n")
     known = set(KGDataset.load(data, name="n").entities)
-    request = EvalRequest(data=data, split="dev", options={"epochs": 30, "dim": 16, "max_length": 2})
+    request = EvalRequest(data=data, split="dev", options={"epochs": 30, "dim": 16, "max_length": 2,
+                                                               "rule_weight": 1.0})
     report = run_eval("nations", request)
+    # on 360 training triples a tiny embedding is weak, so the rules get full weight here
+    assert report["config"]["rule_weight"] == 1.0
     assert report["n"] == 40 and report["primary_metric"] == "mrr"
     assert set(report["by_method"]) == {"rules", "kge", "combined"}
     for values in report["by_method"].values():
@@ -105,14 +109,19 @@ def test_test_split_true_triples_are_filtered_when_scoring_dev(fixtures_dir, tmp
     """Scoring valid.txt filters test.txt's true triples too (the standard protocol); without test.txt
     the report says its filter is incomplete, and the same models rank no answer better."""
     lines = (fixtures_dir / "eval" / "nations_train_head.txt").read_text().splitlines()
+    train, valid = lines[:300], lines[360:]
+    # test triples over the same vocabulary, so both runs index (and train) identically
+    vocab = {x for line in train + valid for x in line.split("\t")}
+    test = [line for line in lines[300:360] if set(line.split("\t")) <= vocab]
+    assert len(test) > 30
     folders = {}
     for with_test in (False, True):
         data = tmp_path / f"nations_{with_test}"
         data.mkdir()
-        (data / "train.txt").write_text("\n".join(lines[:300]) + "\n")
-        (data / "valid.txt").write_text("\n".join(lines[360:]) + "\n")
+        (data / "train.txt").write_text("\n".join(train) + "\n")
+        (data / "valid.txt").write_text("\n".join(valid) + "\n")
         if with_test:
-            (data / "test.txt").write_text("\n".join(lines[300:360]) + "\n")
+            (data / "test.txt").write_text("\n".join(test) + "\n")
         folders[with_test] = data
     options = {"epochs": 20, "dim": 16, "max_length": 2}
     reports = {w: run_eval("nations", EvalRequest(data=d, split="dev", options=options)) for w, d in folders.items()}
@@ -120,6 +129,7 @@ def test_test_split_true_triples_are_filtered_when_scoring_dev(fixtures_dir, tmp
     assert incomplete["filter_complete"] is False and "test.txt" in incomplete["filter_warning"]
     assert complete["filter_complete"] is True and "filter_warning" not in complete
     assert complete["filtered_with"] == ["train.txt", "valid.txt", "test.txt"]
+    assert complete["rule_weight"] == DEFAULT_RULE_WEIGHT
     # same training data and seed: identical scores, so filtering more can only lower ranks
     before = [p["rank"] for p in reports[False]["predictions"]]
     after = [p["rank"] for p in reports[True]["predictions"]]

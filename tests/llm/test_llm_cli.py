@@ -58,7 +58,14 @@ def test_ask_with_an_openai_compatible_server(kb_dir, chat_server, home, monkeyp
     # the same question again is served from the on-disk cache: no request, no call
     again = json.loads(ask(capsys, kb_dir, "--llm", f"openai:served-model@{chat_server.url}")[1])
     assert again["text"] == answer["text"] and again["llm_calls"] == 0 and len(chat_server.requests) == 1
-    assert (home / ".cache" / "kgllm" / "llm" / "completions.sqlite").is_file()
+    assert (kb_dir / "llm_cache" / "completions.sqlite").is_file()  # the cache lives with the KB
+    assert not (home / ".cache" / "kgllm").exists()
+    # --no-llm-cache asks the server again
+    chat_server.script = [Reply(body={
+        "choices": [{"message": {"role": "assistant", "content": "William Dieterle [1]."}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 150, "completion_tokens": 5}})]
+    fresh = json.loads(ask(capsys, kb_dir, "--llm", f"openai:served-model@{chat_server.url}", "--no-llm-cache")[1])
+    assert fresh["llm_calls"] == 1 and len(chat_server.requests) == 2
 
 
 def test_ask_with_a_local_model(kb_dir, tiny_chat_lm_dir, home, capsys):

@@ -116,6 +116,24 @@ def test_not_a_pack_and_empty_pack(tmp_path: Path, pack_dir: Path) -> None:
         load_pack(pack_dir)
 
 
+def test_scorer_key_names_a_trained_scorer_dir(pack_dir: Path) -> None:
+    assert load_pack(pack_dir).scorer_dir is None
+    # the bundled movies scorer is a real trained scorer directory
+    shutil.copytree(GRAPHS / "movies" / "scorer", pack_dir / "model")
+    manifest = _edit(pack_dir, "examples:", "scorer: model\nexamples:")
+    pack = load_pack(pack_dir)
+    assert pack.scorer == "model" and pack.scorer_dir == pack_dir / "model"
+    (pack_dir / "model" / "manifest.json").unlink()
+    with pytest.raises(LoadError) as err:
+        load_pack(pack_dir)
+    assert str(err.value).startswith(f"{manifest} line 20: 'scorer' must be a directory of the pack holding a "
+                                     "trained path scorer (with manifest.json")
+    assert err.value.value == "model"
+    _edit(pack_dir, "scorer: model", "scorer: ../elsewhere")
+    with pytest.raises(LoadError, match=r"line 20: 'scorer' is outside the pack directory: '\.\./elsewhere'"):
+        load_pack(pack_dir)
+
+
 def test_bad_triple_file_in_pack_reports_pack_file(pack_dir: Path) -> None:
     with (pack_dir / "kb.txt").open("a") as handle:
         handle.write("Kismet|directed_by\n")
@@ -186,9 +204,11 @@ def test_build_script_reproduces_bundled_packs(shared_data: Path, tmp_path: Path
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert module.main(["--data", str(shared_data), "--out", str(tmp_path)]) == 0
+    # the trained movies scorer is kept (--no-scorer); test_pack_scorer checks what it answers
+    shutil.copytree(GRAPHS / "movies" / "scorer", tmp_path / "movies" / "scorer")
+    assert module.main(["--data", str(shared_data), "--out", str(tmp_path), "--no-scorer"]) == 0
     for name in BUNDLED:
-        built = sorted(p.name for p in (tmp_path / name).iterdir())
-        assert built == sorted(p.name for p in (GRAPHS / name).iterdir() if p.is_file())
+        built = sorted(str(p.relative_to(tmp_path / name)) for p in (tmp_path / name).rglob("*") if p.is_file())
+        assert built == sorted(str(p.relative_to(GRAPHS / name)) for p in (GRAPHS / name).rglob("*") if p.is_file())
         for file in built:
             assert (tmp_path / name / file).read_bytes() == (GRAPHS / name / file).read_bytes(), (name, file)
