@@ -9,7 +9,12 @@ from typing import Any
 
 from kgllm.exceptions import ConfigError
 
-__all__ = ["bundled_graphs_dir", "run_demo"]
+__all__ = ["bundled_graphs_dir", "run_demo", "CROSS_EXPERT_EXAMPLES"]
+
+# Questions whose chain crosses experts, asked when both experts are loaded.
+CROSS_EXPERT_EXAMPLES = [
+    (("geography", "movies"), "Which films are tagged with the countries that border [Germany]?"),
+]
 
 
 def bundled_graphs_dir() -> Path:
@@ -44,15 +49,18 @@ def run_demo(kb: Any, graphs: Path | None = None, *, progress: bool = False,
         loaded.append(report)
         say(f"+ {pack.name}: {report.get('entities', 0)} entities, {report.get('triples', 0)} triples, "
             f"{report.get('chunks_added', 0)} chunks ({report['seconds']} s)")
+    manifests = [load_pack(d) for d in packs]
+    questions = [(pack.name, q) for pack in manifests for q in pack.examples]
+    questions += [("+".join(needs), q) for needs, q in CROSS_EXPERT_EXAMPLES if set(needs) <= set(kb.domains)]
     asked: list[dict[str, Any]] = []
-    for pack_dir in packs:
-        pack = load_pack(pack_dir)
-        for question in getattr(pack, "examples", None) or []:
-            answer = kb.ask(question)
-            routed = answer.experts[0].name if answer.experts else None
-            asked.append({"question": question, "expected_domain": pack.name, "routed_to": routed,
-                          "answers": [a.name for a in answer.answers[:5]], "text": answer.text,
-                          "paths": [p.text() for p in answer.paths[:3]]})
-            say("")
-            say(format_answer(answer))
+    for expected, question in questions:
+        answer = kb.ask(question)
+        routed = answer.experts[0].name if answer.experts else None
+        asked.append({"question": question, "expected_domain": expected, "routed_to": routed,
+                      "answers": [a.name for a in answer.answers[:5]], "text": answer.text,
+                      "paths": [p.text() for p in answer.paths[:3]],
+                      "experts_on_top_path": sorted({h.domain or "" for h in answer.paths[0].hops})
+                      if answer.paths else []})
+        say("")
+        say(format_answer(answer))
     return {"loaded": loaded, "asked": asked}

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from kgllm.exceptions import DomainNotFound
 from kgllm.linking import EntityLinker, Mention
+from kgllm.reasoning.bridge import cross_expert_answers
 from kgllm.reasoning.explorer import LLMExplorer
 from kgllm.reasoning.paths import RelationGraph
 from kgllm.reasoning.reasoner import PathReasoner, Reasoning
@@ -46,6 +47,8 @@ NO_ENTITY = "No entity of the question could be found in the knowledge graph."
 ROUTE_MARGIN = 0.05
 """Experts scoring within this margin of the best one are consulted too (answers merged)."""
 MAX_EXPERTS = 3
+BRIDGE_MARGIN = 0.15
+"""A second expert within this margin of the first may continue the first's chains (cross-expert)."""
 VECTOR_LINKING_MAX_ENTITIES = 20_000
 """Entity-name vector linking is used without an existing index only for domains up to this size
 (embedding every name of a large domain takes minutes)."""
@@ -78,6 +81,7 @@ class _Work:
     reasoning: Reasoning | None = None
     done: bool = False
     consulted: list[_Work] = field(default_factory=list)
+    ranked: list[ExpertChoice] = field(default_factory=list)
 
 
 class Pipeline:
@@ -153,6 +157,7 @@ class Pipeline:
             self._reason(every, model=model, top_k=top_k, max_hops=max_hops, llm=explorer_llm)
             for work in batch:
                 _merge_experts(work, top_k)
+            self._bridge(batch, model=model, top_k=top_k)
             self._generate(batch, backend, choices)
             out.extend(work.answer for work in batch)
         return out
@@ -239,6 +244,7 @@ class Pipeline:
             work.consulted = [_Work(question=work.question, answer=Answer(question=work.answer.question),
                                     domain=self.context(c.name)) for c in chosen[1:]]
             work.answer.experts = chosen
+            work.ranked = ranked
         self._time(batch, "route", started)
 
     def _rank_experts(self, question: str, names: list[str]) -> list[ExpertChoice]:
@@ -309,6 +315,30 @@ class Pipeline:
                 work.answer.timings["search"] = round((time.perf_counter() - t0) * 1000, 3)
         self._time(batch, "reason", started)
 
+    def _bridge(self, batch: list[_Work], *, model: str | Path | None, top_k: int | None) -> None:
+        """Stage 3b: cross-expert chains. When a second expert scores within ``BRIDGE_MARGIN`` of the
+        first, the first expert's answers that are also entities of the second (same normalized name)
+        continue there: the chain gets a ``same_as`` hop into the second expert's graph and its hops
+        there, each hop recording its expert."""
+        started = time.perf_counter()
+        for work in batch:
+            if work.done or work.domain is None or not work.answer.answers or len(work.ranked) < 2:
+                continue
+            first = work.domain.name
+            second = next((c for c in work.ranked if c.name != first), None)
+            if second is None or second.score < work.ranked[0].score - BRIDGE_MARGIN:
+                continue
+            masked = PathReasoner.mask(work.question, *work.span) if work.span != (0, 0) else work.question
+            bridged = cross_expert_answers(self, work.answer, first, self.context(second.name), masked,
+                                           model=model, top_k=top_k)
+            if bridged is not None:
+                work.answer = bridged
+                if all(e.name != second.name for e in work.answer.experts):
+                    work.answer.experts.append(second.model_copy(update={
+                        "reasons": [*second.reasons, f"cross-expert chain from {first}"]}))
+                work.domain = self.context(second.name)
+        self._time(batch, "bridge", started)
+
     def _generate(self, batch: list[_Work], backend: Any, choices: Sequence[str] | None) -> None:
         """Stages 4-5: fuse the evidence into a prompt and write the text (extractive without an LLM)."""
         started = time.perf_counter()
@@ -318,7 +348,10 @@ class Pipeline:
             if not work.answer.answers:
                 work.answer.text = "No chain of relations from the linked entities answers the question."
                 continue
-            relation_text = work.domain.relation_text if work.domain else None
+            relation_text: dict[str, str] = {}  # chains may cross experts: every consulted expert's texts
+            for expert in work.answer.experts:
+                if expert.name in self._domains:
+                    relation_text.update(self._domains[expert.name].relation_text)
             work.answer = generate(work.answer, backend, relation_text=relation_text, choices=choices)
         self._time(batch, "generate", started)
 

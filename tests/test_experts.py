@@ -99,3 +99,21 @@ def test_question_no_expert_can_serve(kb):
 def test_domain_bypasses_routing(kb):
     answer = kb.ask("Who directed [Kismet]?", domain="tiny_movies")
     assert [e.name for e in answer.experts] == ["tiny_movies"] and answer.experts[0].reasons == ["given"]
+
+
+def test_cross_expert_chain(tmp_path, fixtures_dir):
+    films = tmp_path / "films.txt"
+    films.write_text("Amelie|has_tags|france\nAmelie|directed_by|Jean-Pierre Jeunet\n"
+                     "The Sea Inside|has_tags|spain\nMetropolis|has_tags|silent film\n", encoding="utf-8")
+    with kgllm.open(tmp_path / "kb") as kb:
+        kb.load(fixtures_dir / "kb" / "tiny_geo")
+        kb.load_triples("films", films, format="pipe", description="Films and the countries they are tagged with.",
+                        relation_text={"has_tags": "tagged", "directed_by": "directed by"})
+        answer = kb.ask("Which films are tagged with the countries that border [germany]?")
+    assert {e.name for e in answer.experts} == {"tiny_geo", "films"}
+    assert answer.answers[0].name == "Amelie" and answer.answers[0].domain == "films"
+    chain = answer.paths[answer.answers[0].paths[0]]
+    assert [h.relation for h in chain.hops] == ["neighbor", "same_as", "has_tags"]
+    assert [h.domain for h in chain.hops] == ["tiny_geo", "films", "films"]
+    assert chain.hops[0].head == "germany" and chain.hops[2].inverse and chain.method == "cross-expert"
+    assert "Metropolis" not in {a.name for a in answer.answers}  # no bridge, no answer

@@ -1,8 +1,9 @@
 """Path scorers: how well a relation chain fits a question.
 
-* :class:`ZeroShotScorer` — cosine similarity between the question (topic mention masked) and the
-  chain written as text ("inverse of starred actors then release year"); no training. Each distinct
-  chain text is embedded once and cached.
+* :class:`ZeroShotScorer` — no training: the relations the question names (cue words from each
+  relation's name and text, matched by stem) against the chain's steps, which also gives the hop
+  count, plus cosine similarity between the question (topic masked) and the chain written as text
+  ("inverse of starring then release year"). Each distinct chain text is embedded once and cached.
 * :class:`LearnedScorer` — a small torch MLP over the question embedding that predicts the step at
   each hop (or *stop*), conditioned on the previous step; a chain's score is its log-probability.
   Trained by :func:`kgllm.reasoning.training.train_path_scorer`; saved with a manifest that pins

@@ -41,6 +41,34 @@ def test_zero_shot_scorer_prefers_matching_relation(movies, embedder):
     assert len(scorer._vectors) == before
 
 
+def test_zero_shot_mentions_give_relations_and_hop_count(movies, embedder):
+    graph = RelationGraph(movies)
+    scorer = ZeroShotScorer(graph, embedder, {"starred_actors": "starring", "release_year": "released in"})
+    rel = {name: i for i, name in enumerate(movies.relations)}
+
+    def named(question: str) -> list[set[str]]:
+        return [{movies.relations[r] for r in m} for m in scorer.mentions(question)]
+
+    assert named("what movies did it act in") == [{"starred_actors"}]
+    assert named("who directed the films that it acted in") == [{"directed_by"}, {"starred_actors"}]
+    # one relation named by two words is one mention; "directed by | the director of" are two
+    assert named("the films starring it were released in which years") == [{"starred_actors"}, {"release_year"}]
+    assert named("who directed the movies directed by the director of it") == [{"directed_by"}] * 3
+    # "when" asks for a year unless a word names it; sharing words walk a relation there and back
+    assert named("when were the films directed by it released") == [{"directed_by"}, {"release_year"}]
+    assert named("when did it come out") == [{"release_year"}]
+    assert named("which films share the same director of it") == [{"directed_by"}] * 2
+    assert named("the actor it co-starred with who") == [{"starred_actors"}] * 2
+    assert named("what does it look like") == []
+    # the chain naming exactly the mentioned relations wins, at the right length
+    state = scorer.prepare(["who directed the films that it acted in"])[0]
+    chains = [(2 * rel["starred_actors"] + 1,), (2 * rel["starred_actors"] + 1, 2 * rel["directed_by"]),
+              (2 * rel["starred_actors"] + 1, 2 * rel["directed_by"], 2 * rel["directed_by"] + 1)]
+    assert int(np.argmax(scorer.score(state, chains, complete=True))) == 1
+    state = scorer.prepare(["what does it appear in"])[0]  # nothing named: one hop is likeliest
+    assert int(np.argmax(scorer.score(state, chains, complete=True))) == 0
+
+
 @pytest.fixture(scope="module")
 def trained(metaqa_kb, metaqa_dir, embedder, tmp_path_factory):
     from kgllm.eval.metaqa import read_questions

@@ -1,0 +1,88 @@
+"""Cross-expert chains: a chain found in one expert's graph continues in another's.
+
+An answer of the first expert that is also an entity of the second (same normalized name, or an
+explicit ``same_as`` pair in the second expert's manifest) is a bridge: the chain takes a
+``same_as`` hop into the second graph and goes on there with that expert's reasoner. Every hop
+records the expert (``Hop.domain``) whose graph holds it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kgllm.experts import normalize_name
+from kgllm.types import Answer, Hop, ReasoningPath, ScoredAnswer
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from kgllm.pipeline import DomainContext
+
+__all__ = ["SAME_AS", "bridge_nodes", "cross_expert_answers"]
+
+SAME_AS = "same_as"
+MAX_BRIDGES = 20
+
+
+def bridge_nodes(target: DomainContext, names: dict[str, str], same_as: list[dict[str, str]] | None = None
+                 ) -> dict[str, list[int]]:
+    """For entity ids of another expert (``id -> display name``), the nodes of ``target`` that are them."""
+    index = getattr(target, "_normalized_names", None)
+    if index is None:
+        index = {}
+        for node, name in enumerate(target.snapshot.names):
+            index.setdefault(normalize_name(name), []).append(node)
+        target._normalized_names = index  # type: ignore[attr-defined]  # cached per domain context
+    explicit: dict[str, list[int]] = {}
+    for pair in same_as or []:
+        node = target.snapshot.node(pair.get("same_as_entity", ""))
+        if node is not None:
+            explicit.setdefault(pair.get("entity", ""), []).append(node)
+    return {eid: explicit.get(eid) or index.get(normalize_name(name), []) for eid, name in names.items()
+            if explicit.get(eid) or normalize_name(name) in index}
+
+
+def cross_expert_answers(pipeline: Any, answer: Answer, first: str, target: DomainContext, masked_question: str,
+                         *, model: str | Path | None = None, top_k: int | None = 10) -> Answer | None:
+    """``answer`` (from expert ``first``) extended by chains continuing in ``target``; ``None`` if no bridge.
+
+    The continued chains' answers rank first (they explain more of the question), scored by the
+    first chain's answer score times the continuation's path score; the first expert's answers follow.
+    """
+    sources = [item for item in answer.answers[:MAX_BRIDGES] if item.paths and item.domain in (None, first)]
+    info = pipeline.kb.domain_info(target.name)
+    same_as = [pair for pair in info.get("same_as") or [] if pair.get("domain") in (None, first)]
+    bridges = bridge_nodes(target, {item.id: item.name for item in sources}, same_as)
+    if not bridges:
+        return None
+    by_node = {node: item for item in sources for node in bridges.get(item.id, [])}
+    reasoner = pipeline.reasoner(target, model)
+    state = reasoner.prepare([masked_question])[0]
+    result = reasoner.reason(state, sorted(by_node), top_k=None, max_hops=1)
+    snapshot = target.snapshot
+    paths: list[ReasoningPath] = []
+    scores: dict[str, tuple[float, list[int]]] = {}
+    for continuation in result.paths:
+        start = snapshot.node(continuation.start)
+        source = by_node.get(start) if start is not None else None
+        if source is None or continuation.end in bridges.get(source.id, []):
+            continue
+        before = answer.paths[source.paths[0]].hops
+        link = Hop(head=source.id, relation=SAME_AS, tail=continuation.start, head_name=source.name,
+                   tail_name=snapshot.names[start], domain=target.name)
+        score = source.score * continuation.score
+        paths.append(ReasoningPath(hops=[*before, link, *continuation.hops], score=score, method="cross-expert"))
+        best, ids = scores.get(continuation.end, (0.0, []))
+        scores[continuation.end] = (max(best, score), [*ids, len(paths) - 1])
+    if not paths:
+        return None
+    crossed = [ScoredAnswer(id=eid, name=snapshot.names[snapshot.index[eid]], score=round(score, 6),
+                            domain=target.name, paths=ids) for eid, (score, ids) in scores.items()]
+    crossed.sort(key=lambda a: (-a.score, a.name))
+    offset = len(paths)
+    earlier = [a.model_copy(update={"paths": [i + offset for i in a.paths]}) for a in answer.answers]
+    ranked = crossed + earlier
+    seen = {f.key for f in answer.facts}
+    facts = list(answer.facts) + [f for f in result.facts if f.key not in seen]
+    return answer.model_copy(update={"answers": ranked[:top_k] if top_k else ranked,
+                                     "paths": paths + list(answer.paths), "facts": facts})
