@@ -22,9 +22,6 @@ string becomes a power of two near ``4*sqrt(n)``. Writes ``bench/results/index_s
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -32,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from benchjson import machine_info, write_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # "np": no polysemous training. FAISS does it by default for IVF-PQ factories; it only serves
@@ -184,13 +182,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
         "faiss_threads": faiss.omp_get_max_threads(),
         "faiss_blas_threshold": int(faiss.cvar.distance_compute_blas_threshold),
         "kgllm_version": kgllm_version(),
-        "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
-                    "platform": platform.platform(), "python": platform.python_version()},
+        "machine": machine_info(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    return result
+    return write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,7 @@ accuracy@1 is reported as a sanity check. Writes ``bench/results/routing_latency
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import re
 import sys
 import tempfile
@@ -38,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+from benchjson import machine_info, write_result
 
 if TYPE_CHECKING:
     from kgllm.types import ExpertChoice
@@ -277,13 +276,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
         "seconds": round(time.perf_counter() - started, 1),
         "torch_threads": torch.get_num_threads(),
         "kgllm_version": kgllm_version(),
-        "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
-                    "platform": platform.platform(), "python": platform.python_version()},
+        "machine": machine_info(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    return result
+    return write_result(args.out, result)
 
 
 if __name__ == "__main__":

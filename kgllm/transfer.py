@@ -21,7 +21,6 @@ What a KB must offer (``kgllm.kb.KnowledgeBase`` does): ``store``, ``domains``, 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kgllm.exceptions import ConfigError, LoadError
+from kgllm.index.manifest import sha256_file
 from kgllm.stores.base import GraphStore, RawTriple
 from kgllm.types import Chunk
 
@@ -57,14 +57,6 @@ class _KB(Protocol):
     def chunks(self, domain: str) -> list[Chunk]: ...
 
     def add_chunks(self, domain: str, chunks: Sequence[Chunk]) -> int: ...
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_jsonl(path: Path, rows: Iterator[dict[str, Any]]) -> int:
@@ -111,7 +103,7 @@ def _export_domain(store: GraphStore, domain: str, folder: Path, chunks: Sequenc
         _write_jsonl(folder / files["chunks"], (json.loads(chunk.to_json()) for chunk in chunks))
     return {"triples": n_triples, "entities": n_entities, "chunks": len(chunks),
             "relations": store.relations(domain), "files": files,
-            "sha256": {kind: _sha256(folder / name) for kind, name in files.items()}}
+            "sha256": {kind: sha256_file(folder / name) for kind, name in files.items()}}
 
 
 def _write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
@@ -194,7 +186,7 @@ def export_kb(kb: _KB, out_dir: str | Path, *, domains: Sequence[str] | None = N
             if chunks:
                 entry["files"]["chunks"] = "chunks.jsonl"
                 _write_jsonl(out / folder / "chunks.jsonl", (json.loads(c.to_json()) for c in chunks))
-                entry["sha256"]["chunks"] = _sha256(out / folder / "chunks.jsonl")
+                entry["sha256"]["chunks"] = sha256_file(out / folder / "chunks.jsonl")
         manifest["domains"][domain] = {"folder": folder, "info": kb.domain_info(domain),
                                        "indexes": _index_manifests(kb, domain), **entry}
     _write_manifest(out, manifest)
@@ -251,7 +243,7 @@ def _checked(in_dir: Path, entry: dict[str, Any], kind: str) -> Path | None:
     if not path.is_file():
         raise LoadError(f"export file for {kind} is missing", path=path)
     expected = entry.get("sha256", {}).get(kind)
-    if expected and _sha256(path) != expected:
+    if expected and sha256_file(path) != expected:
         raise LoadError("export file does not match its sha256 in the manifest (corrupt or edited)", path=path,
                         value=expected)
     return path

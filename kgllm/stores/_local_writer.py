@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kgllm.exceptions import LoadError, StoreError
+from kgllm.exceptions import LoadError
 from kgllm.stores._local_state import ARRAYS, DomainState, triple_keys
-from kgllm.stores.base import RawTriple
+from kgllm.stores.base import RawTriple, WriterLifecycle
 
 if TYPE_CHECKING:
     from kgllm.stores.local import LocalGraphStore
@@ -33,7 +33,7 @@ def _encode(values: Sequence[Any], index: defaultdict[str, int]) -> np.ndarray:
     return np.fromiter(map(index.__getitem__, values), dtype=np.int32, count=len(values))
 
 
-class LocalBulkWriter:
+class LocalBulkWriter(WriterLifecycle):
     """Stages one load into one domain of a :class:`LocalGraphStore`; see :class:`~kgllm.stores.base.BulkWriter`.
 
     Triples are read in batches; each batch becomes five int32 arrays (entity and relation names are
@@ -172,18 +172,6 @@ class LocalBulkWriter:
         self._chunks = {key: [] for key in ARRAYS}
         self._store._writer_done(self)
 
-    def _check_open(self) -> None:
-        if self._status != "open":
-            raise StoreError(f"writer for domain {self.domain!r} is already {self._status}")
-
-    def __enter__(self) -> LocalBulkWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
-        if exc_type is not None:
-            self.abort()
-        elif self._status == "open":
-            self.commit()
 
     def _deduplicate(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The staged arrays without duplicates (first occurrence kept, load order kept) and the

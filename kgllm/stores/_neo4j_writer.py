@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from kgllm.exceptions import LoadError, StoreError
+from kgllm.stores.base import WriterLifecycle
 
 if TYPE_CHECKING:
     from kgllm.stores.neo4j import Neo4jGraphStore
@@ -99,7 +100,7 @@ class _Rename:
         tx.run(_SET_NAMES, rows=self.rows).consume()
 
 
-class Neo4jBulkWriter:
+class Neo4jBulkWriter(WriterLifecycle):
     """Stages one load into one domain of a :class:`~kgllm.stores.neo4j.Neo4jGraphStore`.
 
     Use as a context manager (commits at the end of the block, aborts on an exception), or call
@@ -262,18 +263,6 @@ class Neo4jBulkWriter:
         self._seen.clear()
         self._store._writer_done(self)
 
-    def _check_open(self) -> None:
-        if self._status != "open":
-            raise StoreError(f"writer for domain {self.domain!r} is already {self._status}")
-
-    def __enter__(self) -> Neo4jBulkWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
-        if exc_type is not None:
-            self.abort()
-        elif self._status == "open":
-            self.commit()
 
 
 DROP_QUERIES = (_DROP_RELS, _DROP_NODES)

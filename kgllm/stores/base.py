@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from kgllm.stores.snapshot import GraphSnapshot
 
-__all__ = ["RawTriple", "Direction", "BulkWriter", "GraphStore", "subgraph_to_networkx"]
+__all__ = ["RawTriple", "Direction", "BulkWriter", "WriterLifecycle", "GraphStore", "subgraph_to_networkx"]
 
 Direction = Literal["out", "in", "both"]
 
@@ -54,6 +54,37 @@ class BulkWriter(Protocol):
     def __enter__(self) -> BulkWriter: ...
 
     def __exit__(self, exc_type, exc, tb) -> None: ...  # type: ignore[no-untyped-def]
+
+
+class WriterLifecycle:
+    """The open → committed | aborted life of a bulk writer, shared by the backends' writers.
+
+    Subclasses set ``domain`` and ``_status = "open"`` and implement ``commit`` and ``abort``.
+    """
+
+    domain: str
+    _status: str
+
+    def _check_open(self) -> None:
+        from kgllm.exceptions import StoreError
+
+        if self._status != "open":
+            raise StoreError(f"writer for domain {self.domain!r} is already {self._status}")
+
+    def commit(self) -> int:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
+        if exc_type is not None:
+            self.abort()
+        elif self._status == "open":
+            self.commit()
 
 
 @runtime_checkable
