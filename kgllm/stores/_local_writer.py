@@ -133,14 +133,6 @@ class LocalBulkWriter(WriterLifecycle):
             self._source_codes[source] = code
         return code
 
-    def set_names(self, names: Mapping[str, str]) -> None:
-        """Display names for entity ids; ids that no triple of the domain mentions at commit are ignored."""
-        self._check_open()
-        for eid, name in names.items():
-            if not isinstance(eid, str) or not isinstance(name, str):
-                raise LoadError("entity names must map id (str) to name (str)", value=(eid, name))
-        self._names.update(names)
-
     # -- ending --------------------------------------------------------------------------------
     def commit(self) -> int:
         """Deduplicate, write one segment and publish it; returns the number of new triples.

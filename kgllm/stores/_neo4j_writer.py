@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from kgllm.exceptions import LoadError, StoreError
@@ -146,14 +146,6 @@ class Neo4jBulkWriter(WriterLifecycle):
         except BaseException:
             self.abort()
             raise
-
-    def set_names(self, names: Mapping[str, str]) -> None:
-        """Display names for entity ids; applied to nodes this load creates and, at commit, to existing ones."""
-        self._check_open()
-        for eid, name in names.items():
-            if not isinstance(eid, str) or not isinstance(name, str):
-                raise LoadError("entity names must map id (str) to name (str)", value=(eid, name))
-        self._names.update(names)
 
     def _write_batch(self, rows: list[tuple[str, str, str, str | None, int | None]]) -> None:
         fresh = []

@@ -59,11 +59,23 @@ class BulkWriter(Protocol):
 class WriterLifecycle:
     """The open → committed | aborted life of a bulk writer, shared by the backends' writers.
 
-    Subclasses set ``domain`` and ``_status = "open"`` and implement ``commit`` and ``abort``.
+    Subclasses set ``domain``, ``_status = "open"`` and ``_names = {}`` and implement ``commit`` and
+    ``abort``. Names given for ids no triple mentions are ignored at commit.
     """
 
     domain: str
     _status: str
+    _names: dict[str, str]
+
+    def set_names(self, names: Mapping[str, str]) -> None:
+        """Display names for entity ids (e.g. RDF labels)."""
+        from kgllm.exceptions import LoadError
+
+        self._check_open()
+        for eid, name in names.items():
+            if not isinstance(eid, str) or not isinstance(name, str):
+                raise LoadError("entity names must map id (str) to name (str)", value=(eid, name))
+        self._names.update(names)
 
     def _check_open(self) -> None:
         from kgllm.exceptions import StoreError
