@@ -189,7 +189,8 @@ class KnowledgeBase:
         info = {"description": pack.description, "license": pack.license, "attribution": pack.attribution,
                 "pack": str(pack.dir.resolve()), "relation_text": dict(pack.relation_text),
                 "same_as": [item.model_dump() for item in pack.same_as], "reasoning": dict(pack.reasoning),
-                "examples": list(pack.examples)}
+                "examples": list(pack.examples),
+                "scorer": str(pack.scorer_dir.resolve()) if pack.scorer_dir else None}
         return self._load(pack.name, pack.triple_readers(), list(pack.read_documents(pack.name)), info,
                           names=pack.read_names(), progress=progress)
 

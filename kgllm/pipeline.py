@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kgllm.exceptions import DomainNotFound
+from kgllm.exceptions import DomainNotFound, ModelError
 from kgllm.linking import EntityLinker, Mention
 from kgllm.reasoning.bridge import cross_expert_answers
 from kgllm.reasoning.explorer import LLMExplorer
@@ -196,7 +196,13 @@ class Pipeline:
         key = path or "zero-shot"
         if key not in ctx.reasoners:
             scorer: PathScorer
-            if path:
+            if path and path == ctx.scorer_path and model is None and self.model is None:
+                try:  # the expert's own scorer no longer fits once its graph has grown: fall back
+                    scorer = LearnedScorer.load(path, ctx.graph, self.kb.embedder)
+                except ModelError as exc:
+                    log.warning("expert %r: trained scorer not used (%s); zero-shot instead", ctx.name, exc)
+                    scorer = ZeroShotScorer(ctx.graph, self.kb.embedder, ctx.relation_text)
+            elif path:
                 scorer = LearnedScorer.load(path, ctx.graph, self.kb.embedder)
             else:
                 scorer = ZeroShotScorer(ctx.graph, self.kb.embedder, ctx.relation_text)

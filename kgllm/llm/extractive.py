@@ -87,11 +87,18 @@ def extractive_text(answer: Answer, *, max_answers: int = 5, max_paths: int = 3,
     """
     cite = {(f.head, f.relation, f.tail): i + 1 for i, f in reversed(list(enumerate(answer.facts)))}
     lines: list[str] = []
-    if answer.answers:
-        names = [a.name for a in answer.answers[:max_answers]]
-        more = len(answer.answers) - len(names)
+    # Name the confident answers (at least half the top score); weaker ones stay in ``answers``.
+    top = answer.answers[0].score if answer.answers else 0.0
+    confident = [a for a in answer.answers if top <= 0 or a.score >= 0.5 * top]
+    if confident:
+        names = [a.name for a in confident[:max_answers]]
+        more = len(confident) - len(names)
         lines.append(", ".join(names) + (f" (and {more} more)" if more > 0 else "") + ".")
-    paths = sorted(answer.paths, key=lambda p: -p.score)[:max_paths]
+    # Evidence: the best chain of each named answer first, then the best remaining chains.
+    ranked = sorted(range(len(answer.paths)), key=lambda i: -answer.paths[i].score)
+    first = [a.paths[0] for a in confident[:max_answers] if a.paths and a.paths[0] < len(answer.paths)]
+    order = list(dict.fromkeys(first + ranked))
+    paths = [answer.paths[i] for i in order[:max_paths]]
     for path in paths:
         if path.hops:
             lines.append(f"Because: {_path_sentence(path, cite, answer.facts, relation_text)}.")
