@@ -191,8 +191,13 @@ class KnowledgeBase:
                 "same_as": [item.model_dump() for item in pack.same_as], "reasoning": dict(pack.reasoning),
                 "examples": list(pack.examples),
                 "scorer": str(pack.scorer_dir.resolve()) if pack.scorer_dir else None}
-        return self._load(pack.name, pack.triple_readers(), list(pack.read_documents(pack.name)), info,
-                          names=pack.read_names(), progress=progress)
+        report = self._load(pack.name, pack.triple_readers(), list(pack.read_documents(pack.name)), info,
+                            names=pack.read_names(), progress=progress)
+        missing = sorted({pair.same_as_domain for pair in pack.same_as} - set(self.domains))
+        if missing:  # packs load in any order: the links work once those experts are loaded
+            report["warnings"] = [f"same_as links name experts not in this KB (yet): {', '.join(missing)}; "
+                                  f"known experts: {', '.join(self.domains)}"]
+        return report
 
     def load_triples(self, domain: str, path: str | Path, *, format: str | None = None, order: str | None = None,
                      description: str | None = None, relation_text: dict[str, str] | None = None,

@@ -47,7 +47,7 @@ NO_ENTITY = "No entity of the question could be found in the knowledge graph."
 ROUTE_MARGIN = 0.05
 """Experts scoring within this margin of the best one are consulted too (answers merged)."""
 MAX_EXPERTS = 3
-BRIDGE_MARGIN = 0.15
+BRIDGE_MARGIN = 0.2
 """A second expert within this margin of the first may continue the first's chains (cross-expert)."""
 VECTOR_LINKING_MAX_ENTITIES = 20_000
 """Entity-name vector linking is used without an existing index only for domains up to this size

@@ -117,3 +117,36 @@ def test_cross_expert_chain(tmp_path, fixtures_dir):
     assert [h.domain for h in chain.hops] == ["tiny_geo", "films", "films"]
     assert chain.hops[0].head == "germany" and chain.hops[2].inverse and chain.method == "cross-expert"
     assert "Metropolis" not in {a.name for a in answer.answers}  # no bridge, no answer
+
+
+def test_explicit_same_as_bridges_differently_named_entities(tmp_path, fixtures_dir):
+    films = tmp_path / "films.txt"
+    films.write_text("Good Bye Lenin|has_tags|Deutschland\nAmelie|has_tags|Frankreich\n", encoding="utf-8")
+    with kgllm.open(tmp_path / "kb") as kb:
+        kb.load(fixtures_dir / "kb" / "tiny_geo")
+        kb.load_triples("films", films, format="pipe", description="Films and the countries they are tagged with.",
+                        relation_text={"has_tags": "tagged"})
+        kb.set_domain_info("films", same_as=[{"entity": "Deutschland", "same_as_domain": "tiny_geo",
+                                              "same_as_entity": "germany"}])
+        answer = kb.ask("Which films are tagged with the countries that border [belgium]?")
+    assert answer.answers[0].name == "Good Bye Lenin"
+    chain = answer.paths[answer.answers[0].paths[0]]
+    assert [(h.head, h.relation, h.tail) for h in chain.hops][:2] == [
+        ("belgium", "neighbor", "germany"), ("germany", "same_as", "Deutschland")]
+    assert "Amelie" not in {a.name for a in answer.answers}  # "Frankreich" is linked to nothing
+
+
+def test_manifest_pointing_at_a_missing_expert(tmp_path, fixtures_dir):
+    import shutil
+
+    pack = tmp_path / "geo"
+    shutil.copytree(fixtures_dir / "kb" / "tiny_geo", pack)
+    manifest = pack / "manifest.yaml"
+    manifest.write_text(manifest.read_text(encoding="utf-8")
+                        + "same_as:\n  - {entity: france, same_as_domain: atlas, same_as_entity: France}\n",
+                        encoding="utf-8")
+    with kgllm.open(tmp_path / "kb") as kb:
+        report = kb.load(pack)
+        assert "atlas" in report["warnings"][0] and "tiny_geo" in report["warnings"][0]
+        answer = kb.ask("Which countries border [france]?")
+    assert answer.answers and answer.experts[0].name == "tiny_geo"

@@ -18,28 +18,41 @@ if TYPE_CHECKING:
 
     from kgllm.pipeline import DomainContext
 
-__all__ = ["SAME_AS", "bridge_nodes", "cross_expert_answers"]
+__all__ = ["SAME_AS", "bridge_nodes", "same_as_pairs", "cross_expert_answers"]
 
 SAME_AS = "same_as"
 MAX_BRIDGES = 20
 
 
-def bridge_nodes(target: DomainContext, names: dict[str, str], same_as: list[dict[str, str]] | None = None
+def bridge_nodes(target: DomainContext, names: dict[str, str], explicit: dict[str, str] | None = None
                  ) -> dict[str, list[int]]:
-    """For entity ids of another expert (``id -> display name``), the nodes of ``target`` that are them."""
+    """For entity ids of another expert (``id -> display name``), the nodes of ``target`` that are them:
+    the ``explicit`` mapping (other id -> target id) first, else the same normalized name."""
     index = getattr(target, "_normalized_names", None)
     if index is None:
         index = {}
         for node, name in enumerate(target.snapshot.names):
             index.setdefault(normalize_name(name), []).append(node)
         target._normalized_names = index  # type: ignore[attr-defined]  # cached per domain context
-    explicit: dict[str, list[int]] = {}
-    for pair in same_as or []:
-        node = target.snapshot.node(pair.get("same_as_entity", ""))
-        if node is not None:
-            explicit.setdefault(pair.get("entity", ""), []).append(node)
-    return {eid: explicit.get(eid) or index.get(normalize_name(name), []) for eid, name in names.items()
-            if explicit.get(eid) or normalize_name(name) in index}
+    found: dict[str, list[int]] = {}
+    for eid, name in names.items():
+        node = target.snapshot.node((explicit or {}).get(eid, "\x00"))
+        nodes = [node] if node is not None else index.get(normalize_name(name), [])
+        if nodes:
+            found[eid] = nodes
+    return found
+
+
+def same_as_pairs(kb: Any, first: str, target: str) -> dict[str, str]:
+    """Explicit ``same_as`` links between two experts' manifests, as ``first id -> target id``."""
+    pairs: dict[str, str] = {}
+    for pair in kb.domain_info(first).get("same_as") or []:  # declared in the first expert's pack
+        if pair.get("same_as_domain") == target and pair.get("domain") in (None, first):
+            pairs[pair["entity"]] = pair["same_as_entity"]
+    for pair in kb.domain_info(target).get("same_as") or []:  # declared in the target's pack
+        if pair.get("same_as_domain") == first and pair.get("domain") in (None, target):
+            pairs.setdefault(pair["same_as_entity"], pair["entity"])
+    return pairs
 
 
 def cross_expert_answers(pipeline: Any, answer: Answer, first: str, target: DomainContext, masked_question: str,
@@ -50,9 +63,8 @@ def cross_expert_answers(pipeline: Any, answer: Answer, first: str, target: Doma
     first chain's answer score times the continuation's path score; the first expert's answers follow.
     """
     sources = [item for item in answer.answers[:MAX_BRIDGES] if item.paths and item.domain in (None, first)]
-    info = pipeline.kb.domain_info(target.name)
-    same_as = [pair for pair in info.get("same_as") or [] if pair.get("domain") in (None, first)]
-    bridges = bridge_nodes(target, {item.id: item.name for item in sources}, same_as)
+    explicit = same_as_pairs(pipeline.kb, first, target.name)
+    bridges = bridge_nodes(target, {item.id: item.name for item in sources}, explicit)
     if not bridges:
         return None
     by_node = {node: item for item in sources for node in bridges.get(item.id, [])}
