@@ -155,7 +155,10 @@ class ZeroShotScorer:
         self._vectors: dict[Chain, np.ndarray] = {}
         self._cues: list[set[str]] = []
         for relation in graph.snapshot.relations:
-            text = f"{relation.replace('_', ' ')} {self.relation_text.get(relation, '')}"
+            # Namespaced names (Freebase "film.film.directed_by") cue by their last part only: the
+            # namespace ("film") names the domain, not the relation.
+            name = relation.rsplit(".", 1)[-1] if "." in relation and " " not in relation else relation
+            text = f"{name.replace('_', ' ')} {self.relation_text.get(relation, '')}"
             self._cues.append(set(_stems(re.sub(r"([a-z])([A-Z])", r"\1 \2", text))))
 
     def chain_text(self, chain: Chain) -> str:
