@@ -358,7 +358,10 @@ class Pipeline:
             for expert in work.answer.experts:
                 if expert.name in self._domains:
                     relation_text.update(self._domains[expert.name].relation_text)
-            work.answer = generate(work.answer, backend, relation_text=relation_text, choices=choices)
+            templates = {e.name: t for e in work.answer.experts
+                         if (t := self.kb.domain_info(e.name).get("prompt_template"))}  # per-expert prompts
+            work.answer = generate(work.answer, backend, relation_text=relation_text, choices=choices,
+                                   templates=templates or None)
         self._time(batch, "generate", started)
 
     @staticmethod
@@ -423,13 +426,13 @@ def _resolve_llm(llm: Any, cache: Any = None) -> Any:
 
 
 def generate(answer: Answer, llm: Any, *, relation_text: dict[str, str] | None = None,
-             choices: Sequence[str] | None = None) -> Answer:
+             choices: Sequence[str] | None = None, templates: dict[str, str] | None = None) -> Answer:
     """Write ``answer.text``: by the LLM through context fusion, or extractively from the paths."""
     try:
         from kgllm.fusion.context import generate_answer
     except ImportError:  # fusion not installed: the chain itself is the explanation
         return answer.model_copy(update={"text": extractive(answer)})
-    return generate_answer(answer, llm, relation_text=relation_text, choices=choices)
+    return generate_answer(answer, llm, relation_text=relation_text, choices=choices, templates=templates)
 
 
 def extractive(answer: Answer, max_answers: int = 5) -> str:

@@ -150,3 +150,16 @@ def test_manifest_pointing_at_a_missing_expert(tmp_path, fixtures_dir):
         assert "atlas" in report["warnings"][0] and "tiny_geo" in report["warnings"][0]
         answer = kb.ask("Which countries border [france]?")
     assert answer.answers and answer.experts[0].name == "tiny_geo"
+
+
+def test_expert_prompt_template_reaches_the_llm(tmp_path, fixtures_dir):
+    from llm.llm_testing import Reverser
+
+    with kgllm.open(tmp_path / "kb") as kb:
+        kb.add_expert("films", description="Films and directors.",
+                      prompt_template="FILM EXPERT. {context}\nQuestion: {question}")
+        kb.load_triples("films", fixtures_dir / "kb" / "tiny_movies" / "kb.txt", format="pipe")
+        llm = Reverser()
+        answer = kb.ask("Who directed [Kismet]?", llm=llm, llm_cache=False)
+    assert llm.calls == 1 and answer.llm_calls == 1
+    assert "FILM EXPERT." in answer.prompt and "Question: Who directed [Kismet]?" in answer.prompt
