@@ -112,6 +112,7 @@ def test_cross_expert_chain(tmp_path, fixtures_dir):
         answer = kb.ask("Which films are tagged with the countries that border [germany]?")
     assert {e.name for e in answer.experts} == {"tiny_geo", "films"}
     assert answer.answers[0].name == "Amelie" and answer.answers[0].domain == "films"
+    assert 0 < answer.answers[0].score <= 1
     chain = answer.paths[answer.answers[0].paths[0]]
     assert [h.relation for h in chain.hops] == ["neighbor", "same_as", "has_tags"]
     assert [h.domain for h in chain.hops] == ["tiny_geo", "films", "films"]

@@ -60,7 +60,7 @@ def cross_expert_answers(pipeline: Any, answer: Answer, first: str, target: Doma
     """``answer`` (from expert ``first``) extended by chains continuing in ``target``; ``None`` if no bridge.
 
     The continued chains' answers rank first (they explain more of the question), scored by the
-    first chain's answer score times the continuation's path score; the first expert's answers follow.
+    first chain's answer score times the continuation's answer score; the first expert's answers follow.
     """
     sources = [item for item in answer.answers[:MAX_BRIDGES] if item.paths and item.domain in (None, first)]
     explicit = same_as_pairs(pipeline.kb, first, target.name)
@@ -72,6 +72,7 @@ def cross_expert_answers(pipeline: Any, answer: Answer, first: str, target: Doma
     state = reasoner.prepare([masked_question])[0]
     result = reasoner.reason(state, sorted(by_node), top_k=None, max_hops=1)
     snapshot = target.snapshot
+    continued = {item.id: item.score for item in result.answers}
     paths: list[ReasoningPath] = []
     scores: dict[str, tuple[float, list[int]]] = {}
     for continuation in result.paths:
@@ -82,7 +83,9 @@ def cross_expert_answers(pipeline: Any, answer: Answer, first: str, target: Doma
         before = answer.paths[source.paths[0]].hops
         link = Hop(head=source.id, relation=SAME_AS, tail=continuation.start, head_name=source.name,
                    tail_name=snapshot.names[start], domain=target.name)
-        score = source.score * continuation.score
+        # Answer scores are comparable across scorers (path scores are not: the learned ones are
+        # log-probabilities), so the chain scores the bridge's answer score times the continuation's.
+        score = source.score * continued.get(continuation.end, 0.0)
         paths.append(ReasoningPath(hops=[*before, link, *continuation.hops], score=score, method="cross-expert"))
         best, ids = scores.get(continuation.end, (0.0, []))
         scores[continuation.end] = (max(best, score), [*ids, len(paths) - 1])
