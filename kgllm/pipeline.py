@@ -31,7 +31,7 @@ from kgllm.reasoning.explorer import LLMExplorer
 from kgllm.reasoning.paths import RelationGraph
 from kgllm.reasoning.reasoner import PathReasoner, Reasoning
 from kgllm.reasoning.scorer import LearnedScorer, PathScorer, ZeroShotScorer
-from kgllm.types import Answer, ExpertChoice, ScoredAnswer
+from kgllm.types import Answer, ExpertChoice, Fact, LinkedEntity, ReasoningPath, ScoredAnswer
 
 if TYPE_CHECKING:
     from kgllm.kb import KnowledgeBase
@@ -388,7 +388,10 @@ def _merge_experts(work: _Work, top_k: int | None) -> None:
             answer.text = f"{NO_ENTITY} Experts consulted (routing score): {scores}."
         return
     merged: dict[tuple[str, str | None], ScoredAnswer] = {}
-    paths, facts, linked, seen_facts = [], [], [], set()
+    paths: list[ReasoningPath] = []
+    facts: list[Fact] = []
+    linked: list[LinkedEntity] = []
+    seen_facts: set[tuple[str, str, str, str]] = set()
     for part in found:
         offset = len(paths)
         paths.extend(part.answer.paths)
