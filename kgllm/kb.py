@@ -130,13 +130,14 @@ class KnowledgeBase:
         if kind not in INDEX_KINDS:
             raise ConfigError(f"unknown index kind {kind!r}; expected one of {', '.join(INDEX_KINDS)}")
         self.domain_info(domain)
+        cached = self._indexes.get((domain, kind))
+        if cached is not None:  # up to date: loads and deletes drop the domain's cached indexes
+            return cached
         directory = self._index_dir(domain, kind)
-        index = self._indexes.get((domain, kind))
-        if index is None:
-            if (directory / "manifest.json").exists():
-                index = VectorIndex.load(directory, model=self.embedder.model_name, dim=self.embedder.dim)
-            else:
-                index = VectorIndex.create(self.embedder.dim, model=self.embedder.model_name)
+        if (directory / "manifest.json").exists():
+            index = VectorIndex.load(directory, model=self.embedder.model_name, dim=self.embedder.dim)
+        else:
+            index = VectorIndex.create(self.embedder.dim, model=self.embedder.model_name)
         items = self._index_items(domain, kind)
         missing = [(item_id, text) for item_id, text in items if item_id not in index]
         if missing:
@@ -178,6 +179,7 @@ class KnowledgeBase:
         if new:
             text = "".join(chunk.to_json() + "\n" for chunk in existing + new)
             _atomic_write_text(self._docs_file(domain), text)
+            self._indexes.pop((domain, "chunks"), None)
         return len(new)
 
     # -- loading -------------------------------------------------------------------------------------

@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kgllm.exceptions import DomainNotFound, ModelError
+from kgllm.fusion.context import generate_answer
 from kgllm.linking import EntityLinker, Mention
+from kgllm.llm import resolve_llm
 from kgllm.reasoning.bridge import cross_expert_answers
 from kgllm.reasoning.explorer import LLMExplorer
 from kgllm.reasoning.paths import RelationGraph
@@ -102,7 +104,6 @@ class Pipeline:
         self.max_question_chars = max_question_chars
         self._domains: dict[str, DomainContext] = {}
         self._scorers: dict[tuple[str, str], PathScorer] = {}
-        self._router: Any = None
 
     # -- public --------------------------------------------------------------------------------
     def ask(self, question: str, *, domain: str | None = None, llm: Any = None, top_k: int | None = 10,
@@ -186,7 +187,7 @@ class Pipeline:
             self._domains[domain] = DomainContext(
                 name=domain, snapshot=snapshot, graph=RelationGraph(snapshot), linker=linker,
                 relation_text=self.kb.relation_text(domain),
-                max_hops=int(reasoning.get("max_hops", reasoning.get("hops", 3))),
+                max_hops=int(reasoning.get("max_hops") or reasoning.get("hops") or 3),
                 beam=int(reasoning.get("beam", 8)), scorer_path=info.get("scorer"))
         return self._domains[domain]
 
@@ -305,12 +306,13 @@ class Pipeline:
         for name, works in groups.items():
             reasoner = self.reasoner(self._domains[name], model)
             states = reasoner.prepare([reasoner.mask_question(w.question, *w.span) for w in works])
+            ctx = self._domains[name]
             for work, state in zip(works, states, strict=False):
                 t0 = time.perf_counter()
                 explorer = None
                 if llm is not None:
-                    explorer = LLMExplorer(reasoner.graph, llm, max_hops=max_hops or work.domain.max_hops,
-                                           relation_text=work.domain.relation_text)
+                    explorer = LLMExplorer(reasoner.graph, llm, max_hops=max_hops or ctx.max_hops,
+                                           relation_text=ctx.relation_text)
                 work.reasoning = reasoner.reason(state, work.topic, top_k=top_k, max_hops=max_hops,
                                                  explorer=explorer, question=work.question)
                 if explorer is not None:
@@ -360,8 +362,8 @@ class Pipeline:
                     relation_text.update(self._domains[expert.name].relation_text)
             templates = {e.name: t for e in work.answer.experts
                          if (t := self.kb.domain_info(e.name).get("prompt_template"))}  # per-expert prompts
-            work.answer = generate(work.answer, backend, relation_text=relation_text, choices=choices,
-                                   templates=templates or None)
+            work.answer = generate_answer(work.answer, backend, relation_text=relation_text, choices=choices,
+                                          templates=templates or None)
         self._time(batch, "generate", started)
 
     @staticmethod
@@ -419,28 +421,7 @@ def _merge_experts(work: _Work, top_k: int | None) -> None:
 
 
 def _resolve_llm(llm: Any, cache: Any = None) -> Any:
+    """``None`` for the extractive answerer, else the backend the spec or object names."""
     if llm is None or llm == "extractive":
         return None
-    try:
-        from kgllm.llm import resolve_llm
-    except ImportError:
-        return llm
     return resolve_llm(llm, cache=cache)
-
-
-def generate(answer: Answer, llm: Any, *, relation_text: dict[str, str] | None = None,
-             choices: Sequence[str] | None = None, templates: dict[str, str] | None = None) -> Answer:
-    """Write ``answer.text``: by the LLM through context fusion, or extractively from the paths."""
-    try:
-        from kgllm.fusion.context import generate_answer
-    except ImportError:  # fusion not installed: the chain itself is the explanation
-        return answer.model_copy(update={"text": extractive(answer)})
-    return generate_answer(answer, llm, relation_text=relation_text, choices=choices, templates=templates)
-
-
-def extractive(answer: Answer, max_answers: int = 5) -> str:
-    """``William Dieterle (Kismet -[directed by]-> William Dieterle)``: answers and the best chain."""
-    names = ", ".join(a.name for a in answer.answers[:max_answers])
-    best = max(answer.paths, key=lambda p: p.score).text() if answer.paths else ""
-    return f"{names} ({best})" if best else names
-

@@ -164,3 +164,27 @@ def test_expert_prompt_template_reaches_the_llm(tmp_path, fixtures_dir):
         answer = kb.ask("Who directed [Kismet]?", llm=llm, llm_cache=False)
     assert llm.calls == 1 and answer.llm_calls == 1
     assert "FILM EXPERT." in answer.prompt and "Question: Who directed [Kismet]?" in answer.prompt
+
+
+def test_routing_confusion_plot_is_a_png(tmp_path):
+    from kgllm.eval.routing import plot_confusion
+
+    path = plot_confusion({"labels": ["geo", "movies"], "matrix": [[9, 1], [0, 10]]}, tmp_path / "out" / "cm.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
+
+
+def test_train_router_attaches_to_a_kb(tmp_path, fixtures_dir):
+    from kgllm.cli import main
+
+    with kgllm.open(tmp_path / "kb") as built:
+        built.load(fixtures_dir / "kb" / "tiny_movies")
+        built.load(fixtures_dir / "kb" / "tiny_geo")
+    data = tmp_path / "routing.jsonl"
+    rows = [("who directed Kismet", "tiny_movies"), ("which films star Tom Hanks", "tiny_movies"),
+            ("which countries border spain", "tiny_geo"), ("where is france located", "tiny_geo")]
+    data.write_text("".join(json.dumps({"question": q, "domain": d}) + "\n" for q, d in rows), encoding="utf-8")
+    assert main(["train", "router", "--data", str(data), "--out", str(tmp_path / "router"),
+                 "-o", f"kb={tmp_path / 'kb'}"]) == 0
+    with kgllm.open(tmp_path / "kb", create=False) as reopened:
+        top = reopened.router.route("which countries border italy")[0]
+    assert top.name == "tiny_geo" and any("classifier" in reason for reason in top.reasons)

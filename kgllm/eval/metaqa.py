@@ -14,6 +14,7 @@ hash of the hop count and line number, the same lines for the vanilla and the pa
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import tempfile
@@ -229,7 +230,7 @@ for _name in ("metaqa-1hop", "metaqa-2hop", "metaqa-3hop", "metaqa-1hop-ntm"):
         description=f"MetaQA {_hops}-hop{' (paraphrased NTM questions)' if _ntm else ''}: multi-hop KGQA over "
                     "the WikiMovies KB; options held_out=true, batch_size",
         primary_metric="hits@1",
-        run=lambda request, h=_hops, t=_ntm: evaluate(request, hops=h, ntm=t),
+        run=functools.partial(evaluate, hops=_hops, ntm=_ntm),
         required_files=_required(_hops, _ntm),
     ))
 

@@ -17,13 +17,23 @@ from kgllm.eval.reference import references_for
 __all__ = ["write_report", "plot_metrics", "plot_latency", "plot_per_type", "plot_calibration"]
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def pyplot():  # type: ignore[no-untyped-def]
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed, safe in threads and on servers
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig, path: Path) -> Path:  # type: ignore[no-untyped-def]
+    """Lay out, write (creating the folder) and close a figure."""
+    plt = pyplot()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def plot_metrics(report: dict[str, Any], path: Path) -> Path | None:
@@ -34,17 +44,14 @@ def plot_metrics(report: dict[str, Any], path: Path) -> Path | None:
     refs = references_for(report["benchmark"], primary)
     labels = ["kgllm"] + [r.method for r in refs]
     values = [report["metrics"][primary]] + [r.value for r in refs]
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(labels) + 1), 3.2))
     bars = ax.bar(labels, values, color=["tab:blue"] + ["tab:gray"] * len(refs))
     ax.bar_label(bars, fmt="%.3f", fontsize=8)
     ax.set_ylim(0, 1.08)
     ax.set_ylabel(primary)
     ax.set_title(f"{report['benchmark']} ({report['split']}) vs published (test)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_latency(report: dict[str, Any], path: Path) -> Path | None:
@@ -52,17 +59,14 @@ def plot_latency(report: dict[str, Any], path: Path) -> Path | None:
     lat = report.get("latencies_ms") or []
     if not lat:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.hist(lat, bins=min(40, max(5, len(lat) // 5)), color="tab:green")
     ax.set_xlabel("latency per question (ms)")
     ax.set_ylabel("questions")
     p50 = report.get("latency_ms", {}).get("p50")
     ax.set_title(f"{report['benchmark']}: latency (p50 {p50} ms)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _type_scores(report: dict[str, Any]) -> dict[str, float]:
@@ -87,16 +91,13 @@ def plot_per_type(report: dict[str, Any], path: Path) -> Path | None:
     if not scores:
         return None
     items = sorted(scores.items(), key=lambda kv: kv[1])[-40:]
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 0.25 * len(items) + 1.2))
     ax.barh([k for k, _ in items], [v for _, v in items], color="tab:purple")
     ax.set_xlim(0, 1.0)
     ax.tick_params(axis="y", labelsize=7)
     ax.set_title(f"{report['benchmark']}: by question type", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_calibration(report: dict[str, Any], path: Path) -> Path | None:
@@ -105,7 +106,7 @@ def plot_calibration(report: dict[str, Any], path: Path) -> Path | None:
     if not cal or not cal.get("bins"):
         return None
     bins = cal["bins"]
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(3.6, 3.4))
     ax.plot([0, 1], [0, 1], linestyle="--", color="gray", linewidth=1)
     ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o", color="tab:red")
@@ -114,10 +115,7 @@ def plot_calibration(report: dict[str, Any], path: Path) -> Path | None:
     ax.set_xlabel("answer score")
     ax.set_ylabel("accuracy")
     ax.set_title(f"{report['benchmark']}: calibration (ECE {cal['ece']:.3f})", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _fmt(value: Any) -> str:

@@ -2,6 +2,7 @@
 
 Data: JSON lines ``{"question": ..., "domain": ...}``. The experts are those of a KB given with
 ``-o kb=DIR``, or a temporary KB loaded from the bundled packs (``-o graphs=DIR`` to choose others).
+``kgllm train router ... -o kb=DIR`` also makes that KB route with the trained model.
 """
 
 from __future__ import annotations
@@ -100,10 +101,9 @@ def evaluate_routing(kb: Any, rows: list[tuple[str, str]], *, model_dir: Path | 
 
 def plot_confusion(confusion: dict[str, Any], path: Path, title: str = "routing confusion") -> Path:
     """Write the confusion matrix as a PNG heat map."""
-    import matplotlib
+    from kgllm.eval.report import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     labels, matrix = confusion["labels"], np.array(confusion["matrix"])
     fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 1.0 * len(labels) + 1.5))
@@ -117,11 +117,7 @@ def plot_confusion(confusion: dict[str, Any], path: Path, title: str = "routing 
             ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
                     color="white" if matrix[i, j] > matrix.max() / 2 else "black")
     ax.set_title(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _run(request: EvalRequest) -> dict[str, Any]:
@@ -143,7 +139,9 @@ def _train(request: TrainRequest) -> dict[str, Any]:
         vectors = kb.embedder.encode(questions)
         model = RouterModel.fit(questions, vectors, [domain for _, domain in rows], model=kb.embedder.model_name,
                                 c=float(request.options.get("c", 10.0)), seed=int(request.options.get("seed", 0)))
-    model.save(request.out)
+        model.save(request.out)
+        if request.options.get("kb"):  # trained on a user's KB: that KB now routes with it
+            kb.use_router_model(request.out)
     predicted = np.array(model.labels)[model.probabilities(questions, vectors).argmax(1)]
     train_accuracy = float(np.mean(predicted == np.array([d for _, d in rows])))
     return {"out": str(request.out), "n": len(rows), "labels": model.labels, "train_accuracy": train_accuracy}

@@ -455,7 +455,7 @@ def _build(dim: int, factory: str, metric: str) -> faiss.Index:
         inner = faiss.downcast_index(ivf)
         if isinstance(inner, faiss.IndexIVFPQ):
             # Polysemous training is only for polysemous search, which we never use; it costs minutes.
-            inner.do_polysemous_training = False
+            inner.do_polysemous_training = False  # type: ignore[attr-defined]
         return index
     return faiss.IndexIDMap2(index)
 

@@ -60,7 +60,7 @@ def aggregate(results: Sequence[ChainResult], *, temperature: float = 1.0, min_w
 
 
 def explain(graph: RelationGraph, topic: np.ndarray, results: Sequence[ChainResult], answers: AggregatedAnswers, *,
-            top_k: int, max_paths: int = 5, relation_text: dict[str, str] | None = None,
+            top_k: int | None, max_paths: int = 5, relation_text: dict[str, str] | None = None,
             method: str = "beam") -> tuple[list[ScoredAnswer], list[ReasoningPath], list[Fact]]:
     """Public objects for the ``top_k`` answers: scored answers, one traced path per (answer, chain)
     for the first ``max_paths`` answers, and the distinct facts those paths use (with provenance)."""

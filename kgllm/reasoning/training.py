@@ -98,7 +98,7 @@ def train_path_scorer(graph: RelationGraph, embedder: Embedder, examples: Sequen
         if not chains:
             continue
         supervised += 1
-        weight = 1.0 / len(chains)
+        share = 1.0 / len(chains)
         for chain in chains:
             previous = stop  # the start symbol shares the stop index (an embedding row of its own)
             for t, code in enumerate(list(chain) + ([stop] if len(chain) < max_hops else [])):
@@ -106,7 +106,7 @@ def train_path_scorer(graph: RelationGraph, embedder: Embedder, examples: Sequen
                 rows_prev.append(previous)
                 rows_hop.append(t)
                 rows_target.append(code)
-                rows_weight.append(weight)
+                rows_weight.append(share)
                 previous = code
     if not rows_q:
         raise ModelError("no training question could be matched to a chain of the graph")
