@@ -316,6 +316,26 @@ class KnowledgeBase:
         self._save_manifest()
         self._router = None
 
+    def use_rules(self, domain: str, rules_dir: str | Path | None, *, min_confidence: float | None = None) -> None:
+        """Let ``domain``'s expert infer edges missing from its graph with rules from ``kgllm train rules``
+        (``None``: stop). Inferred edges appear in answers as hops whose ``rule`` names the rule and path.
+
+        Raises:
+            DomainNotFound: no such domain.
+            ModelError: not a rule set, or rules for relations the domain lacks.
+        """
+        from kgllm.reasoning.rule_inference import DEFAULT_MIN_CONFIDENCE, ExpertRules
+
+        self.domain_info(domain)
+        if rules_dir is None:
+            self._manifest["domains"][domain].pop("rules", None)
+            self._save_manifest()
+            self._pipeline = None
+            return
+        confidence = DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence
+        checked = ExpertRules.load(rules_dir, self.store.snapshot(domain), min_confidence=confidence)
+        self.set_domain_info(domain, rules={"dir": checked.directory, "min_confidence": checked.min_confidence})
+
     # -- questions -----------------------------------------------------------------------------------
     @property
     def pipeline(self) -> Any:

@@ -50,6 +50,12 @@ def normalize(text: str) -> str:
     return " ".join(_WORD.findall(text.lower()))
 
 
+def _name_key(text: str) -> str:
+    """:func:`normalize`, or the stripped lower-cased text for a name with no word character
+    (a film called ``$``) that would otherwise have no key at all."""
+    return normalize(text) or text.strip().lower()
+
+
 @dataclass(frozen=True)
 class Mention:
     """A span of the question (character offsets) and the entities it was linked to."""
@@ -96,12 +102,12 @@ class EntityLinker:
         self._table: dict[str, list[int]] = {}
         self._alias: set[str] = set()
         for i, name in enumerate(self.names):
-            key = normalize(name)
+            key = _name_key(name)
             if key:
                 self._table.setdefault(key, []).append(i)
         position = {eid: i for i, eid in enumerate(self.ids)}
         for alias, eid in (aliases or {}).items():
-            key = normalize(alias)
+            key = _name_key(alias)
             if key and eid in position and key not in self._table:
                 self._table[key] = [position[eid]]
                 self._alias.add(key)
@@ -143,7 +149,7 @@ class EntityLinker:
 
     def nodes(self, key: str) -> list[int]:
         """Node indices whose (normalised) name or alias is ``key``."""
-        return self._table.get(normalize(key), [])
+        return self._table.get(_name_key(key), [])
 
     # -- methods -----------------------------------------------------------------------------------
     def _links(self, mention: str, nodes: Iterable[int], score: float, method: str) -> tuple[LinkedEntity, ...]:
@@ -151,9 +157,12 @@ class EntityLinker:
                                   score=round(score, 4), method=method) for i in nodes)
 
     def _bracket(self, start: int, end: int, text: str) -> Mention:
-        key = normalize(text)
+        key = _name_key(text)
         if key in self._table:
-            return Mention(start, end, text, self._links(text, self._table[key], 1.0, "bracket"))
+            nodes = self._table[key]
+            # a bracket gives the name as written: "[King Kong]" is the film, not the tag "king kong"
+            exact = [n for n in nodes if self.names[n] == text.strip()]
+            return Mention(start, end, text, self._links(text, exact or nodes, 1.0, "bracket"))
         links = self._fuzzy(text)
         return Mention(start, end, text, links)
 

@@ -11,8 +11,9 @@
                  │        └ the given domain, else the one with the best entity link (router breaks ties)
                  └ empty → "no question"; huge → truncated with a warning
 
-Each stage's wall time (ms) lands in ``Answer.timings``. ``ask_many`` runs the same stages with the
-question embeddings computed in batches, so it returns the same answers as ``ask``.
+Each stage's wall time (ms) lands in ``Answer.timings``. ``ask_many`` runs the same stages on batches:
+question embeddings in one encoder call (each distinct masked question once per call), and the beam
+search of all questions together, one scorer pass per hop; it returns the same answers as ``ask``.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from kgllm.linking import EntityLinker, Mention
 from kgllm.llm import resolve_llm
 from kgllm.reasoning.bridge import cross_expert_answers
 from kgllm.reasoning.explorer import LLMExplorer
+from kgllm.reasoning.learned import LearnedScorer
 from kgllm.reasoning.paths import RelationGraph
 from kgllm.reasoning.reasoner import PathReasoner, Reasoning
-from kgllm.reasoning.scorer import LearnedScorer, PathScorer, ZeroShotScorer
+from kgllm.reasoning.rule_inference import ExpertRules, infer_missing_edges
+from kgllm.reasoning.scorer import PathScorer, ZeroShotScorer
 from kgllm.types import Answer, ExpertChoice, Fact, LinkedEntity, ReasoningPath, ScoredAnswer
 
 if TYPE_CHECKING:
@@ -51,6 +54,8 @@ ROUTE_MARGIN = 0.05
 MAX_EXPERTS = 3
 BRIDGE_MARGIN = 0.2
 """A second expert within this margin of the first may continue the first's chains (cross-expert)."""
+MEMO_LIMIT = 20_000
+"""Question states ``ask_many`` keeps for reuse within one call (~5 KB each); cleared beyond."""
 VECTOR_LINKING_MAX_ENTITIES = 20_000
 """Entity-name vector linking is used without an existing index only for domains up to this size
 (embedding every name of a large domain takes minutes)."""
@@ -104,6 +109,7 @@ class Pipeline:
         self.max_question_chars = max_question_chars
         self._domains: dict[str, DomainContext] = {}
         self._scorers: dict[tuple[str, str], PathScorer] = {}
+        self._rules: dict[str, ExpertRules | None] = {}
 
     # -- public --------------------------------------------------------------------------------
     def ask(self, question: str, *, domain: str | None = None, llm: Any = None, top_k: int | None = 10,
@@ -150,12 +156,16 @@ class Pipeline:
         backend = _resolve_llm(llm, self._llm_cache(llm_cache))
         explorer_llm = backend if explore and getattr(backend, "generative", True) else None
         out: list[Answer] = []
+        memo: dict[int, dict[str, Any]] = {}  # per reasoner: masked text -> question state, for this call
         for begin in range(0, len(questions), max(1, batch_size)):
             batch = [self._check(q) for q in questions[begin:begin + batch_size]]
             self._route(batch, domain)
             every = batch + [extra for work in batch for extra in work.consulted]
             self._link(every, entities)
-            self._reason(every, model=model, top_k=top_k, max_hops=max_hops, llm=explorer_llm)
+            if sum(map(len, memo.values())) > MEMO_LIMIT:
+                memo.clear()
+            self._reason(every, model=model, top_k=top_k, max_hops=max_hops, llm=explorer_llm, memo=memo)
+            self._infer(every, model=model, top_k=top_k)
             for work in batch:
                 _merge_experts(work, top_k)
             self._bridge(batch, model=model, top_k=top_k)
@@ -296,8 +306,9 @@ class Pipeline:
         self._time(batch, "link", started)
 
     def _reason(self, batch: list[_Work], *, model: str | Path | None, top_k: int | None,
-                max_hops: int | None, llm: Any = None) -> None:
-        """Stage 3: relation-path reasoning; question embeddings computed per domain in one batch."""
+                max_hops: int | None, llm: Any = None, memo: dict[int, dict[str, Any]] | None = None) -> None:
+        """Stage 3: relation-path reasoning; question embeddings computed per domain in one batch
+        (each distinct masked question once per ``ask_many`` call, through ``memo``)."""
         started = time.perf_counter()
         groups: dict[str, list[_Work]] = {}
         for work in batch:
@@ -305,23 +316,54 @@ class Pipeline:
                 groups.setdefault(work.domain.name, []).append(work)
         for name, works in groups.items():
             reasoner = self.reasoner(self._domains[name], model)
-            states = reasoner.prepare([reasoner.mask_question(w.question, *w.span) for w in works])
+            states = reasoner.prepare([reasoner.mask_question(w.question, *w.span) for w in works],
+                                      memo=None if memo is None else memo.setdefault(id(reasoner), {}))
             ctx = self._domains[name]
-            for work, state in zip(works, states, strict=False):
+            results: list[Reasoning] = []
+            shares: list[float] = []
+            if llm is None:  # the beam search of all questions together (one scorer pass per hop)
                 t0 = time.perf_counter()
-                explorer = None
-                if llm is not None:
+                results = reasoner.reason_many(states, [w.topic for w in works], top_k=top_k, max_hops=max_hops)
+                shares = [(time.perf_counter() - t0) * 1000 / len(works)] * len(works)
+            else:
+                for work, state in zip(works, states, strict=True):
+                    t0 = time.perf_counter()
                     explorer = LLMExplorer(reasoner.graph, llm, max_hops=max_hops or ctx.max_hops,
                                            relation_text=ctx.relation_text)
-                work.reasoning = reasoner.reason(state, work.topic, top_k=top_k, max_hops=max_hops,
-                                                 explorer=explorer, question=work.question)
-                if explorer is not None:
+                    results.append(reasoner.reason(state, work.topic, top_k=top_k, max_hops=max_hops,
+                                                   explorer=explorer, question=work.question))
                     work.answer.llm_calls += explorer.calls
-                work.answer.answers = work.reasoning.answers
-                work.answer.paths = work.reasoning.paths
-                work.answer.facts = work.reasoning.facts
-                work.answer.timings["search"] = round((time.perf_counter() - t0) * 1000, 3)
+                    shares.append((time.perf_counter() - t0) * 1000)
+            for work, result, ms in zip(works, results, shares, strict=True):
+                work.reasoning = result
+                work.answer.answers = result.answers
+                work.answer.paths = result.paths
+                work.answer.facts = result.facts
+                work.answer.timings["search"] = round(ms, 3)
         self._time(batch, "reason", started)
+
+    def _infer(self, batch: list[_Work], *, model: str | Path | None, top_k: int | None) -> None:
+        """Stage 3a: an expert with rules (``kb.use_rules``) infers the asked relation's edges that its
+        graph lacks for the topic; see :mod:`kgllm.reasoning.rule_inference`."""
+        groups: dict[str, list[_Work]] = {}
+        for work in batch:
+            if not work.done and work.domain is not None and work.reasoning is not None:
+                groups.setdefault(work.domain.name, []).append(work)
+        for name, works in groups.items():
+            ctx = self._domains[name]
+            if name not in self._rules:
+                self._rules[name] = ExpertRules.from_info(self.kb.domain_info(name), ctx.snapshot)
+            rules = self._rules[name]
+            if rules is None:
+                continue
+            started = time.perf_counter()
+            reasoner = self.reasoner(ctx, model)
+            states = reasoner.prepare([reasoner.mask_question(w.question, *w.span) for w in works])
+            for work, state in zip(works, states, strict=True):
+                infer_missing_edges(work.answer, rules, ctx.graph, reasoner.scorer, state, work.topic, top_k=top_k)
+            share = round((time.perf_counter() - started) * 1000 / len(works), 3)
+            for work in works:
+                work.answer.timings["infer"] = share
 
     def _bridge(self, batch: list[_Work], *, model: str | Path | None, top_k: int | None) -> None:
         """Stage 3b: cross-expert chains. When a second expert scores within ``BRIDGE_MARGIN`` of the

@@ -112,3 +112,22 @@ def test_index_search_rejects_unknown_distribution(tmp_path):
 @pytest.mark.parametrize("n, expected", [(100_000, 1024), (2000, 128), (10, 16)])
 def test_default_nlist(n, expected):
     assert _module("index_search").default_nlist(n) == expected
+
+
+def test_link_prediction_filter_bench_reports_both_filters(fixtures_dir, tmp_path):
+    lines = (fixtures_dir / "eval" / "nations_train_head.txt").read_text().splitlines()
+    nations = tmp_path / "data" / "nations"
+    nations.mkdir(parents=True)
+    (nations / "train.txt").write_text("\n".join(lines[:360]) + "\n")
+    (nations / "valid.txt").write_text("\n".join(lines[360:]) + "\n")
+    result = _run("link_prediction_filter.py", "--data-root", str(tmp_path / "data"), "-o", "epochs=5", "-o", "dim=8",
+                  "-o", "max_length=1", "--curve", out=tmp_path / "lpf.json")
+    assert result["benchmark"] == "link_prediction_filter" and set(result["results"]) == {"nations"}
+    res = result["results"]["nations"]
+    assert res["split_sizes"]["train'"] + 2 * res["split_sizes"]["valid'"] == 360 and res["n"] == res["split_sizes"]["valid'"]
+    for method in ("rules", "kge", "combined"):
+        assert res["without_test_filter"][method]["mrr"] <= res["with_test_filter"][method]["mrr"]
+    curve = res["filter_curve"]["points"]  # more true triples filtered: a smaller share missing, no lower MRR
+    assert [p["missing_share"] for p in curve] == sorted((p["missing_share"] for p in curve), reverse=True)
+    assert all(a["mrr"] <= b["mrr"] for a, b in zip(curve, curve[1:], strict=False))
+    assert res["cpu_s"] > 0 and "load_avg_1m" in res and result["machine"]["cpus"]

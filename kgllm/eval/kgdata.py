@@ -95,6 +95,27 @@ class KGDataset:
         rels = sorted({r for ts in splits.values() for _, r, _ in ts})
         return cls(name=name, splits=splits, entities=ents, relations=rels)
 
+    def simulated(self, *, seed: int = 0) -> KGDataset:
+        """``train.txt`` alone re-split into train'/valid'/test' (fixed ``seed``), for measuring the protocol.
+
+        valid' and test' each get the share valid.txt has of train+valid+test (test assumed as large as
+        valid, as in the published UMLS / Kinships / Nations splits): 10% each for these graphs. The real
+        valid.txt stays as split ``known``: true triples only filtered, never trained on nor scored (the
+        withheld test.txt is the one set of true triples no filter here can hold). Entity and relation
+        indices stay those of the full folder, so models index identically.
+
+        Raises:
+            BenchmarkError: the folder has no valid.txt to take the proportions from.
+        """
+        if "dev" not in self.splits:
+            raise BenchmarkError(f"{self.name}: simulating a split needs valid.txt for its proportions")
+        train, valid = self.splits["train"], self.splits["dev"]
+        held = round(len(train) * len(valid) / (len(train) + 2 * len(valid)))
+        order = np.random.default_rng(seed).permutation(len(train))
+        pick = [train[i] for i in order]
+        splits = {"train": pick[2 * held:], "dev": pick[:held], "test": pick[held:2 * held], "known": valid}
+        return KGDataset(name=self.name, splits=splits, entities=self.entities, relations=self.relations)
+
     def snapshot(self, *splits: str) -> GraphSnapshot:
         """The graph of the given splits (default: train) over the shared indices."""
         triples = [t for s in (splits or ("train",)) for t in self.splits.get(s, [])]

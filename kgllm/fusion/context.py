@@ -156,7 +156,7 @@ class ContextFusion:
         for path in _by_score(answer.paths):
             for hop in path.hops:
                 key = hop_fact_key(hop)
-                if key in seen:
+                if key in seen or hop.rule is not None:  # an edge inferred by a rule is no stored fact
                     continue
                 seen.add(key)
                 head_name, tail_name = ((hop.tail_name, hop.head_name) if hop.inverse
@@ -186,7 +186,8 @@ class ContextFusion:
                 n = cite.get(hop_fact_key(hop))
                 rel = self.relation_text.get(hop.relation) or hop.relation.replace("_", " ")
                 arrow = f"<-[{rel}]-" if hop.inverse else f"-[{rel}]->"
-                steps.append(f"{arrow} {hop.tail_name or hop.tail}" + (f" [{n}]" if n else ""))
+                steps.append(f"{arrow} {hop.tail_name or hop.tail}" + (f" [{n}]" if n else "")
+                             + (f" (inferred by rule {hop.rule})" if hop.rule else ""))
             if path.hops:
                 start = path.hops[0].head_name or path.hops[0].head
                 path_lines.append(f"- {start} " + " ".join(steps))

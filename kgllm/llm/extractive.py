@@ -61,13 +61,16 @@ def _path_sentence(path: ReasoningPath, cite: Mapping[tuple[str, str, str], int]
     steps = []
     for hop in path.hops:
         n = cite.get(hop_fact_key(hop))
-        if n is not None:
+        if n is not None and hop.rule is None:
             steps.append(f"{_fact_sentence(facts[n - 1], relation_text)} [{n}]")
-        else:  # a hop whose fact is not in Answer.facts: describe the edge itself, uncited
-            head, rel, tail = hop_fact_key(hop)
-            names = {hop.head: hop.head_name or hop.head, hop.tail: hop.tail_name or hop.tail}
-            rel_text = (relation_text or {}).get(rel) or rel.replace("_", " ")
-            steps.append(f"{names.get(head, head)} {rel_text} {names.get(tail, tail)}")
+            continue
+        # a hop whose fact is not in Answer.facts: describe the edge itself, uncited
+        head, rel, tail = hop_fact_key(hop)
+        names = {hop.head: hop.head_name or hop.head, hop.tail: hop.tail_name or hop.tail}
+        rel_text = (relation_text or {}).get(rel) or rel.replace("_", " ")
+        edge = f"{names.get(head, head)} {rel_text} {names.get(tail, tail)}"
+        # an edge inferred by a rule is not stored: say so, with the rule and the path behind it
+        steps.append(f"{edge} (inferred, not stored: {hop.rule})" if hop.rule is not None else edge)
     return "; ".join(steps)
 
 

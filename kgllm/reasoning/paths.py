@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from kgllm.reasoning.scorer import score_many
 from kgllm.stores.snapshot import GraphSnapshot
 
 if TYPE_CHECKING:
@@ -68,31 +69,36 @@ class RelationGraph:
         for r in range(num_rel):
             mask = snapshot.rel == r
             forward = sp.csr_matrix((ones[mask], (snapshot.head[mask], snapshot.tail[mask])), shape=(n, n))
-            forward.sum_duplicates()
-            self._steps.append(forward)
-            self._steps.append(forward.T.tocsr())
+            forward.sum_duplicates()  # canonical: each row's columns sorted and unique
+            backward = forward.T.tocsr()
+            backward.sum_duplicates()
+            self._steps.extend((forward, backward))
         # node × code incidence: which steps can leave each node (one row slice per frontier)
         codes = np.concatenate([2 * snapshot.rel, 2 * snapshot.rel + 1]).astype(np.int64)
         nodes = np.concatenate([snapshot.head, snapshot.tail]).astype(np.int64)
         self._available = sp.csr_matrix((np.ones(codes.shape[0], dtype=np.int8), (nodes, codes)),
                                         shape=(n, max(self.num_codes, 1)))
         self._available.sum_duplicates()
+        # raw CSR arrays: slicing them with numpy costs a few microseconds, scipy's fancy row
+        # indexing ~0.3 ms (it builds a new matrix), and the search makes thousands of such slices
+        self._rows = [(m.indptr.astype(np.int64), m.indices.astype(np.int64)) for m in self._steps]
+        self._avail_rows = (self._available.indptr.astype(np.int64), self._available.indices.astype(np.int64))
 
     def available(self, nodes: np.ndarray) -> np.ndarray:
         """Step codes that leave at least one of ``nodes``."""
         if nodes.size == 0:
             return np.zeros(0, dtype=np.int64)
-        return np.unique(self._available[nodes].indices)
+        if nodes.size == 1:  # one canonical CSR row is already sorted and unique
+            return _gather(*self._avail_rows, nodes).copy()
+        return _sorted_unique(_gather(*self._avail_rows, nodes))
 
     def expand(self, nodes: np.ndarray, code: int) -> np.ndarray:
         """Nodes one ``code`` step away from any of ``nodes`` (sorted, unique)."""
         if nodes.size == 0:
             return nodes
-        matrix = self._steps[code]
-        if nodes.size == 1:  # the common first hop: a plain CSR slice, no copy
-            node = int(nodes[0])
-            return np.unique(matrix.indices[matrix.indptr[node]:matrix.indptr[node + 1]])
-        return np.unique(matrix[nodes].indices)
+        if nodes.size == 1:
+            return _gather(*self._rows[code], nodes).copy()
+        return _sorted_unique(_gather(*self._rows[code], nodes))
 
     def walk(self, start: np.ndarray, chain: Sequence[int], *, exclude: np.ndarray | None = None) -> list[np.ndarray]:
         """The frontier after each step of ``chain`` from ``start``, ``exclude`` removed at every hop."""
@@ -122,12 +128,12 @@ class RelationGraph:
             candidates = snap.out_edges(node) if inverse else snap.in_edges(node)
             candidates = candidates[snap.rel[candidates] == relation]
             others = snap.tail[candidates] if inverse else snap.head[candidates]
-            hit = np.isin(others, previous)
+            hit = _member(others, previous)
             if not hit.any():
                 return []
-            edge = int(candidates[np.argmax(hit)])
-            edges.append(edge)
-            node = int(others[np.argmax(hit)])
+            first = int(np.argmax(hit))
+            edges.append(int(candidates[first]))
+            node = int(others[first])
         return edges[::-1]
 
     def code_text(self, code: int, relation_text: dict[str, str] | None = None) -> str:
@@ -141,6 +147,48 @@ class RelationGraph:
         """Compact name of a step: ``directed_by`` or ``~directed_by``."""
         relation, inverse = decode_step(code)
         return ("~" if inverse else "") + self.snapshot.relations[relation]
+
+
+def _gather(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The column indices of CSR ``rows``, concatenated (unsorted, with repeats; one row: sorted)."""
+    if rows.size == 1:  # the common first hop: a view, no copy
+        row = int(rows[0])
+        return indices[indptr[row]:indptr[row + 1]]
+    starts, ends = indptr[rows], indptr[rows + 1]
+    lengths = ends - starts
+    total = int(lengths.sum())
+    if total == 0:
+        return indices[:0]
+    # position k of the output reads indices[starts[row(k)] + (k - offset(row(k)))]
+    offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    return indices[offsets + np.arange(total)]
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` by sorting (numpy 2's hash-based ``unique`` is ~10x slower on the
+    few-hundred-element frontiers of a search)."""
+    if values.size < 2:
+        return values
+    ordered = np.sort(values)
+    keep = np.empty(ordered.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
+
+
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``np.isin(values, sorted_set)`` for a sorted, unique ``sorted_set`` (binary search, no sort)."""
+    if sorted_set.size == 0:
+        return np.zeros(values.shape, dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, values), sorted_set.size - 1)
+    return sorted_set[at] == values
+
+
+def _without(nodes: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """``nodes`` minus ``excluded`` (both sorted and unique)."""
+    if excluded.size == 1:
+        return nodes[nodes != excluded[0]]
+    return nodes[~_member(nodes, excluded)]
 
 
 class ChainSearch:
@@ -165,35 +213,58 @@ class ChainSearch:
 
         A chain is kept only when it reaches at least one node other than the topic entities.
         """
-        topic = np.unique(np.asarray(topic, dtype=np.int64))
+        return self.search_many([topic], scorer, [state], max_hops=max_hops, keep=keep)[0]
+
+    def search_many(self, topics: Sequence[np.ndarray], scorer: PathScorer, states: Sequence[QuestionState], *,
+                    max_hops: int | None = None, keep: int = 10) -> list[list[ChainResult]]:
+        """:meth:`search` for many questions at once: each hop's chains of all questions are scored in
+        one scorer call (one model pass for a learned scorer); every question's result is the same as
+        searching it alone."""
+        starts = [np.unique(np.asarray(t, dtype=np.int64)) for t in topics]
         hops = max_hops or self.max_hops
-        prefixes: list[tuple[Chain, list[np.ndarray]]] = [((), [])]
-        complete: list[ChainResult] = []
+        prefixes: list[list[tuple[Chain, list[np.ndarray]]]] = [[((), [])] for _ in starts]
+        complete: list[list[ChainResult]] = [[] for _ in starts]
+        active = list(range(len(starts)))
         for _ in range(hops):
-            candidates: list[tuple[Chain, list[np.ndarray]]] = []
-            for chain, frontiers in prefixes:
-                current = frontiers[-1] if frontiers else topic
-                for code in self.graph.available(current).tolist():
-                    candidates.append((chain + (code,), frontiers))
-            if not candidates:
+            candidates: dict[int, list[tuple[Chain, list[np.ndarray]]]] = {}
+            for q in active:
+                found = [(chain + (code,), frontiers) for chain, frontiers in prefixes[q]
+                         for code in self.graph.available(frontiers[-1] if frontiers else starts[q]).tolist()]
+                if found:
+                    candidates[q] = found
+            active = list(candidates)
+            scores = score_many(scorer, [states[q] for q in active],
+                                [[c for c, _ in candidates[q]] for q in active], complete=False)
+            kept_of: dict[int, list[tuple[Chain, list[np.ndarray]]]] = {}
+            for q, q_scores in zip(active, scores, strict=True):
+                kept = self._keep(candidates[q], q_scores, starts[q])
+                if kept:
+                    kept_of[q] = kept
+            active = list(kept_of)
+            final = score_many(scorer, [states[q] for q in active],
+                               [[c for c, _ in kept_of[q]] for q in active], complete=True)
+            for q, q_final in zip(active, final, strict=True):
+                complete[q].extend(ChainResult(chain, float(s), fr)
+                                   for (chain, fr), s in zip(kept_of[q], q_final, strict=True))
+                prefixes[q] = kept_of[q]
+            if not active:
                 break
-            scores = scorer.score(state, [c for c, _ in candidates], complete=False)
-            order = np.argsort(-scores, kind="stable")
-            kept: list[tuple[Chain, list[np.ndarray]]] = []
-            for i in order:
-                chain, frontiers = candidates[int(i)]
-                current = frontiers[-1] if frontiers else topic
-                nodes = self.graph.expand(current, chain[-1])
-                nodes = np.setdiff1d(nodes, topic, assume_unique=True)
-                if nodes.size == 0:
-                    continue
-                kept.append((chain, frontiers + [nodes]))
-                if len(kept) >= self.beam:
-                    break
-            if not kept:
+        out = []
+        for results in complete:
+            results.sort(key=lambda result: -result.score)
+            out.append(results[:keep])
+        return out
+
+    def _keep(self, candidates: list[tuple[Chain, list[np.ndarray]]], scores: np.ndarray,
+              topic: np.ndarray) -> list[tuple[Chain, list[np.ndarray]]]:
+        """The ``beam`` best candidates that reach a node other than the topic, with their frontiers."""
+        kept: list[tuple[Chain, list[np.ndarray]]] = []
+        for i in np.argsort(-scores, kind="stable").tolist():
+            chain, frontiers = candidates[i]
+            nodes = _without(self.graph.expand(frontiers[-1] if frontiers else topic, chain[-1]), topic)
+            if nodes.size == 0:
+                continue
+            kept.append((chain, frontiers + [nodes]))
+            if len(kept) >= self.beam:
                 break
-            final = scorer.score(state, [c for c, _ in kept], complete=True)
-            complete.extend(ChainResult(chain, float(s), fr) for (chain, fr), s in zip(kept, final, strict=False))
-            prefixes = kept
-        complete.sort(key=lambda result: -result.score)
-        return complete[:keep]
+        return kept

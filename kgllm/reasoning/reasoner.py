@@ -1,8 +1,9 @@
 """The path reasoner: topic entities + question → scored chains → ranked answers with their paths.
 
 One :class:`PathReasoner` per domain holds the domain's :class:`RelationGraph` and a path scorer.
-``reason_many`` embeds all questions of a batch at once; otherwise it does exactly what ``reason``
-does, so batched and single answers are the same.
+``prepare`` embeds all questions of a batch at once and ``reason_many`` scores the chains of all of
+them together at each hop; otherwise it does exactly what ``reason`` does, so batched and single
+answers are the same.
 """
 
 from __future__ import annotations
@@ -47,17 +48,26 @@ class PathReasoner:
         keep: complete chains kept for aggregation.
         temperature: softmax temperature over chain scores (0.05 suits cosine scores, 1.0 log-probs).
         relation_text: relation texts for readable paths.
+        min_weight: chains with less than this share of the total weight do not count, so that an
+            unlikely chain (``written_by`` for "who directed X") cannot reorder the answers of the
+            likely one. 0.05 was chosen on the training half of MetaQA dev (1-hop Hits@1 97.52
+            against 97.46 with 0.001; within noise).
+
+    Equally scored answers keep node order. They are common on MetaQA, where films sharing a name
+    share one node: "who directed [King Kong]" reaches the directors of three films, and the
+    question cannot say which film is meant.
     """
 
     def __init__(self, graph: RelationGraph, scorer: PathScorer, *, max_hops: int = 3, beam: int = 8,
                  keep: int = 10, temperature: float | None = None,
-                 relation_text: dict[str, str] | None = None) -> None:
+                 relation_text: dict[str, str] | None = None, min_weight: float = 0.05) -> None:
         self.graph = graph
         self.scorer = scorer
         self.search = ChainSearch(graph, max_hops=max_hops, beam=beam)
         self.keep = keep
         self.temperature = temperature if temperature is not None else (1.0 if scorer.name == "learned" else 0.02)
         self.relation_text = relation_text or {}
+        self.min_weight = min_weight
 
     @staticmethod
     def mask(question: str, start: int, end: int, token: str = MASK) -> str:
@@ -72,9 +82,20 @@ class PathReasoner:
         """:meth:`mask` with the scorer's own mask token (a learned scorer keeps the one it was trained with)."""
         return self.mask(question, start, end, getattr(self.scorer, "mask", MASK))
 
-    def prepare(self, masked: Sequence[str]) -> list[QuestionState]:
-        """Embed masked questions in one batch."""
-        return self.scorer.prepare(list(masked))
+    def prepare(self, masked: Sequence[str], *, memo: dict[str, QuestionState] | None = None) -> list[QuestionState]:
+        """States of masked questions, embedded in one batch.
+
+        With ``memo`` (text → state, kept by the caller across batches), a text met before reuses its
+        state: a state depends on its text only, so identical masked questions ("who directed NE")
+        are embedded, and their chains' step distributions computed, once.
+        """
+        texts = list(masked)
+        if memo is None:
+            return self.scorer.prepare(texts)
+        fresh = [text for text in dict.fromkeys(texts) if text not in memo]
+        if fresh:
+            memo.update(zip(fresh, self.scorer.prepare(fresh), strict=True))
+        return [memo[text] for text in texts]
 
     def reason(self, state: QuestionState, topic: Sequence[int], *, top_k: int | None = 10,
                max_hops: int | None = None, explorer: LLMExplorer | None = None,
@@ -84,16 +105,31 @@ class PathReasoner:
         With ``explorer`` (an LLM), the model chooses the relations to follow at each hop instead of
         the beam; the chains it keeps are still ranked by the scorer.
         """
+        if explorer is None:
+            return self.reason_many([state], [topic], top_k=top_k, max_hops=max_hops)[0]
         topic_nodes = np.unique(np.asarray(list(topic), dtype=np.int64))
         if topic_nodes.size == 0:
             return Reasoning()
-        if explorer is not None:
-            chains = explorer.explore(question or state.text, topic_nodes, self.scorer, state, keep=self.keep)
-        else:
-            chains = self.search.search(topic_nodes, self.scorer, state, max_hops=max_hops, keep=self.keep)
+        chains = explorer.explore(question or state.text, topic_nodes, self.scorer, state, keep=self.keep)
+        return self._conclude(topic_nodes, chains, top_k)
+
+    def reason_many(self, states: Sequence[QuestionState], topics: Sequence[Sequence[int]], *,
+                    top_k: int | None = 10, max_hops: int | None = None) -> list[Reasoning]:
+        """:meth:`reason` (beam search) for many questions, their chains scored together at each hop."""
+        nodes = [np.unique(np.asarray(list(topic), dtype=np.int64)) for topic in topics]
+        asked = [i for i, t in enumerate(nodes) if t.size]
+        found = self.search.search_many([nodes[i] for i in asked], self.scorer, [states[i] for i in asked],
+                                        max_hops=max_hops, keep=self.keep)
+        out = [Reasoning() for _ in nodes]
+        for i, chains in zip(asked, found, strict=True):
+            out[i] = self._conclude(nodes[i], chains, top_k)
+        return out
+
+    def _conclude(self, topic_nodes: np.ndarray, chains: list[ChainResult], top_k: int | None) -> Reasoning:
+        """Answers aggregated over ``chains``, explained by traced paths and their facts."""
         if not chains:
             return Reasoning(chains=[])
-        answers = aggregate(chains, temperature=self.temperature)
+        answers = aggregate(chains, temperature=self.temperature, min_weight=self.min_weight)
         scored, paths, facts = explain(self.graph, topic_nodes, chains, answers, top_k=top_k,
                                        relation_text=self.relation_text, method=self.scorer.name)
         ids = self.graph.snapshot.ids

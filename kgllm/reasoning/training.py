@@ -3,8 +3,15 @@
 For each training question the chains (up to ``max_hops``, or exactly the known hop count) from the
 topic entity are enumerated on the graph, and the chains whose answer set best matches the gold answers
 (F1, at least ``min_f1``) become the targets, each weighted ``1/k`` when ``k`` chains tie. The
-:class:`~kgllm.reasoning.scorer.StepModel` then learns, with teacher forcing, to predict each step and
+:class:`~kgllm.reasoning.learned.StepModel` then learns, with teacher forcing, to predict each step and
 the final *stop* from the masked question's embedding.
+
+Tied chains are ambiguous labels: a film whose director also wrote it answers "who directed X" by
+``directed_by`` and by ``written_by`` alike. Left at ``1/k`` the model learns to split its belief
+between the two for every "directed" question. So after the first half of the epochs the shares are
+re-estimated each epoch from the model itself (soft EM over the latent chain): each tied chain gets
+its posterior probability among the question's tied chains, and the unambiguous questions, where
+the relation is clear, decide the ambiguous ones.
 """
 
 from __future__ import annotations
@@ -15,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kgllm.reasoning.learned import LearnedScorer, StepModel
 from kgllm.reasoning.paths import Chain, RelationGraph
-from kgllm.reasoning.scorer import LearnedScorer, StepModel
 
 if TYPE_CHECKING:
     from kgllm.embed import Embedder
@@ -74,8 +81,13 @@ def gold_chains(graph: RelationGraph, topic: Sequence[int], answers: Sequence[in
 def train_path_scorer(graph: RelationGraph, embedder: Embedder, examples: Sequence[TrainingExample], *,
                       max_hops: int = 3, hidden: int = 256, epochs: int = 30, lr: float = 2e-3,
                       batch_size: int = 256, seed: int = 0, min_steps: int = 800,
+                      reestimate_ties: bool = True,
                       progress: bool = False) -> tuple[LearnedScorer, dict[str, Any]]:
-    """Train a :class:`LearnedScorer` on ``examples``; returns it and training statistics."""
+    """Train a :class:`LearnedScorer` on ``examples``; returns it and training statistics.
+
+    With ``reestimate_ties`` the shares of tied gold chains are re-estimated from the model after
+    half of the epochs (see the module docstring); without, they stay ``1/k``.
+    """
     import torch
 
     from kgllm.exceptions import ModelError
@@ -86,6 +98,8 @@ def train_path_scorer(graph: RelationGraph, embedder: Embedder, examples: Sequen
     rows_hop: list[int] = []
     rows_target: list[int] = []
     rows_weight: list[float] = []
+    rows_chain: list[int] = []  # the (question, chain) pair each row belongs to
+    chain_question: list[int] = []
     stop = graph.num_codes
     supervised = 0
     iterator: Any = examples
@@ -100,6 +114,7 @@ def train_path_scorer(graph: RelationGraph, embedder: Embedder, examples: Sequen
         supervised += 1
         share = 1.0 / len(chains)
         for chain in chains:
+            chain_question.append(qi)
             previous = stop  # the start symbol shares the stop index (an embedding row of its own)
             for t, code in enumerate(list(chain) + ([stop] if len(chain) < max_hops else [])):
                 rows_q.append(qi)
@@ -107,6 +122,7 @@ def train_path_scorer(graph: RelationGraph, embedder: Embedder, examples: Sequen
                 rows_hop.append(t)
                 rows_target.append(code)
                 rows_weight.append(share)
+                rows_chain.append(len(chain_question) - 1)
                 previous = code
     if not rows_q:
         raise ModelError("no training question could be matched to a chain of the graph")
@@ -117,6 +133,9 @@ def train_path_scorer(graph: RelationGraph, embedder: Embedder, examples: Sequen
     hop = torch.tensor(rows_hop)
     target = torch.tensor(rows_target)
     weight = torch.tensor(rows_weight, dtype=torch.float32)
+    row_chain = torch.tensor(rows_chain)
+    owner = torch.tensor(chain_question)
+    ambiguous = torch.nonzero(weight < 1.0).squeeze(1)  # rows of questions with tied chains
     module = StepModel.build(int(embedder.dim), graph.num_codes, max_hops, hidden)
     optimizer = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
@@ -126,7 +145,11 @@ def train_path_scorer(graph: RelationGraph, embedder: Embedder, examples: Sequen
     # small training sets still get enough optimizer steps to fit
     batches = -(-q.shape[0] // batch_size)
     epochs = max(epochs, -(-min_steps // batches))
-    for _ in range(epochs):
+    for epoch in range(epochs):
+        if reestimate_ties and epoch >= epochs // 2 and ambiguous.numel():
+            rows = ambiguous
+            weight[rows] = _posterior_shares(module, vectors[q[rows]], prev[rows], hop[rows], target[rows],
+                                             row_chain[rows], owner)
         order = torch.randperm(q.shape[0], generator=generator)
         total = 0.0
         for begin in range(0, q.shape[0], batch_size):
@@ -144,5 +167,28 @@ def train_path_scorer(graph: RelationGraph, embedder: Embedder, examples: Sequen
     manifest = LearnedScorer.make_manifest(graph, embedder, max_hops=max_hops, hidden=hidden,
                                            trained_on=len(examples), supervised=supervised, epochs=epochs)
     stats = {"examples": len(examples), "supervised": supervised, "rows": int(q.shape[0]),
+             "ambiguous": int(torch.unique(owner[row_chain[ambiguous]]).numel()) if ambiguous.numel() else 0,
              "final_loss": round(losses[-1], 5) if losses else None}
     return LearnedScorer(module, manifest, embedder), stats
+
+
+def _posterior_shares(module: Any, question: Any, prev: Any, hop: Any, target: Any, row_chain: Any,
+                      owner: Any) -> Any:
+    """Per row: the posterior probability of its chain among its question's tied chains.
+
+    A chain's log-probability is the sum of its rows' log-probabilities (teacher forcing); the
+    softmax runs over the chains of one question (``owner[chain]``).
+    """
+    import torch
+
+    module.eval()
+    with torch.no_grad():
+        logp = torch.log_softmax(module(question, prev, hop), dim=-1).gather(1, target[:, None]).squeeze(1)
+    module.train()
+    chains, local = torch.unique(row_chain, return_inverse=True)
+    chain_logp = torch.zeros(chains.numel()).index_add_(0, local, logp)
+    questions, by_question = torch.unique(owner[chains], return_inverse=True)
+    best = torch.full((questions.numel(),), -torch.inf).scatter_reduce(0, by_question, chain_logp, "amax")
+    mass = torch.exp(chain_logp - best[by_question])
+    total = torch.zeros(questions.numel()).index_add_(0, by_question, mass)
+    return (mass / total[by_question])[local]

@@ -91,10 +91,10 @@ def test_link_prediction_reports_rules_kge_and_combined(fixtures_dir, tmp_path):
     (data / "train.txt").write_text("\n".join(lines[:360]) + "\n")
     (data / "valid.txt").write_text("\n".join(lines[360:]) + "\n")
     known = set(KGDataset.load(data, name="n").entities)
-    request = EvalRequest(data=data, split="dev", options={"epochs": 30, "dim": 16, "max_length": 2,
+    request = EvalRequest(data=data, split="dev", options={"epochs": 30, "dim": 16, "n3": 5e-3, "max_length": 2,
                                                                "rule_weight": 1.0})
     report = run_eval("nations", request)
-    # on 360 training triples a tiny embedding is weak, so the rules get full weight here
+    # on 360 training triples a tiny embedding (light N3) is weak, so the rules get full weight here
     assert report["config"]["rule_weight"] == 1.0
     assert report["n"] == 40 and report["primary_metric"] == "mrr"
     assert set(report["by_method"]) == {"rules", "kge", "combined"}
@@ -136,3 +136,49 @@ def test_test_split_true_triples_are_filtered_when_scoring_dev(fixtures_dir, tmp
     assert len(before) == len(after) == 2 * reports[True]["n"]
     assert all(a <= b for a, b in zip(after, before, strict=True))
     assert sum(after) < sum(before)
+
+
+def _nations_folder(fixtures_dir, tmp_path, *, test: bool):  # type: ignore[no-untyped-def]
+    """The Nations fixture as train (300) / valid (40) [/ test: the 60 between, same vocabulary]."""
+    lines = (fixtures_dir / "eval" / "nations_train_head.txt").read_text().splitlines()
+    data = tmp_path / f"nations_{test}"
+    data.mkdir()
+    (data / "train.txt").write_text("\n".join(lines[:300]) + "\n")
+    (data / "valid.txt").write_text("\n".join(lines[360:]) + "\n")
+    if test:
+        vocab = {x for line in lines[:300] + lines[360:] for x in line.split("\t")}
+        (data / "test.txt").write_text("\n".join(x for x in lines[300:360] if set(x.split("\t")) <= vocab) + "\n")
+    return data
+
+
+def test_split_test_trains_on_train_and_valid_and_ranks_test(fixtures_dir, tmp_path):
+    data = _nations_folder(fixtures_dir, tmp_path, test=True)
+    n_test = len(read_split(data / "test.txt"))
+    report = run_eval("nations", EvalRequest(data=data, split="test", options={"epochs": 5, "dim": 8, "max_length": 1}))
+    assert report["split"] == "test" and report["n"] == n_test
+    config = report["config"]
+    assert config["trained_on"] == ["train", "dev"] and config["filter_complete"] is True
+    assert config["filtered_with"] == ["train.txt", "valid.txt", "test.txt"]
+    assert "by_method_without_test_filter" not in config  # the test split is what is ranked
+
+
+def test_simulated_split_carves_train_and_measures_the_missing_filter(fixtures_dir, tmp_path):
+    data = _nations_folder(fixtures_dir, tmp_path, test=False)
+    full = KGDataset.load(data, name="n")
+    sim = full.simulated(seed=3)
+    parts = [sim.splits[s] for s in ("train", "dev", "test")]
+    assert sorted(t for p in parts for t in p) == sorted(full.splits["train"])  # a partition of train.txt
+    assert len(parts[1]) == len(parts[2]) == round(300 * 40 / (300 + 2 * 40))
+    assert sim.splits["known"] == full.splits["dev"] and sim.entities == full.entities
+    assert full.simulated(seed=3).splits == sim.splits and full.simulated(seed=4).splits != sim.splits
+    report = run_eval("nations", EvalRequest(data=data, split="dev", options={
+        "simulate_split": True, "split_seed": 3, "epochs": 10, "dim": 16, "max_length": 2}))
+    config = report["config"]
+    assert report["n"] == len(parts[1]) and config["trained_on"] == ["train"]
+    assert config["simulated_split"]["test'"] == len(parts[2]) and config["simulated_split"]["valid.txt"] == 40
+    assert config["filter_complete"] is False and "test.txt" in config["filter_warning"]
+    # the same models ranked with less filtered: never better, and worse here
+    without = config["by_method_without_test_filter"]
+    for method, values in report["by_method"].items():
+        assert without[method]["mrr"] <= values["mrr"]
+    assert without["combined"]["mrr"] < report["by_method"]["combined"]["mrr"]

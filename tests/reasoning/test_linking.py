@@ -74,3 +74,16 @@ def test_vector_fallback_uses_real_faiss_index(movies, embedder):
     assert links and links[0].method == "vector" and links[0].id == "Forrest Gump"
     assert 0.0 < links[0].score <= 0.8
     assert lk.link("what is the airspeed velocity of an unladen swallow") == []  # below the cutoff
+
+
+def test_bracket_prefers_the_name_as_written_and_links_punctuation_names():
+    from reasoning_graphs import make_snapshot
+
+    snapshot = make_snapshot([("King Kong", "has_tags", "king kong"), ("King Kong", "directed_by", "Peter Jackson"),
+                              ("$", "starred_actors", "Goldie Hawn")])
+    links = EntityLinker.from_snapshot(snapshot).mentions("who directed [King Kong]")[0].links
+    assert [link.id for link in links] == ["King Kong"]  # not the tag "king kong" as well
+    tag = EntityLinker.from_snapshot(snapshot).mentions("which films are tagged [king kong]")[0].links
+    assert [link.id for link in tag] == ["king kong"]
+    dollar = EntityLinker.from_snapshot(snapshot).mentions("who acted in [$]")
+    assert dollar and dollar[0].links[0].id == "$" and dollar[0].links[0].method == "bracket"

@@ -10,9 +10,10 @@ import pytest
 from reasoning_graphs import MOVIE_TRIPLES, make_snapshot
 
 from kgllm.exceptions import ModelError
+from kgllm.reasoning.learned import LearnedScorer
 from kgllm.reasoning.paths import RelationGraph
 from kgllm.reasoning.reasoner import PathReasoner
-from kgllm.reasoning.scorer import LearnedScorer, ZeroShotScorer
+from kgllm.reasoning.scorer import ZeroShotScorer
 from kgllm.reasoning.training import TrainingExample, gold_chains, train_path_scorer
 
 
