@@ -27,6 +27,8 @@ from pathlib import Path
 
 import yaml
 
+from kgllm.eval.metaqa import RELATION_ALIASES as MOVIES_RELATION_ALIASES
+from kgllm.eval.metaqa import RELATION_TEXT as MOVIES_RELATION_TEXT
 from kgllm.exceptions import LoadError
 from kgllm.loaders import load_pack, read_triples
 
@@ -40,11 +42,6 @@ METAQA_RELATIONS = {  # entity type in a MetaQA question type -> relation linkin
     "actor": "starred_actors", "director": "directed_by", "writer": "written_by", "genre": "has_genre",
     "language": "in_language", "year": "release_year", "tag": "has_tags", "tags": "has_tags",
     "imdbrating": "has_imdb_rating", "imdbvotes": "has_imdb_votes",
-}
-MOVIES_RELATION_TEXT = {
-    "directed_by": "directed by", "written_by": "written by", "starred_actors": "starring",
-    "release_year": "released in", "in_language": "in language", "has_genre": "has genre",
-    "has_tags": "tagged", "has_imdb_rating": "has IMDb rating", "has_imdb_votes": "has IMDb votes",
 }
 # Demo questions (question, topic, MetaQA question type); the pack keeps their full-KB answers.
 MOVIES_EXAMPLES = [
@@ -157,6 +154,7 @@ def build_movies(data: Path, out: Path, *, films: int = 1500, per_question: int 
         "source": "https://github.com/yuyuz/MetaQA",
         "triples": [{"path": "kb.txt", "format": "pipe"}],
         "relation_text": MOVIES_RELATION_TEXT,
+        "relation_aliases": MOVIES_RELATION_ALIASES,
         "reasoning": {"hops": 3},
         "scorer": MOVIES_SCORER,
         "examples": [question for question, _, _ in MOVIES_EXAMPLES],

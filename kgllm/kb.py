@@ -190,6 +190,7 @@ class KnowledgeBase:
         pack = load_pack(pack_dir)
         info = {"description": pack.description, "license": pack.license, "attribution": pack.attribution,
                 "pack": str(pack.dir.resolve()), "relation_text": dict(pack.relation_text),
+                "relation_aliases": dict(pack.relation_aliases),
                 "same_as": [item.model_dump() for item in pack.same_as], "reasoning": dict(pack.reasoning),
                 "examples": list(pack.examples),
                 "scorer": str(pack.scorer_dir.resolve()) if pack.scorer_dir else None}

@@ -70,6 +70,7 @@ class DomainContext:
     graph: RelationGraph
     linker: EntityLinker
     relation_text: dict[str, str]
+    relation_aliases: dict[str, list[str]] = field(default_factory=dict)
     max_hops: int = 3
     beam: int = 8
     scorer_path: str | None = None
@@ -196,7 +197,7 @@ class Pipeline:
                                                 aliases=info.get("aliases"))
             self._domains[domain] = DomainContext(
                 name=domain, snapshot=snapshot, graph=RelationGraph(snapshot), linker=linker,
-                relation_text=self.kb.relation_text(domain),
+                relation_text=self.kb.relation_text(domain), relation_aliases=dict(info.get("relation_aliases") or {}),
                 max_hops=int(reasoning.get("max_hops") or reasoning.get("hops") or 3),
                 beam=int(reasoning.get("beam", 8)), scorer_path=info.get("scorer"))
         return self._domains[domain]
@@ -212,11 +213,11 @@ class Pipeline:
                     scorer = LearnedScorer.load(path, ctx.graph, self.kb.embedder)
                 except ModelError as exc:
                     log.warning("expert %r: trained scorer not used (%s); zero-shot instead", ctx.name, exc)
-                    scorer = ZeroShotScorer(ctx.graph, self.kb.embedder, ctx.relation_text)
+                    scorer = ZeroShotScorer(ctx.graph, self.kb.embedder, ctx.relation_text, aliases=ctx.relation_aliases)
             elif path:
                 scorer = LearnedScorer.load(path, ctx.graph, self.kb.embedder)
             else:
-                scorer = ZeroShotScorer(ctx.graph, self.kb.embedder, ctx.relation_text)
+                scorer = ZeroShotScorer(ctx.graph, self.kb.embedder, ctx.relation_text, aliases=ctx.relation_aliases)
             ctx.reasoners[key] = PathReasoner(ctx.graph, scorer, max_hops=ctx.max_hops, beam=ctx.beam,
                                               relation_text=ctx.relation_text)
         return ctx.reasoners[key]

@@ -5,7 +5,8 @@ with the ``[topic]`` bracketed, TAB, answers joined by ``|``); ``N-hop/qa_<split
 per-type scores; ``1-hop/ntm/qa_<split>.txt`` is the paraphrased 1-hop set.
 
 The KB is loaded once into a knowledge base directory keyed by the checksum of ``kb.txt`` (``--kb`` or a
-folder under the system temp dir) and reused by later runs.
+folder under the system temp dir) and reused by later runs. Its relations carry the schema description a user
+would give them (:data:`RELATION_TEXT`, :data:`RELATION_ALIASES`; the bundled movies pack uses the same).
 
 There are no MetaQA training questions here, so the trainer uses a fixed half of each dev file (chosen by a
 hash of the hop count and line number, the same lines for the vanilla and the paraphrased 1-hop file) and
@@ -30,6 +31,21 @@ __all__ = ["MetaQAQuestion", "read_questions", "in_training_half", "metaqa_kb", 
 
 _BRACKET = re.compile(r"\[([^\[\]]+)\]")
 DOMAIN = "movies"
+#: How the WikiMovies schema's relations read in a path.
+RELATION_TEXT = {
+    "directed_by": "directed by", "written_by": "written by", "starred_actors": "starring",
+    "release_year": "released in", "in_language": "in language", "has_genre": "has genre",
+    "has_tags": "tagged", "has_imdb_rating": "has IMDb rating", "has_imdb_votes": "has IMDb votes",
+}
+#: Everyday words for those relations (zero-shot cues): a genre is a kind of film, tags are words
+#: describing it, many IMDb votes mean a popular film.
+RELATION_ALIASES = {
+    "directed_by": ["director"], "written_by": ["writer", "screenwriter", "screenplay", "author"],
+    "starred_actors": ["actor", "actress", "cast", "appear"], "release_year": ["year"],
+    "in_language": ["language", "speak"], "has_genre": ["genre", "kind", "type", "sort", "category"],
+    "has_tags": ["describe", "description", "words", "about"], "has_imdb_rating": ["rated", "rating"],
+    "has_imdb_votes": ["votes", "popular", "famous"],
+}
 
 
 @dataclass
@@ -93,11 +109,13 @@ def metaqa_kb(data: Path, kb_dir: Path | None = None, *, progress: bool = False)
     kb = open_kb(path)
     if DOMAIN in kb.domains:
         if kb.domain_info(DOMAIN).get("kb_checksum") == checksum:
+            if kb.domain_info(DOMAIN).get("relation_aliases") != RELATION_ALIASES:  # a KB from an older version
+                kb.set_domain_info(DOMAIN, relation_text=RELATION_TEXT, relation_aliases=RELATION_ALIASES)
             return kb
         kb.delete_domain(DOMAIN)  # another kb.txt (or a half-finished load): rebuild
     kb.load_triples(DOMAIN, kb_file, format="pipe", progress=progress,
                     description="Films, their directors, writers, actors, genres, languages, years and tags (MetaQA).")
-    kb.set_domain_info(DOMAIN, kb_checksum=checksum)
+    kb.set_domain_info(DOMAIN, kb_checksum=checksum, relation_text=RELATION_TEXT, relation_aliases=RELATION_ALIASES)
     return kb
 
 

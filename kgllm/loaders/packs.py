@@ -12,6 +12,7 @@
     documents:
       - {path: openbook.txt, chunking: line} # paragraph (default) | line
     relation_text: {directed_by: "directed by"}
+    relation_aliases: {has_genre: [kind, type]}  # optional: other words questions use for a relation
     same_as:                                 # optional links to entities of other packs
       - {entity: france, same_as_domain: commonsense, same_as_entity: france}
     reasoning: {hops: 2}                     # optional hints for the reasoner
@@ -87,6 +88,7 @@ class Pack(_Strict):
     names: list[str] = Field(default_factory=list)
     documents: list[DocumentFileSpec] = Field(default_factory=list)
     relation_text: dict[str, str] = Field(default_factory=dict)
+    relation_aliases: dict[str, list[str]] = Field(default_factory=dict)
     same_as: list[SameAs] = Field(default_factory=list)
     reasoning: dict[str, Any] = Field(default_factory=dict)
     scorer: str | None = Field(default=None, min_length=1)

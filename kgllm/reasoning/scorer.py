@@ -73,7 +73,11 @@ _IRREGULAR = {"wrote": "write", "written": "write", "spoke": "speak", "spoken": 
               "won": "win", "born": "bear", "sang": "sing", "sung": "sing", "led": "lead"}
 # the answer type a wh-word asks for, as words a relation's text may carry
 _WH_CUES = {"when": "year date time"}
-_DETERMINERS = frozenset("the a an its their this that these those".split())
+# a determiner starts a new noun phrase, so a new mention; "that" is left out: after a relation word it
+# opens a relative clause about the same thing ("the director that directed it": one mention)
+_DETERMINERS = frozenset("the a an its their this these those".split())
+# "what year", "which genres": the noun after these names the answer's type, not a hop of its own
+_ANSWER_TYPE = frozenset({"what", "which"})
 _BREAK = frozenset({"it"})  # the zero-shot mask: mentions on both sides of the topic are never joined
 # words saying that the answer shares a node with the topic ("co-starred with", "share actors with"):
 # the relation they qualify is walked there and back
@@ -135,6 +139,7 @@ class ZeroShotScorer:
         graph: the domain's relation graph (for relation names).
         embedder: the sentence embedder.
         relation_text: natural-language text per relation name.
+        aliases: more words questions use for a relation (``has_genre``: kind, type), cues only.
         hop_penalty: subtracted per hop beyond the first, so that a longer chain must fit clearly better.
         lexical_weight: weight of the lexical F1 (cosine similarities differ by about 0.1 between
             chains, so the lexical evidence dominates where the question names relations).
@@ -146,7 +151,7 @@ class ZeroShotScorer:
     mask = "it"  # a pronoun reads naturally to a sentence encoder ("who directed it")
 
     def __init__(self, graph: RelationGraph, embedder: Embedder, relation_text: dict[str, str] | None = None,
-                 *, hop_penalty: float = 0.02, lexical_weight: float = 1.0, length_weight: float = 0.2) -> None:
+                 *, aliases: dict[str, list[str]] | None = None, hop_penalty: float = 0.02, lexical_weight: float = 1.0, length_weight: float = 0.2) -> None:
         self.graph = graph
         self.embedder = embedder
         self.relation_text = relation_text or {}
@@ -159,7 +164,8 @@ class ZeroShotScorer:
             # Namespaced names (Freebase "film.film.directed_by") cue by their last part only: the
             # namespace ("film") names the domain, not the relation.
             name = relation.rsplit(".", 1)[-1] if "." in relation and " " not in relation else relation
-            text = f"{name.replace('_', ' ')} {self.relation_text.get(relation, '')}"
+            words = " ".join((aliases or {}).get(relation, []))
+            text = f"{name.replace('_', ' ')} {self.relation_text.get(relation, '')} {words}"
             self._cues.append(set(_stems(re.sub(r"([a-z])([A-Z])", r"\1 \2", text))))
 
     def chain_text(self, chain: Chain) -> str:
@@ -175,14 +181,18 @@ class ZeroShotScorer:
         Words naming a common relation with only stop words between them are one mention ("imdb
         rating", "released in which years"); a relation qualified by a sharing word ("share actors",
         "co-starred") is mentioned twice (there and back); a wh-word's answer type ("when": a year) is
-        a mention when no word names it.
+        a mention when no word names it; the noun of "what year ... released" names the answer's type,
+        so it joins a later mention of the same relation instead of counting as a hop.
         """
         out: list[frozenset[int]] = []
         starts: list[int] = []  # token position of each mention
         asked: list[frozenset[int]] = []
         shared: list[int] = []
         previous: frozenset[int] = frozenset()
+        answer_type: int | None = None  # index in ``out`` of the mention right after "what"/"which"
+        after_wh = False
         for position, (kind, stem) in enumerate(_tokens(text)):
+            typed, after_wh = after_wh, kind == "stop" and stem in _ANSWER_TYPE
             if kind == "stop":
                 if stem in _DETERMINERS:  # "directed by | the director of": a new noun phrase, a new mention
                     previous = frozenset()
@@ -196,9 +206,16 @@ class ZeroShotScorer:
                 out[-1] = previous = named & previous
                 continue
             if named:
+                if typed and not out:
+                    answer_type = len(out)
                 out.append(named)
                 starts.append(position)
             previous = named
+        if answer_type is not None:
+            later = [i for i in range(answer_type + 1, len(out)) if out[i] & out[answer_type]]
+            if later:
+                out[later[0]] = out[later[0]] & out[answer_type]
+                del out[answer_type], starts[answer_type]
         named_any = frozenset().union(*out) if out else frozenset()
         doubled = {min(range(len(out)), key=lambda i: (abs(starts[i] - p), starts[i] < p))
                    for p in shared if out}  # the nearest mention, after the sharing word on ties ("share actors")

@@ -70,6 +70,26 @@ def test_zero_shot_mentions_give_relations_and_hop_count(movies, embedder):
     assert int(np.argmax(scorer.score(state, chains, complete=True))) == 0
 
 
+def test_zero_shot_answer_type_nouns_relative_clauses_and_aliases(movies, embedder):
+    graph = RelationGraph(movies)
+    plain = ZeroShotScorer(graph, embedder, {"release_year": "released in"})
+    aliased = ZeroShotScorer(graph, embedder, {"release_year": "released in"}, aliases={"has_genre": ["kind"]})
+
+    def named(scorer: ZeroShotScorer, question: str) -> list[set[str]]:
+        return [{movies.relations[r] for r in m} for m in scorer.mentions(question)]
+
+    # "what year ... released": the noun is the answer's type, the verb the one hop that gives it
+    assert named(plain, "what year was the film it released") == [{"release_year"}]
+    # ... but a different relation after it is a hop of its own
+    assert named(plain, "what year were the films directed by it") == [{"release_year"}, {"directed_by"}]
+    # a relative clause about the same noun is one mention
+    assert named(plain, "who is the director that directed it") == [{"directed_by"}]
+    assert named(plain, "who directed the films that it acted in") == [{"directed_by"}, {"starred_actors"}]
+    # aliases are cues: without them "kind of film" names nothing
+    assert named(plain, "what kind of film is it") == []
+    assert named(aliased, "what kind of film is it") == [{"has_genre"}]
+
+
 @pytest.fixture(scope="module")
 def trained(metaqa_kb, metaqa_dir, embedder, tmp_path_factory):
     from kgllm.eval.metaqa import read_questions
