@@ -36,6 +36,16 @@ def test_load_pack_counts_and_metadata(kb):
     assert kb.relation_text("tiny_movies")["has_tags"] == "tagged"
 
 
+def test_pack_relation_aliases_reach_the_zero_shot_scorer(kb):
+    ctx = kb.pipeline.context("tiny_movies")
+    assert ctx.relation_aliases == {"has_genre": ["kind", "type"]}
+    scorer = kb.pipeline.reasoner(ctx).scorer
+    assert [{ctx.snapshot.relations[r] for r in m} for m in scorer.mentions("what kind of film is it")] == [{"has_genre"}]
+    answer = kb.ask("What kind of film is [Catch Me If You Can]?")
+    assert {a.name for a in answer.answers} == {"Drama", "Crime"}
+    assert [h.relation for h in answer.paths[0].hops] == ["has_genre"]
+
+
 def test_load_again_is_idempotent_and_appends(kb, tmp_path):
     again = kb.load_triples("tiny_movies", kb.domain_info("tiny_movies")["pack"] + "/kb.txt", format="pipe")
     assert again["triples_added"] == 0 and again["triples"] == 50

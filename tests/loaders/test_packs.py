@@ -181,6 +181,7 @@ def test_bundled_relation_texts_and_documents() -> None:
     movies = load_pack(GRAPHS / "movies")
     assert set(movies.relation_text) == {"directed_by", "written_by", "starred_actors", "release_year", "in_language",
                                          "has_tags", "has_genre", "has_imdb_rating", "has_imdb_votes"}
+    assert set(movies.relation_aliases) <= set(movies.relation_text) and "kind" in movies.relation_aliases["has_genre"]
 
 
 def test_bundled_same_as_links_join_real_entities() -> None:
