@@ -8,10 +8,13 @@ the concept graph ``--graph`` (CN-100K ``train.txt``):
 * ``epoch``: one training epoch of the graph adapter and of the no-graph baseline over all training
   questions (target: < 30 minutes per epoch on 2 CPU cores);
 * ``inference``: ``ChoiceAnswerer.answer_many`` on ``--n`` dev questions from raw text (encoder,
-  grounding, subgraphs, GNN; nothing cached; target: >= 20 questions/s).
+  grounding, subgraphs, GNN; nothing cached; target: >= 20 questions/s). All texts of the batch go
+  through the encoder in one call, and the question side of the subgraph search is shared by a
+  question's choices.
 
 Wall-clock and process CPU seconds are both reported: on a shared machine wall time also counts other
-processes' work. Usage::
+processes' work. ``--threads`` sets torch's CPU threads (default 1: the adapter's graphs are small, and a
+second intra-op thread made a training epoch many times slower on a loaded 2-core machine). Usage::
 
     python bench/adapter_speed.py --data DATA/commonsenseqa --graph DATA/conceptnet_100k/train.txt
 
@@ -45,7 +48,7 @@ def main() -> None:
     parser.add_argument("--graph", type=Path, required=True, help="concept triples (relation<TAB>head<TAB>tail)")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "kgllm" / "mcqa")
     parser.add_argument("--n", type=int, default=200, help="dev questions for the inference rate")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 

@@ -5,7 +5,8 @@ torch_geometric's ``GATv2Conv``; edge features are relation and endpoint-type em
 
 * :class:`MultipleChoiceAdapter` (QA-GNN style encoder fusion): a context node carrying the LM's
   pooled state of (question, choice) is joined to the grounded concepts; node relevance from the LM is
-  a node feature; the pooled graph, the context node and the LM state give one score per choice.
+  a node feature; the pooled graph, the context node and the LM state give a graph score added,
+  through a gate that starts at zero, to the LM's score of the choice.
   Optional GreaseLM-style :class:`InteractionLayer` s exchange LM and context-node states after each
   GNN layer. ``use_graph=False`` is the baseline: the same LM projection and head, no graph.
 * :class:`GraphSoftPrompt` (G-Retriever style) for any Hugging Face causal LM: the GNN's pooled output
@@ -184,6 +185,11 @@ class GraphEncoder(nn.Module):
 class MultipleChoiceAdapter(nn.Module):
     """QA-GNN style scorer of (question, choice) pairs from frozen LM features and a concept subgraph.
 
+    The score is ``head(lm_state) + gate * graph_head([lm_state, pooled graph, context node])``. The
+    graph term is a residual on the LM score whose gate starts at zero: an untrained graph branch
+    leaves the LM scorer as it is, and training opens the gate only as far as the graph helps
+    (without it, the graph model trained to a lower accuracy than the encoder alone).
+
     Args:
         lm_dim: Width of the LM features of a pair.
         node_dim: Width of the concept node features.
@@ -192,7 +198,7 @@ class MultipleChoiceAdapter(nn.Module):
         layers: GNN layers.
         heads: Attention heads.
         dropout: Dropout rate.
-        use_graph: False gives the baseline: the same LM projection and head, graph inputs zeroed.
+        use_graph: False gives the baseline: the same LM projection and head, no graph branch.
         interaction: GreaseLM-style interaction layers.
 
     Shapes:
@@ -205,19 +211,24 @@ class MultipleChoiceAdapter(nn.Module):
         super().__init__()
         self.lm_dim, self.hidden, self.use_graph = lm_dim, hidden, use_graph
         self.lm_proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(lm_dim, hidden), nn.GELU(), nn.Dropout(dropout))
+        self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
         self.gnn = GraphEncoder(node_dim, n_relations, hidden=hidden, layers=layers, heads=heads, dropout=dropout,
                                 interaction=interaction) if use_graph else None
-        self.context = nn.Linear(hidden, hidden)
-        self.head = nn.Sequential(nn.Linear(3 * hidden, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+        if use_graph:
+            self.context = nn.Linear(hidden, hidden)
+            self.graph_head = nn.Sequential(nn.Linear(3 * hidden, hidden), nn.GELU(), nn.Dropout(dropout),
+                                            nn.Linear(hidden, 1))
+            self.graph_gate = nn.Parameter(torch.zeros(1))
 
     def forward(self, lm: Tensor, batch=None) -> Tensor:  # noqa: ANN001
         state = self.lm_proj(lm)
+        score = self.head(state).squeeze(-1)
         if self.gnn is None or batch is None:
-            zeros = state.new_zeros(state.shape)
-            return self.head(torch.cat([state, zeros, zeros], dim=-1)).squeeze(-1)
+            return score
         ctx_index = batch.ptr[:-1]
         h, pooled, lm_state = self.gnn(batch, context=self.context(state), lm_state=state, context_index=ctx_index)
-        return self.head(torch.cat([lm_state, pooled, h[ctx_index]], dim=-1)).squeeze(-1)
+        graph = self.graph_head(torch.cat([lm_state, pooled, h[ctx_index]], dim=-1)).squeeze(-1)
+        return score + self.graph_gate * graph
 
     def __repr__(self) -> str:
         graph = repr(self.gnn) if self.gnn is not None else "None"

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from kgllm.exceptions import LoadError
-from kgllm.fusion.grounding import ConceptGraph, ConceptGrounder, QASubgraph, extract_subgraph
+from kgllm.fusion.grounding import ConceptGraph, ConceptGrounder, QASubgraph, extract_subgraphs
 
 __all__ = ["MCQuestion", "MCFeatures", "FeatureBuilder", "read_mc_jsonl", "read_facts", "LM_PARTS"]
 
@@ -233,10 +233,12 @@ class FeatureBuilder:
 
     def compute(self, questions: Sequence[MCQuestion], k: int, *, progress: bool = False) -> MCFeatures:
         """Features of ``questions`` (``k`` choices each), computed now and not cached."""
-        enc = self.embedder.encode
-        q_vec = enc([q.stem for q in questions], progress=progress)
-        c_vec = enc([c for q in questions for c in q.choices], progress=progress)
-        joint = enc([f"{q.stem} {c}" for q in questions for c in q.choices], progress=progress)
+        # One encoder call for every text: the model sees larger, length-sorted batches.
+        stems = [q.stem for q in questions]
+        choices = [c for q in questions for c in q.choices]
+        joints = [f"{q.stem} {c}" for q in questions for c in q.choices]
+        vectors = self.embedder.encode(stems + choices + joints, progress=progress)
+        q_vec, c_vec, joint = np.split(vectors, [len(stems), len(stems) + len(choices)])
         q_rep = np.repeat(q_vec, k, axis=0)
         lm = np.concatenate([joint, c_vec, q_rep * c_vec, self._documents_for(joint)], axis=1)
         nodes = self.node_vectors
@@ -252,10 +254,9 @@ class FeatureBuilder:
             if self.documents:  # concepts of the retrieved fact join the question side
                 best = int(np.argmax(self._doc_vectors @ q_vec[i]))
                 q_concepts += [c for c in self.grounder.ground(self.documents[best]) if c not in q_concepts]
-            for j, choice in enumerate(q.choices):
-                a_concepts = self.grounder.ground(choice, whole=True)
-                graphs.append(extract_subgraph(self.graph, q_concepts, a_concepts, nodes, joint[i * k + j],
-                                               max_nodes=self.max_nodes, hops=self.hops))
+            a_concepts = [self.grounder.ground(choice, whole=True) for choice in q.choices]
+            graphs += extract_subgraphs(self.graph, q_concepts, a_concepts, nodes, joint[i * k:(i + 1) * k],
+                                        max_nodes=self.max_nodes, hops=self.hops)
         answers = np.array([q.answer if q.answer is not None else -1 for q in questions], dtype=np.int64)
         return MCFeatures(lm=lm.reshape(len(questions), k, -1).astype(np.float32), answers=answers,
                           graphs=graphs, node_vectors=nodes, ids=[q.id for q in questions])

@@ -21,7 +21,7 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from kgllm.exceptions import LoadError
 
-__all__ = ["ConceptGraph", "ConceptGrounder", "QASubgraph", "extract_subgraph",
+__all__ = ["ConceptGraph", "ConceptGrounder", "QASubgraph", "extract_subgraph", "extract_subgraphs",
            "NODE_CONTEXT", "NODE_QUESTION", "NODE_CHOICE", "NODE_OTHER", "NODE_TYPES"]
 
 # Node types of a QA subgraph (the context node is added by the adapter, index 0 of each graph).
@@ -226,29 +226,64 @@ class QASubgraph:
 def extract_subgraph(graph: ConceptGraph, question: Sequence[int], choice: Sequence[int],
                      node_vectors: np.ndarray, context_vector: np.ndarray, *, max_nodes: int = 32,
                      hops: int = 3, max_question: int = 10, max_choice: int = 3) -> QASubgraph:
-    """Extract and prune the subgraph joining question concepts to choice concepts.
+    """Extract and prune the subgraph joining question concepts to one choice's concepts.
+
+    See :func:`extract_subgraphs` (this is its one-choice form).
+    """
+    return extract_subgraphs(graph, question, [choice], node_vectors, context_vector[None, :], max_nodes=max_nodes,
+                             hops=hops, max_question=max_question, max_choice=max_choice)[0]
+
+
+def extract_subgraphs(graph: ConceptGraph, question: Sequence[int], choices: Sequence[Sequence[int]],
+                      node_vectors: np.ndarray, context_vectors: np.ndarray, *, max_nodes: int = 32,
+                      hops: int = 3, max_question: int = 10, max_choice: int = 3) -> list[QASubgraph]:
+    """Extract and prune the subgraphs joining question concepts to each choice's concepts.
 
     Candidates are the intermediate nodes of 2-hop paths (question - x - choice), both inner nodes of
     3-hop paths (question - x - y - choice, when ``hops >= 3``) and the choice's direct neighbours.
     They are ranked by relevance (cosine of the node's embedding with the pair's LM embedding) plus a
-    bonus for lying on a path, and the best fill the graph up to ``max_nodes``.
+    bonus for lying on a path, and the best fill the graph up to ``max_nodes``. The question side
+    (its neighbours and their edges) is gathered once for all choices.
 
     Args:
         graph: The concept graph.
         question: Grounded question concept ids.
-        choice: Grounded choice concept ids.
+        choices: Grounded concept ids of each choice.
         node_vectors: L2-normalised node embeddings, shape ``(len(graph), dim)``.
-        context_vector: L2-normalised embedding of question + choice, shape ``(dim,)``.
+        context_vectors: L2-normalised embedding of question + each choice, shape ``(len(choices), dim)``.
         max_nodes: Node budget (question + choice + others).
         hops: Longest question-choice path considered (2 or 3).
-        max_question: At most this many question concepts (most relevant kept).
+        max_question: At most this many question concepts (most relevant to the pair kept).
         max_choice: At most this many choice concepts.
     """
-    a_nodes = np.unique(np.asarray(list(choice)[:max_choice], dtype=np.int64))
-    q_nodes = np.setdiff1d(np.asarray(list(question), dtype=np.int64), a_nodes)
-    if len(q_nodes) > max_question:
-        rel = node_vectors[q_nodes].astype(np.float32) @ context_vector
-        q_nodes = np.sort(q_nodes[np.argsort(-rel)[:max_question]])
+    all_q = np.unique(np.asarray(list(question), dtype=np.int64))
+    n_all_q = graph.neighbors(all_q).astype(np.int64) if len(all_q) else np.zeros(0, dtype=np.int64)
+    # edges leaving N(question): x -> y; the inner edges of 3-hop paths are among them
+    x_owner, y_target = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if hops >= 3 and len(n_all_q):
+        owner, y_target, _ = graph._incident(n_all_q)
+        x_owner = n_all_q[owner]
+    out = []
+    for choice, context_vector in zip(choices, context_vectors, strict=True):
+        a_nodes = np.unique(np.asarray(list(choice)[:max_choice], dtype=np.int64))
+        q_nodes = np.setdiff1d(np.asarray(list(question), dtype=np.int64), a_nodes)
+        n_q, x_src, y_dst = n_all_q, x_owner, y_target
+        if len(q_nodes) > max_question or len(q_nodes) != len(all_q):
+            if len(q_nodes) > max_question:
+                rel = node_vectors[q_nodes].astype(np.float32) @ context_vector
+                q_nodes = np.sort(q_nodes[np.argsort(-rel)[:max_question]])
+            n_q = graph.neighbors(q_nodes).astype(np.int64) if len(q_nodes) else np.zeros(0, dtype=np.int64)
+            keep = np.isin(x_src, n_q)
+            x_src, y_dst = x_src[keep], y_dst[keep]
+        out.append(_choice_subgraph(graph, q_nodes, a_nodes, n_q, x_src, y_dst, node_vectors, context_vector,
+                                    max_nodes=max_nodes, hops=hops))
+    return out
+
+
+def _choice_subgraph(graph: ConceptGraph, q_nodes: np.ndarray, a_nodes: np.ndarray, n_q: np.ndarray,
+                     x_src: np.ndarray, y_dst: np.ndarray, node_vectors: np.ndarray, context_vector: np.ndarray,
+                     *, max_nodes: int, hops: int) -> QASubgraph:
+    """The subgraph of one choice given the question side (``n_q`` = N(q), edges ``x_src -> y_dst`` from it)."""
     seeds = np.concatenate([q_nodes, a_nodes])
     budget = max(max_nodes - len(seeds), 0)
     others = np.zeros(0, dtype=np.int64)
@@ -256,14 +291,11 @@ def extract_subgraph(graph: ConceptGraph, question: Sequence[int], choice: Seque
         n_a = graph.neighbors(a_nodes).astype(np.int64)
         on_path = np.zeros(0, dtype=np.int64)
         if len(q_nodes):
-            n_q = graph.neighbors(q_nodes).astype(np.int64)
             on_path = np.intersect1d(n_q, n_a)
             if hops >= 3 and len(n_q) and len(n_a):
-                # x in N(q) adjacent to some y in N(a): both inner nodes of a 3-hop path
-                n_x = n_q[np.isin(n_q, n_a, invert=True)]
-                owner, target, _ = graph._incident(n_x)
-                hit = np.isin(target, n_a)
-                on_path = np.union1d(on_path, np.union1d(n_x[owner[hit]], target[hit]))
+                # x in N(q) \ N(a) adjacent to some y in N(a): both inner nodes of a 3-hop path
+                hit = np.isin(y_dst, n_a) & np.isin(x_src, n_a, invert=True)
+                on_path = np.union1d(on_path, np.union1d(x_src[hit], y_dst[hit]))
         cands = np.setdiff1d(np.union1d(on_path, n_a), seeds)
         if len(cands):
             score = node_vectors[cands].astype(np.float32) @ context_vector

@@ -41,7 +41,7 @@ CONTEXT_RELATIONS = 4
 class TrainConfig:
     """Hyper-parameters of one training run (saved in the manifest)."""
 
-    epochs: int = 5
+    epochs: int = 10
     lr: float = 1e-3
     weight_decay: float = 0.01
     batch_size: int = 32  # questions per step (all their choices go in the same step)
@@ -210,7 +210,7 @@ def save_model(model_dir: Path, model: MultipleChoiceAdapter, cfg: TrainConfig, 
         shutil.copyfile(graph_path, model_dir / "graph.tsv")
     if documents:
         (model_dir / "documents.txt").write_text("\n".join(documents) + "\n", encoding="utf-8")
-    manifest = {"kind": "kgllm-mcqa-adapter", "format": 1, "encoder": encoder, "encoder_dim": encoder_dim,
+    manifest = {"kind": "kgllm-mcqa-adapter", "format": 2, "encoder": encoder, "encoder_dim": encoder_dim,
                 "lm_dim": model.lm_dim, "node_dim": node_dim, "graph_vocab_hash": vocab_hash,
                 "n_graph_relations": n_graph_relations, "config": asdict(cfg), "seed": cfg.seed, **(info or {})}
     (model_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

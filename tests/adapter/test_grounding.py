@@ -17,6 +17,7 @@ from kgllm.fusion.grounding import (
     ConceptGraph,
     ConceptGrounder,
     extract_subgraph,
+    extract_subgraphs,
 )
 
 
@@ -86,6 +87,59 @@ def test_subgraph_joins_question_and_choice(tiny: ConceptGraph) -> None:
     assert len(small.nodes) == 3 and "bank" not in {tiny.names[n] for n in small.nodes}
     empty = extract_subgraph(tiny, [], [], vectors, vectors[0])
     assert not empty.grounded and empty.edge_index.shape == (2, 0)
+
+
+def _reference_nodes(graph: ConceptGraph, question: list[int], choice: list[int], vectors: np.ndarray,
+                     context: np.ndarray, max_question: int, hops: int, max_nodes: int = 32) -> np.ndarray:
+    """The subgraph's nodes computed directly from the definition, one choice at a time."""
+    a = np.unique(np.asarray(choice[:3], dtype=np.int64))
+    q = np.setdiff1d(np.asarray(question, dtype=np.int64), a)
+    if len(q) > max_question:
+        q = np.sort(q[np.argsort(-(vectors[q] @ context))[:max_question]])
+    others: list[int] = []
+    if len(a):
+        n_a = set(graph.neighbors(a).tolist())
+        n_q = set(graph.neighbors(q).tolist()) if len(q) else set()
+        on_path = n_q & n_a if len(q) else set()
+        if hops >= 3 and len(q):
+            for x in n_q - n_a:
+                ys = set(graph.neighbors([x]).tolist()) & n_a
+                if ys:
+                    on_path |= {x} | ys
+        cands = sorted((on_path | n_a) - set(q.tolist()) - set(a.tolist()))
+        if cands:
+            score = vectors[cands] @ context + np.isin(cands, sorted(on_path))
+            budget = max(max_nodes - len(q) - len(a), 0)
+            others = sorted(np.asarray(cands)[np.argsort(-score, kind="stable")[:budget]].tolist())
+    return np.concatenate([q, a, np.asarray(others, dtype=np.int64)])
+
+
+def test_batched_extraction_equals_one_choice_at_a_time(concept_graph: ConceptGraph, mcqa_dir: Path) -> None:
+    """The question side is shared across choices; every choice's subgraph must be what it is alone."""
+    grounder = ConceptGrounder(concept_graph)
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(len(concept_graph), 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    checked = 0
+    for q in read_mc_jsonl(mcqa_dir / "commonsenseqa" / "train_inhouse.jsonl")[:24]:
+        question = grounder.ground(q.stem)
+        choices = [grounder.ground(c, whole=True) for c in q.choices]
+        # a choice that shares a concept with the question exercises the recomputed question side
+        choices.append(question[:1] + choices[0])
+        contexts = vectors[rng.integers(0, len(concept_graph), size=len(choices))]
+        for max_question, hops in ((10, 3), (2, 3), (10, 2)):
+            batched = extract_subgraphs(concept_graph, question, choices, vectors, contexts,
+                                        max_question=max_question, hops=hops)
+            for choice, context, sub in zip(choices, contexts, batched, strict=True):
+                alone = extract_subgraph(concept_graph, question, choice, vectors, context,
+                                         max_question=max_question, hops=hops)
+                assert np.array_equal(sub.nodes, alone.nodes) and np.array_equal(sub.types, alone.types)
+                assert np.array_equal(sub.edge_index, alone.edge_index)
+                assert np.array_equal(sub.edge_type, alone.edge_type)
+                reference = _reference_nodes(concept_graph, question, choice, vectors, context, max_question, hops)
+                assert np.array_equal(sub.nodes, reference)
+                checked += sub.grounded
+    assert checked > 100
 
 
 def test_read_mc_jsonl_rejects_bad_rows(tmp_path: Path, mcqa_dir: Path) -> None:

@@ -53,6 +53,8 @@ def test_adapter_scores_and_gradients_reach_the_gnn(interaction: bool) -> None:
     torch.manual_seed(0)
     model = MultipleChoiceAdapter(12, NODE_DIM, N_REL, hidden=16, layers=2, heads=2, dropout=0.0,
                                   interaction=interaction)
+    with torch.no_grad():
+        model.graph_gate.fill_(0.5)  # as after training: the gate starts closed (see the next test)
     batch = Batch.from_data_list([_graph(i) for i in range(3)])
     scores = model(torch.randn(3, 12), batch)
     assert scores.shape == (3,)
@@ -68,7 +70,12 @@ def test_scores_depend_on_the_graph_only_with_use_graph() -> None:
     lm = torch.randn(2, 12)
     a, b = Batch.from_data_list([_graph(1), _graph(2)]), Batch.from_data_list([_graph(3), _graph(4)])
     with_graph = MultipleChoiceAdapter(12, NODE_DIM, N_REL, hidden=16, heads=2).eval()
+    # the graph term's gate starts at zero: an untrained graph branch leaves the LM score unchanged
+    assert with_graph.graph_gate.detach().item() == 0.0 and torch.equal(with_graph(lm, a), with_graph(lm, None))
+    with torch.no_grad():
+        with_graph.graph_gate.fill_(1.0)
     assert not torch.allclose(with_graph(lm, a), with_graph(lm, b))
+    assert not torch.allclose(with_graph(lm, a), with_graph(lm, None))
     baseline = MultipleChoiceAdapter(12, NODE_DIM, N_REL, hidden=16, heads=2, use_graph=False).eval()
     assert baseline.gnn is None and "gnn=None" in repr(baseline)
     assert torch.allclose(baseline(lm, a), baseline(lm, b))

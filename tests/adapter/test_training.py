@@ -56,19 +56,26 @@ def test_small_data_training_loss_falls_and_adapter_gets_gradients(csqa_features
                                                                     ) -> None:  # noqa: ANN001
     train, _ = csqa_features
     data = GraphData(train, concept_graph.n_relation_ids)
-    cfg = TrainConfig(epochs=8, lr=3e-3, batch_size=8, hidden=32, heads=2, dropout=0.0, seed=0)
-    # gradients reach every GNN layer on one real batch
+    cfg = TrainConfig(epochs=12, lr=3e-3, batch_size=8, hidden=32, heads=2, dropout=0.0, seed=0)
     model = build_model(train.lm.shape[-1], train.node_vectors.shape[1], concept_graph.n_relation_ids, cfg)
     lm, graphs = data.batch([0, 1, 2, 3])
+    # the graph branch enters through a gate that starts closed: the untrained model is its LM scorer
+    assert torch.equal(model(lm, graphs), model(lm, None))
+    scores = model(lm, graphs).view(4, 5)
+    torch.nn.functional.cross_entropy(scores, torch.from_numpy(train.answers[:4])).backward()
+    assert model.graph_gate.grad is not None and float(model.graph_gate.grad.abs()) > 0
+    model, history = train_adapter(data, cfg, n_graph_relations=concept_graph.n_relation_ids)
+    losses = [h["loss"] for h in history]
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert history[-1]["train_accuracy"] > history[0]["train_accuracy"]
+    # once trained, the gate is open and gradients reach every GNN layer on a real batch
+    assert model.graph_gate.detach().abs().item() > 0
+    model.train()
     scores = model(lm, graphs).view(4, 5)
     torch.nn.functional.cross_entropy(scores, torch.from_numpy(train.answers[:4])).backward()
     for name, param in model.named_parameters():
         if name.startswith("gnn.layers") and "bias" not in name:
             assert param.grad is not None and float(param.grad.abs().sum()) > 0, name
-    model, history = train_adapter(data, cfg, n_graph_relations=concept_graph.n_relation_ids)
-    losses = [h["loss"] for h in history]
-    assert losses[-1] < 0.7 * losses[0], losses
-    assert history[-1]["train_accuracy"] > history[0]["train_accuracy"]
 
 
 def test_same_seed_same_model(csqa_features, concept_graph: ConceptGraph) -> None:  # noqa: ANN001
@@ -121,3 +128,19 @@ def test_loading_for_another_encoder_or_graph_fails(tmp_path: Path, csqa_feature
     (out / "adapter.pt").write_bytes(b"not weights")
     with pytest.raises(ModelError, match="weights"):
         load_model(out)
+
+
+def test_raw_text_features_take_one_encoder_call(concept_graph: ConceptGraph, csqa_features, mcqa_dir: Path
+                                                 ) -> None:  # noqa: ANN001
+    """Inference encodes stems, choices and question+choice texts in one batched call; same features."""
+    from kgllm.embed import Embedder
+    from kgllm.fusion.features import FeatureBuilder, read_mc_jsonl
+
+    _, cached = csqa_features
+    builder = FeatureBuilder(concept_graph, Embedder())  # a cold in-memory cache
+    builder.use_node_vectors(cached.node_vectors)
+    questions = read_mc_jsonl(mcqa_dir / "commonsenseqa" / "dev.jsonl")
+    feats = builder.compute(questions, 5)
+    assert builder.embedder.stats.model_calls == 1
+    assert np.allclose(feats.lm, cached.lm, atol=2e-3)  # the cache stores float16
+    assert all(np.array_equal(a.nodes, b.nodes) for a, b in zip(feats.graphs, cached.graphs, strict=True))
