@@ -26,6 +26,7 @@ from kgllm.exceptions import ModelError
 from kgllm.fusion.adapter import MultipleChoiceAdapter
 from kgllm.fusion.features import MCFeatures
 from kgllm.fusion.grounding import NODE_CHOICE, NODE_QUESTION, QASubgraph
+from kgllm.model_manifest import read_model_manifest
 
 __all__ = ["TrainConfig", "GraphData", "qa_batch", "train_adapter", "predict", "save_model", "load_model",
            "MANIFEST", "CONTEXT_RELATIONS", "load_node_vectors"]
@@ -218,16 +219,8 @@ def save_model(model_dir: Path, model: MultipleChoiceAdapter, cfg: TrainConfig, 
 
 
 def read_manifest(model_dir: Path) -> dict[str, Any]:
-    path = Path(model_dir) / MANIFEST
-    if not path.is_file():
-        raise ModelError(f"{model_dir} is not a trained adapter directory: {MANIFEST} is missing")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path}: unreadable manifest: {exc}") from exc
-    if manifest.get("kind") != "kgllm-mcqa-adapter":
-        raise ModelError(f"{path}: not a multiple-choice adapter (kind={manifest.get('kind')!r})")
-    return manifest
+    return read_model_manifest(model_dir, MANIFEST, key="kind", expected="kgllm-mcqa-adapter",
+                               what="multiple-choice adapter")
 
 
 def load_model(model_dir: Path, *, encoder: str | None = None, vocab_hash: str | None = None

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kgllm.exceptions import ModelError
+from kgllm.model_manifest import read_model_manifest
 from kgllm.reasoning.scorer import QuestionState, kb_fingerprint
 
 if TYPE_CHECKING:
@@ -111,16 +112,7 @@ class LearnedScorer:
 
     @staticmethod
     def read_manifest(directory: str | Path) -> dict[str, Any]:
-        path = Path(directory) / MANIFEST_NAME
-        if not path.is_file():
-            raise ModelError(f"{directory}: not a trained path scorer (no {MANIFEST_NAME})")
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ModelError(f"{path}: corrupt manifest ({exc})") from exc
-        if manifest.get("format") != _FORMAT:
-            raise ModelError(f"{path}: format {manifest.get('format')!r}, expected {_FORMAT!r}")
-        return manifest
+        return read_model_manifest(directory, MANIFEST_NAME, key="format", expected=_FORMAT, what="path scorer")
 
     @classmethod
     def load(cls, directory: str | Path, graph: RelationGraph, embedder: Embedder) -> LearnedScorer:

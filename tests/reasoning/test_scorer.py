@@ -142,5 +142,5 @@ def test_model_dir_errors(tmp_path, movies, embedder):
     with pytest.raises(ModelError, match="not a trained path scorer"):
         LearnedScorer.load(tmp_path, graph, embedder)
     (tmp_path / "manifest.json").write_text("{not json")
-    with pytest.raises(ModelError, match="corrupt manifest"):
+    with pytest.raises(ModelError, match="unreadable manifest"):
         LearnedScorer.load(tmp_path, graph, embedder)
