@@ -5,13 +5,17 @@
 Measures, in one run:
 
 * bulk load of ``kb.txt`` (133,582 triples, pipe format) through ``GraphStore.add_triples`` into Neo4j
-  (target >= 30k triples/s) and into the local store; parsing is timed apart;
+  (target >= 30k triples/s) and into the local store; parsing is timed apart. A fresh JVM spends
+  seconds of CPU compiling Neo4j's hot paths during its first loads, which a long-running server has
+  done long ago: ``--warmup-loads`` full loads (each timed and reported, then deleted) come first, and
+  the server's CPU during the measured load is split by thread (query workers, JIT compiler, GC);
 * ``k_hop`` latency (k = 1, 2, 3; p50 / p95) from 100 topic entities of MetaQA dev questions;
 * with ``--designs N``: the two relationship designs on the first N triples with raw Cypher: one
   generic ``:REL {type}`` relationship type (what the store uses) vs one relationship type per relation.
 
 The Neo4j server is ``$NEO4J_URI`` (``NEO4J_USER`` / ``NEO4J_PASSWORD``) when set, else the test-suite
-launcher (tests/neo4j_server, built by ``make neo4j-server``) started in a temporary directory.
+launcher (tests/neo4j_server, built by ``make neo4j-server``) started in a temporary directory with
+the settings in ``SERVER_SETTINGS`` (recorded in the JSON).
 The run deletes and reloads the domain ``metaqa-bench`` on that server.
 """
 
@@ -33,6 +37,13 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DOMAIN = "metaqa-bench"
+# The launcher's settings for this benchmark. Initial heap = max heap is what Neo4j recommends for
+# production (a growing heap re-collects its small young generation over and over: 2 s of GC CPU
+# per load at -Xms128m, 0.4 s at -Xms1g); heap and page cache are the test server's.
+SERVER_SETTINGS = {"heap": "1g", "initial_heap": "1g", "pagecache": "256m"}
+# Thread name prefixes of the server's JVM (Linux /proc/PID/task/*/comm), grouped for the report.
+THREAD_GROUPS = {"neo4j.BoltW": "query_workers", "neo4j.BoltN": "bolt_network", "C1 Compiler": "jit",
+                 "C2 Compiler": "jit", "VM Thread": "gc_vm"}
 
 
 def _server_module() -> Any:
@@ -75,11 +86,29 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_store(store: Any, triples: list[Any], seeds: list[str], batch_size: int, limit: int,
-                server_pid: int | None = None) -> dict[str, Any]:
+def thread_cpu_seconds(pid: int | None) -> dict[str, float]:
+    """CPU seconds of process ``pid`` so far by thread group (``THREAD_GROUPS``; the rest is ``other``)."""
+    groups: dict[str, float] = {}
+    if pid is None:
+        return groups
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        group = next((g for prefix, g in THREAD_GROUPS.items() if name.startswith(prefix)), "other")
+        groups[group] = groups.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return groups
+
+
+def timed_load(store: Any, triples: list[Any], batch_size: int, server_pid: int | None) -> dict[str, Any]:
+    """Load ``triples`` into a fresh ``DOMAIN``: wall and CPU seconds of client and server."""
     if DOMAIN in store.domains():
         store.delete_domain(DOMAIN)
-    start, client0, server0 = time.perf_counter(), time.process_time(), cpu_seconds(server_pid)
+    threads0, server0 = thread_cpu_seconds(server_pid), cpu_seconds(server_pid)
+    start, client0 = time.perf_counter(), time.process_time()
     added = store.add_triples(DOMAIN, triples, batch_size=batch_size)
     load_s = time.perf_counter() - start
     # CPU seconds do not depend on what else the machine runs: triples per CPU-second of client +
@@ -89,10 +118,19 @@ def bench_store(store: Any, triples: list[Any], seeds: list[str], batch_size: in
     result: dict[str, Any] = {"added": added, "load_s": round(load_s, 2),
                               "triples_per_s": round(len(triples) / load_s),
                               "client_cpu_s": round(client_cpu, 2),
-                              "server_cpu_s": round(server_cpu, 2) if server_cpu is not None else None,
-                              **store.count(DOMAIN)}
+                              "server_cpu_s": round(server_cpu, 2) if server_cpu is not None else None}
     if server_cpu is not None:
         result["triples_per_cpu_s"] = round(len(triples) / (client_cpu + server_cpu))
+        threads1 = thread_cpu_seconds(server_pid)
+        result["server_cpu_by_thread_s"] = {group: round(threads1[group] - threads0.get(group, 0.0), 2)
+                                            for group in sorted(threads1)}
+    return result
+
+
+def bench_store(store: Any, triples: list[Any], seeds: list[str], batch_size: int, limit: int,
+                server_pid: int | None = None) -> dict[str, Any]:
+    result = timed_load(store, triples, batch_size, server_pid)
+    result.update(store.count(DOMAIN))
     start = time.perf_counter()
     store.k_hop(seeds[:1], 1, domain=DOMAIN)  # first query: caches, CSR build, query plans
     result["first_query_s"] = round(time.perf_counter() - start, 3)
@@ -121,7 +159,7 @@ def compare_designs(connection: dict[str, Any], triples: list[Any], seeds: list[
     safe = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
     relations = sorted({t.relation for t in triples})
     assert all(safe.match(r) for r in relations), "the typed design here needs identifier-like relations"
-    out_rel = {}  # a relation each seed has outgoing, for the filtered-expansion query
+    out_rel: dict[str, str] = {}  # a relation each seed has outgoing, for the filtered-expansion query
     for t in triples:
         out_rel.setdefault(t.head, t.relation)
     seeds = [s for s in seeds if s in out_rel] or list(out_rel)[:100]
@@ -203,9 +241,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=10_000, help="rows per Neo4j write transaction")
     parser.add_argument("--triples", type=int, default=None, help="only the first N triples of kb.txt")
     parser.add_argument("--designs", type=int, default=0, help="compare relationship designs on N triples")
-    parser.add_argument("--warmup", type=int, default=20_000,
-                        help="load (then delete) the first N triples once before timing: a fresh JVM compiles "
-                             "its hot paths during the first load, which a long-running server has done")
+    parser.add_argument("--warmup-loads", type=int, default=3,
+                        help="full loads (timed, reported, deleted) before the measured one: a fresh JVM "
+                             "compiles its hot paths during its first loads, which a long-running server has done")
     parser.add_argument("--no-local", action="store_true", help="skip the local store")
     args = parser.parse_args()
 
@@ -219,28 +257,28 @@ def main() -> None:
     report: dict[str, Any] = {
         "benchmark": "neo4j_bench", "triples": len(triples), "parse_s": round(parse_s, 2), "seeds": len(seeds),
         "config": {"batch_size": args.batch_size, "k_hop_limit": args.limit, "designs": args.designs,
-                   "warmup": args.warmup},
+                   "warmup_loads": args.warmup_loads},
         "machine": {"cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in os.getloadavg()]}}
 
     server = None
     with tempfile.TemporaryDirectory(prefix="kgllm-neo4j-bench-") as tmp:
         if os.environ.get("NEO4J_URI"):
-            connection = {"uri": os.environ["NEO4J_URI"], "user": os.environ.get("NEO4J_USER", "neo4j"),
+            connection: dict[str, Any] = {"uri": os.environ["NEO4J_URI"], "user": os.environ.get("NEO4J_USER", "neo4j"),
                           "password": os.environ.get("NEO4J_PASSWORD"), "database": os.environ.get("NEO4J_DATABASE")}
             report["server"] = "NEO4J_URI"
         else:
-            server = _server_module().start_server(Path(tmp) / "neo4j", auth=True)
+            server = _server_module().start_server(Path(tmp) / "neo4j", auth=True, **SERVER_SETTINGS)
             connection = server.connection()
-            report["server"] = "tests/neo4j_server launcher (-Xmx1g, page cache 256m)"
+            report["server"] = {"launcher": "tests/neo4j_server (embedded Neo4j Community, Bolt)",
+                                "gc": "serial", **SERVER_SETTINGS}
         try:
             store = Neo4jGraphStore(**connection)
             report["neo4j_version"] = store.server_version
-            if args.warmup:
-                store.add_triples(DOMAIN, triples[:args.warmup], batch_size=args.batch_size)
-                store.delete_domain(DOMAIN)
+            pid = server.process.pid if server is not None and server.process is not None else None
+            report["neo4j_warmup_loads"] = [timed_load(store, triples, args.batch_size, pid)
+                                            for _ in range(args.warmup_loads)]
             if args.designs:
                 report["designs"] = compare_designs(connection, triples[:args.designs], seeds, args.batch_size)
-            pid = server.process.pid if server is not None and server.process is not None else None
             report["neo4j"] = bench_store(store, triples, seeds, args.batch_size, args.limit, server_pid=pid)
             store.delete_domain(DOMAIN)
             store.close()

@@ -91,7 +91,7 @@ def build_server() -> None:
 
 
 def start_server(home: Path, *, auth: bool = True, password: str | None = None, heap: str = "1g",
-                 pagecache: str = "256m", timeout: float = 120.0) -> Neo4jServer:
+                 initial_heap: str = "128m", pagecache: str = "256m", timeout: float = 120.0) -> Neo4jServer:
     """Start the embedded Neo4j launcher with its store in ``home`` and wait until Bolt is up.
 
     Args:
@@ -99,6 +99,8 @@ def start_server(home: Path, *, auth: bool = True, password: str | None = None, 
         auth: authentication on (user ``neo4j`` with ``password``) or off.
         password: the password when ``auth``; a random one when not given.
         heap: JVM ``-Xmx``.
+        initial_heap: JVM ``-Xms``: small for the tests; a production server (and the benchmark) sets it
+            to ``heap``, as Neo4j recommends, so the young generation is not collected over and over.
         pagecache: Neo4j page cache size.
         timeout: seconds to wait for the ready line.
 
@@ -109,7 +111,7 @@ def start_server(home: Path, *, auth: bool = True, password: str | None = None, 
     home.mkdir(parents=True, exist_ok=True)
     if auth and password is None:
         password = "kg-" + secrets.token_hex(8)
-    cmd = [_java(), "-Xms128m", f"-Xmx{heap}", "-XX:+UseSerialGC", *JVM_OPENS,
+    cmd = [_java(), f"-Xms{initial_heap}", f"-Xmx{heap}", "-XX:+UseSerialGC", *JVM_OPENS,
            "-cp", f"{SERVER_DIR / 'target' / 'classes'}{os.pathsep}{SERVER_DIR / 'target' / 'lib' / '*'}",
            "Neo4jTestServer", "--home", str(home), "--port", "0", "--auth", "on" if auth else "off",
            "--pagecache", pagecache, "--watch-stdin"]

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from kgllm.exceptions import ConfigError, LoadError
+from kgllm.exceptions import ConfigError, LoadError, StoreError
 from kgllm.stores.base import RawTriple
 from kgllm.stores.neo4j import Neo4jGraphStore
 
@@ -62,6 +62,29 @@ def test_load_failing_after_many_batches_is_undone(store):
     assert (store.count(), {(f.head, f.tail) for f in store.iter_triples("d")}) == before
     assert _tags(store) == {"nodes": 0, "rels": 0, "loads": 0}
     assert store.entity("e30", "d") is None and store.entity("x", "d") is None
+
+
+def test_nodes_deleted_by_another_client_mid_load_fail_the_load(store, neo4j_server):
+    store.add_triples("d", _chain(3))
+    before = store.count("d")
+    other = Neo4jGraphStore(**neo4j_server.connection())
+
+    def rows():
+        yield from _chain(10, prefix="x")  # batch_size 7: x3 is written (and cached) by the first batch
+        other._write(lambda tx: tx.run("MATCH (n:Entity {key: $k}) DETACH DELETE n",
+                                       k=store._key("d", "x3")).consume())
+        yield RawTriple("x3", "next", "y", "chain.tsv", 11)
+
+    try:
+        # Whether the first batch's relationships were written before the delete or not, some triple
+        # of this load lost an end: the load fails as a whole instead of dropping triples silently.
+        with pytest.raises(StoreError, match="deleted by someone else"):
+            store.add_triples("d", rows())
+    finally:
+        other.close()
+    assert store.count("d") == before
+    assert _tags(store) == {"nodes": 0, "rels": 0, "loads": 0}
+    assert store.entity("x0", "d") is None and store.entity("y", "d") is None
 
 
 def test_load_of_a_dead_process_is_rolled_back(store, neo4j_server):

@@ -7,13 +7,20 @@ point, after which the tags are cleared in batches. ``abort`` deletes what the l
 the database is as before; a load whose process died is undone by
 ``Neo4jGraphStore.rollback_pending_loads``.
 
-Writes within one load:
+Writes within one load, per batch of triples:
 
-* nodes are ``MERGE``\\ d on their unique key, returning their element id and whether this load created
-  them (cached, so each node is merged once per load);
-* a triple touching a node created by this load cannot exist yet and is ``CREATE``\\ d, untagged (the
+* a node transaction ``MERGE``\\ s the batch's new nodes on their unique key and returns, in one
+  record, their element ids and whether this load created them (cached, so each node is merged
+  once per load);
+* a relationship transaction then writes the batch's triples, looking their ends up by element id:
+  a triple touching a node created by this load cannot exist yet and is ``CREATE``\\ d, untagged (the
   node's removal on abort takes it along); one between two older nodes is ``MERGE``\\ d and tagged;
   triples already seen in this load are dropped in Python.
+
+The relationship transaction of one batch runs on a background thread while the node transaction of
+the next batch runs: the server works on both at once and the client prepares rows meanwhile. At
+most one relationship transaction is in flight, so they never contend for the same dense nodes, and
+it never needs a node that is not committed yet. A failure anywhere waits for it, then aborts.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from kgllm.exceptions import LoadError, StoreError
@@ -32,17 +40,22 @@ if TYPE_CHECKING:
 __all__ = ["Neo4jBulkWriter"]
 
 # Queries are constant strings: every value travels as a parameter.
+# One record per batch, not one per node: 43k records cost the client more than the merge costs the
+# server. ``coalesce``: an older node has no tag, and a null would be dropped by ``collect``.
 _MERGE_NODES = """
 UNWIND $rows AS row
 MERGE (n:Entity {key: row[0]})
   ON CREATE SET n.id = row[1], n.name = row[2], n.lname = row[3], n.domain = $domain, n.load = $load
-RETURN row[1] AS id, elementId(n) AS eid, n.load = $load AS created
+RETURN collect([row[1], elementId(n), coalesce(n.load, '') = $load]) AS nodes
 """
+# Both return how many rows found their two nodes: a node deleted by someone else mid-load must fail
+# the load, not silently drop its triples.
 _CREATE_RELS = """
 UNWIND $rows AS row
 MATCH (h) WHERE elementId(h) = row[0]
 MATCH (t) WHERE elementId(t) = row[2]
 CREATE (h)-[:REL {type: row[1], source: row[3], line: row[4]}]->(t)
+RETURN count(*) AS found
 """
 _MERGE_RELS = """
 UNWIND $rows AS row
@@ -50,7 +63,7 @@ MATCH (h) WHERE elementId(h) = row[0]
 MATCH (t) WHERE elementId(t) = row[2]
 MERGE (h)-[r:REL {type: row[1]}]->(t)
   ON CREATE SET r.source = row[3], r.line = row[4], r.load = $load
-RETURN count(CASE WHEN r.load = $load THEN 1 END) AS created
+RETURN count(*) AS found, count(CASE WHEN r.load = $load THEN 1 END) AS created
 """
 _SET_NAMES = """
 UNWIND $rows AS row
@@ -100,6 +113,39 @@ class _Rename:
         tx.run(_SET_NAMES, rows=self.rows).consume()
 
 
+class _MergeNodes:
+    """Node transaction of a batch: ``[id, element id, created by this load]`` for each row."""
+
+    def __init__(self, rows: list[list[str]], domain: str, load: str, chunk: int) -> None:
+        self.rows, self.domain, self.load, self.chunk = rows, domain, load, chunk
+
+    def __call__(self, tx: Any) -> list[list[Any]]:
+        nodes: list[list[Any]] = []
+        for start in range(0, len(self.rows), self.chunk):
+            part = self.rows[start:start + self.chunk]
+            nodes += tx.run(_MERGE_NODES, rows=part, domain=self.domain, load=self.load).single()["nodes"]
+        return nodes
+
+
+class _WriteRels:
+    """Relationship transaction of a batch; returns how many triples it added."""
+
+    def __init__(self, create: list[list[Any]], merge: list[list[Any]], load: str, domain: str) -> None:
+        self.create, self.merge, self.load, self.domain = create, merge, load, domain
+
+    def __call__(self, tx: Any) -> int:
+        found = merged = 0
+        if self.create:
+            found += tx.run(_CREATE_RELS, rows=self.create).single()["found"]
+        if self.merge:
+            row = tx.run(_MERGE_RELS, rows=self.merge, load=self.load).single()
+            found, merged = found + row["found"], row["created"]
+        if found < len(self.create) + len(self.merge):
+            raise StoreError(f"nodes of domain {self.domain!r} were deleted by someone else during load "
+                             f"{self.load}: {len(self.create) + len(self.merge) - found} triples lost an end")
+        return len(self.create) + int(merged)
+
+
 class Neo4jBulkWriter(WriterLifecycle):
     """Stages one load into one domain of a :class:`~kgllm.stores.neo4j.Neo4jGraphStore`.
 
@@ -123,6 +169,8 @@ class Neo4jBulkWriter(WriterLifecycle):
         self._new = 0
         self._started = False
         self._status = "open"
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future[int] | None = None  # the relationship transaction in flight
 
     def __repr__(self) -> str:
         return f"Neo4jBulkWriter(domain={self.domain!r}, load={self.load_id!r}, status={self._status!r})"
@@ -143,6 +191,7 @@ class Neo4jBulkWriter(WriterLifecycle):
             iterator = iter(triples)
             while batch := list(itertools.islice(iterator, self._batch_size)):
                 self._write_batch([_check_row(row) for row in batch])
+            self._settle()
         except BaseException:
             self.abort()
             raise
@@ -157,45 +206,35 @@ class Neo4jBulkWriter(WriterLifecycle):
         if not fresh:
             return
         missing = list(dict.fromkeys(x for h, _, t, _, _ in fresh for x in (h, t) if x not in self._nodes))
-        node_rows = []
-        for eid in missing:
-            name = self._names.get(eid, eid)
-            node_rows.append([self._prefix + eid, eid, name, name.lower()])
+        if missing:
+            node_rows = []
+            for eid in missing:
+                name = self._names.get(eid, eid)
+                node_rows.append([self._prefix + eid, eid, name, name.lower()])
+            nodes = self._store._write(_MergeNodes(node_rows, self.domain, self.load_id, self._batch_size))
+            # Only after the transaction committed: a retried transaction must start from the old caches.
+            for eid, element, was_created in nodes:
+                self._nodes[eid] = element
+                if was_created:
+                    self._created.add(eid)
+                    if eid in self._names:
+                        self._named[eid] = self._names[eid]
+        known, created = self._nodes, self._created
         create: list[list[Any]] = []
         merge: list[list[Any]] = []
-        load = self.load_id
-
-        def work(tx: Any) -> tuple[list[Any], int]:
-            nodes = []
-            for start in range(0, len(node_rows), self._batch_size):
-                part = node_rows[start:start + self._batch_size]
-                nodes.extend(tx.run(_MERGE_NODES, rows=part, domain=self.domain, load=load).values())
-            known = dict(self._nodes)
-            created = set(self._created)
-            for eid, element, was_created in nodes:
-                known[eid] = element
-                if was_created:
-                    created.add(eid)
-            create.clear()
-            merge.clear()
-            for h, r, t, source, line in fresh:
-                row = [known[h], r, known[t], source, line]
-                (create if h in created or t in created else merge).append(row)
-            if create:
-                tx.run(_CREATE_RELS, rows=create).consume()
-            merged = tx.run(_MERGE_RELS, rows=merge, load=load).single()["created"] if merge else 0
-            return nodes, merged
-
-        nodes, merged = self._store._write(work)
-        # Only after the transaction committed: a retried transaction must start from the old caches.
-        for eid, element, was_created in nodes:
-            self._nodes[eid] = element
-            if was_created:
-                self._created.add(eid)
-                if eid in self._names:
-                    self._named[eid] = self._names[eid]
-        self._new += len(create) + merged
+        for h, r, t, source, line in fresh:
+            (create if h in created or t in created else merge).append([known[h], r, known[t], source, line])
         self._relations.update(r for _, r, _, _, _ in fresh)
+        self._settle()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kgllm-neo4j-load")
+        self._pending = self._pool.submit(self._store._write, _WriteRels(create, merge, self.load_id, self.domain))
+
+    def _settle(self) -> None:
+        """Wait for the relationship transaction in flight; count its triples or raise its error."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._new += pending.result()
 
     # -- ending --------------------------------------------------------------------------------
     def commit(self) -> int:
@@ -206,6 +245,7 @@ class Neo4jBulkWriter(WriterLifecycle):
         """
         self._check_open()
         try:
+            self._settle()
             renames = [[self._prefix + eid, name, name.lower()] for eid, name in self._names.items()
                        if self._named.get(eid) != name]
             # Names of existing nodes change before the commit point: a commit failing after this
@@ -243,12 +283,18 @@ class Neo4jBulkWriter(WriterLifecycle):
             return
         self._status = "aborted"
         try:
+            if self._pending is not None:  # let it end (its error is the one already raised, if any)
+                wait([self._pending])
+                self._pending = None
             if self._started:
                 self._store._rollback(self.load_id, self.domain)
         finally:
             self._release()
 
     def _release(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self._nodes.clear()
         self._created.clear()
         self._named.clear()
