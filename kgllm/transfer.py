@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from kgllm.exceptions import ConfigError, LoadError
 from kgllm.index.manifest import sha256_file
+from kgllm.loaders import iter_json_objects
 from kgllm.stores.base import GraphStore, RawTriple
 from kgllm.types import Chunk
 
@@ -66,20 +67,6 @@ def _write_jsonl(path: Path, rows: Iterator[dict[str, Any]]) -> int:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1
     return count
-
-
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise LoadError(f"not a JSON object ({exc.msg})", path=path, line=number, value=line[:80]) from None
-            if not isinstance(row, dict):
-                raise LoadError("expected a JSON object", path=path, line=number, value=row)
-            yield number, row
 
 
 # -- export --------------------------------------------------------------------------------------
@@ -250,7 +237,7 @@ def _checked(in_dir: Path, entry: dict[str, Any], kind: str) -> Path | None:
 
 
 def _triples(path: Path) -> Iterator[RawTriple]:
-    for number, row in _read_jsonl(path):
+    for number, _, row in iter_json_objects(path):
         try:
             head, relation, tail = row["head"], row["relation"], row["tail"]
         except KeyError as exc:
@@ -265,7 +252,7 @@ def _names(path: Path | None) -> dict[str, str]:
     if path is None:
         return {}
     names = {}
-    for number, row in _read_jsonl(path):
+    for number, _, row in iter_json_objects(path):
         if not isinstance(row.get("id"), str) or not isinstance(row.get("name"), str):
             raise LoadError("an entity needs string 'id' and 'name'", path=path, line=number, value=row)
         if row["name"] != row["id"]:
@@ -347,7 +334,7 @@ def import_kb(kb: _KB, in_dir: str | Path, *, domains: Sequence[str] | None = No
         chunks_path = _checked(source, entry, "chunks")
         chunks = []
         if chunks_path is not None:  # parsed before the graph changes: a bad file fails early
-            for number, row in _read_jsonl(chunks_path):
+            for number, _, row in iter_json_objects(chunks_path):
                 try:
                     chunks.append(Chunk.model_validate(row))
                 except ValueError as exc:

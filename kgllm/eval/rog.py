@@ -11,7 +11,6 @@ metrics are Hits@1 and answer-set F1 as in RoG. ``--data`` is a folder holding `
 from __future__ import annotations
 
 import functools
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,8 @@ from kgllm.eval import metrics
 from kgllm.eval.kgdata import snapshot_from_triples
 from kgllm.eval.registry import Benchmark, EvalRequest, benchmark
 from kgllm.exceptions import BenchmarkError, LoadError
+from kgllm.loaders import iter_json_objects
+from kgllm.loaders._io import shorten
 
 __all__ = ["RoGQuestion", "read_rog", "rog_file", "run_rog", "SPLIT_NAMES"]
 
@@ -62,27 +63,20 @@ def read_rog(path: Path) -> Iterator[RoGQuestion]:
     Raises:
         LoadError: invalid JSON, a missing field, or a graph edge that is not ``[head, relation, tail]``.
     """
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise LoadError(f"invalid JSON ({exc.msg})", path=path, line=lineno, value=line[:80]) from None
-            missing = [k for k in ("question", "q_entity", "graph") if k not in row]
-            if missing or not isinstance(row, dict):
-                raise LoadError(f"missing field(s) {missing}; expected id, question, answer, q_entity, a_entity, "
-                                "graph", path=path, line=lineno, value=line[:80])
-            graph = []
-            for edge in row["graph"]:
-                if not (isinstance(edge, list) and len(edge) == 3 and all(isinstance(x, str) for x in edge)):
-                    raise LoadError("graph edges must be [head, relation, tail] strings", path=path, line=lineno,
-                                    value=edge)
-                graph.append((edge[0], edge[1], edge[2]))
-            yield RoGQuestion(id=str(row.get("id", lineno)), question=row["question"],
-                              answers=list(row.get("answer") or []), q_entity=list(row["q_entity"]),
-                              a_entity=list(row.get("a_entity") or []), graph=graph)
+    for lineno, line, row in iter_json_objects(Path(path)):
+        missing = [k for k in ("question", "q_entity", "graph") if k not in row]
+        if missing:
+            raise LoadError(f"missing field(s) {missing}; expected id, question, answer, q_entity, a_entity, "
+                            "graph", path=path, line=lineno, value=shorten(line))
+        graph = []
+        for edge in row["graph"]:
+            if not (isinstance(edge, list) and len(edge) == 3 and all(isinstance(x, str) for x in edge)):
+                raise LoadError("graph edges must be [head, relation, tail] strings", path=path, line=lineno,
+                                value=edge)
+            graph.append((edge[0], edge[1], edge[2]))
+        yield RoGQuestion(id=str(row.get("id", lineno)), question=row["question"],
+                          answers=list(row.get("answer") or []), q_entity=list(row["q_entity"]),
+                          a_entity=list(row.get("a_entity") or []), graph=graph)
 
 
 def run_rog(request: EvalRequest, *, name: str) -> dict[str, Any]:

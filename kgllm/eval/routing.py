@@ -7,7 +7,6 @@ Data: JSON lines ``{"question": ..., "domain": ...}``. The experts are those of 
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from contextlib import contextmanager
@@ -18,6 +17,8 @@ import numpy as np
 
 from kgllm.eval.registry import Benchmark, EvalRequest, Trainer, TrainRequest, benchmark, trainer
 from kgllm.exceptions import BenchmarkError, LoadError
+from kgllm.loaders import iter_json_objects
+from kgllm.loaders._io import shorten
 
 __all__ = ["read_routing_file", "evaluate_routing", "plot_confusion"]
 
@@ -29,18 +30,13 @@ def read_routing_file(path: Path, limit: int | None = None) -> list[tuple[str, s
     if not path.exists():
         raise BenchmarkError(f"routing data not found: {path} (expected JSON lines with 'question' and 'domain')")
     rows: list[tuple[str, str]] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-                rows.append((str(item["question"]), str(item["domain"])))
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise LoadError(f"expected a JSON object with 'question' and 'domain' ({exc})", path=path,
-                                line=number, value=line.strip()[:200]) from exc
-            if limit is not None and len(rows) >= limit:
-                break
+    for number, line, item in iter_json_objects(path):
+        if "question" not in item or "domain" not in item:
+            raise LoadError("expected a JSON object with 'question' and 'domain'", path=path, line=number,
+                            value=shorten(line))
+        rows.append((str(item["question"]), str(item["domain"])))
+        if limit is not None and len(rows) >= limit:
+            break
     if not rows:
         raise LoadError("no routing questions", path=path)
     return rows

@@ -18,6 +18,8 @@ import numpy as np
 
 from kgllm.exceptions import LoadError
 from kgllm.fusion.grounding import ConceptGraph, ConceptGrounder, QASubgraph, extract_subgraphs
+from kgllm.loaders import iter_json_objects
+from kgllm.loaders._io import shorten
 
 __all__ = ["MCQuestion", "MCFeatures", "FeatureBuilder", "read_mc_jsonl", "read_facts", "LM_PARTS"]
 
@@ -45,27 +47,23 @@ def read_mc_jsonl(path: str | Path) -> list[MCQuestion]:
     """
     path = Path(path)
     out: list[MCQuestion] = []
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                q = row["question"]
-                stem, choices = q["stem"], q["choices"]
-                labels = [c["label"] for c in choices]
-                texts = [c["text"] for c in choices]
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise LoadError(f"not a multiple-choice question ({type(exc).__name__}: {exc})",
-                                path=path, line=line_no, value=line.strip()[:200]) from exc
-            if len(texts) < 2:
-                raise LoadError("a question needs at least 2 choices", path=path, line=line_no, value=labels)
-            key = row.get("answerKey")
-            if key is not None and key not in labels:
-                raise LoadError(f"answerKey not among the choice labels {labels}", path=path, line=line_no,
-                                value=key)
-            out.append(MCQuestion(id=str(row.get("id", line_no)), stem=stem, choices=texts, labels=labels,
-                                  answer=labels.index(key) if key is not None else None))
+    for line_no, line, row in iter_json_objects(path):
+        try:
+            q = row["question"]
+            stem, choices = q["stem"], q["choices"]
+            labels = [c["label"] for c in choices]
+            texts = [c["text"] for c in choices]
+        except (KeyError, TypeError) as exc:
+            raise LoadError(f"not a multiple-choice question ({type(exc).__name__}: {exc})",
+                            path=path, line=line_no, value=shorten(line)) from exc
+        if len(texts) < 2:
+            raise LoadError("a question needs at least 2 choices", path=path, line=line_no, value=labels)
+        key = row.get("answerKey")
+        if key is not None and key not in labels:
+            raise LoadError(f"answerKey not among the choice labels {labels}", path=path, line=line_no,
+                            value=key)
+        out.append(MCQuestion(id=str(row.get("id", line_no)), stem=stem, choices=texts, labels=labels,
+                              answer=labels.index(key) if key is not None else None))
     return out
 
 

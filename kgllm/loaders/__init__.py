@@ -10,6 +10,7 @@ All readers stream and report bad input as :class:`~kgllm.exceptions.LoadError` 
     pack = load_pack("graphs/movies"); triples = pack.read_triples()
 """
 
+from kgllm.loaders._io import iter_json_objects
 from kgllm.loaders.documents import CHUNKINGS, DOCUMENT_SUFFIXES, DocChunk, read_documents
 from kgllm.loaders.packs import MANIFEST, DocumentFileSpec, Pack, SameAs, TripleFileSpec, load_pack
 from kgllm.loaders.triples import FORMATS, TripleReader, infer_format, read_names, read_triples
@@ -23,6 +24,7 @@ def read_rdf_names(path, format=None, *, local_names=False):  # type: ignore[no-
 
 
 __all__ = [
+    "iter_json_objects",
     "FORMATS",
     "CHUNKINGS",
     "DOCUMENT_SUFFIXES",

@@ -8,13 +8,14 @@ nothing but the current line is ever held in memory.
 from __future__ import annotations
 
 import gzip
+import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from kgllm.exceptions import LoadError
 
-__all__ = ["check_file", "iter_lines", "open_binary", "shorten", "suffixes"]
+__all__ = ["check_file", "iter_json_objects", "iter_lines", "open_binary", "shorten", "suffixes"]
 
 _BOM = "\ufeff"
 _MAX_VALUE = 200  # characters of an offending line quoted in an error message
@@ -77,3 +78,23 @@ def iter_lines(path: Path, *, encoding: str = "utf-8") -> Iterator[tuple[int, st
             if number == 1 and text.startswith(_BOM):
                 text = text[1:]
             yield number, text.rstrip("\r\n")
+
+
+def iter_json_objects(path: Path, *, encoding: str = "utf-8") -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """Yield ``(line_number, text, object)`` for every non-blank line of a JSON-lines file.
+
+    Raises:
+        LoadError: a line is not valid text, not JSON, or not a JSON object (names the line and shows it).
+    """
+    for number, text in iter_lines(path, encoding=encoding):
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise LoadError(f"invalid JSON ({exc.msg} at column {exc.colno})", path=path, line=number,
+                            value=shorten(text)) from None
+        if not isinstance(obj, dict):
+            raise LoadError(f"expected a JSON object, got {type(obj).__name__}", path=path, line=number,
+                            value=shorten(text))
+        yield number, text, obj

@@ -13,13 +13,12 @@ Delimited fields are stripped of surrounding whitespace; ids otherwise keep thei
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
 from kgllm.exceptions import LoadError
-from kgllm.loaders._io import check_file, iter_lines, shorten, suffixes
+from kgllm.loaders._io import check_file, iter_json_objects, iter_lines, shorten, suffixes
 from kgllm.stores.base import RawTriple
 
 __all__ = ["FORMATS", "TripleFormat", "TripleReader", "read_triples", "infer_format", "read_names"]
@@ -237,17 +236,7 @@ class TripleReader(Iterator[RawTriple]):
     def _jsonl(self) -> Iterator[RawTriple]:
         path, source = self.path, self.source
         empty = True
-        for number, text in iter_lines(path, encoding=self.encoding):
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise LoadError(f"invalid JSON ({exc.msg} at column {exc.colno})", path=path,
-                                line=number, value=shorten(text)) from None
-            if not isinstance(obj, dict):
-                raise LoadError(f"expected a JSON object, got {type(obj).__name__}", path=path,
-                                line=number, value=shorten(text))
+        for number, text, obj in iter_json_objects(path, encoding=self.encoding):
             keys = next((k for k in _JSON_KEYS if all(key in obj for key in k)), None)
             if keys is None:
                 expected = " or ".join("/".join(k) for k in _JSON_KEYS)
