@@ -118,6 +118,11 @@ def test_cross_expert_chain(tmp_path, fixtures_dir):
     assert [h.domain for h in chain.hops] == ["tiny_geo", "films", "films"]
     assert chain.hops[0].head == "germany" and chain.hops[2].inverse and chain.method == "cross-expert"
     assert "Metropolis" not in {a.name for a in answer.answers}  # no bridge, no answer
+    # the countries are the chain's middle, not answers; their own chains stay as evidence
+    assert {a.domain for a in answer.answers} == {"films"}
+    assert any(p.method != "cross-expert" and p.hops[-1].tail == "france" for p in answer.paths)
+    evidence = answer.text.splitlines()[1:]
+    assert evidence and all("tagged" in line for line in evidence)  # only chains that reach an answer
 
 
 def test_explicit_same_as_bridges_differently_named_entities(tmp_path, fixtures_dir):

@@ -97,8 +97,11 @@ def extractive_text(answer: Answer, *, max_answers: int = 5, max_paths: int = 3,
         names = [a.name for a in confident[:max_answers]]
         more = len(confident) - len(names)
         lines.append(", ".join(names) + (f" (and {more} more)" if more > 0 else "") + ".")
-    # Evidence: the best chain of each named answer first, then the best remaining chains.
-    ranked = sorted(range(len(answer.paths)), key=lambda i: -answer.paths[i].score)
+    # Evidence: the best chain of each named answer first, then the best remaining chains that reach
+    # an answer (a cross-expert answer keeps chains that stop midway, which explain nothing asked).
+    leading = {i for a in answer.answers for i in a.paths}
+    ranked = sorted((i for i in range(len(answer.paths)) if i in leading or not leading),
+                    key=lambda i: -answer.paths[i].score)
     first = [a.paths[0] for a in confident[:max_answers] if a.paths and a.paths[0] < len(answer.paths)]
     order = list(dict.fromkeys(first + ranked))
     paths = [answer.paths[i] for i in order[:max_paths]]

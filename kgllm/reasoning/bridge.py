@@ -59,8 +59,10 @@ def cross_expert_answers(pipeline: Any, answer: Answer, first: str, target: Doma
                          *, model: str | Path | None = None, top_k: int | None = 10) -> Answer | None:
     """``answer`` (from expert ``first``) extended by chains continuing in ``target``; ``None`` if no bridge.
 
-    The continued chains' answers rank first (they explain more of the question), scored by the
-    first chain's answer score times the continuation's answer score; the first expert's answers follow.
+    The continued chains' answers replace the first expert's: those were the chain's middle (the
+    countries of "films tagged with the countries that border Germany"), not what the question asks.
+    Each is scored by the first chain's answer score times the continuation's answer score. The first
+    expert's own chains stay in ``paths`` after the continued ones, as evidence.
     """
     sources = [item for item in answer.answers[:MAX_BRIDGES] if item.paths and item.domain in (None, first)]
     explicit = same_as_pairs(pipeline.kb, first, target.name)
@@ -94,10 +96,7 @@ def cross_expert_answers(pipeline: Any, answer: Answer, first: str, target: Doma
     crossed = [ScoredAnswer(id=eid, name=snapshot.names[snapshot.index[eid]], score=round(score, 6),
                             domain=target.name, paths=ids) for eid, (score, ids) in scores.items()]
     crossed.sort(key=lambda a: (-a.score, a.name))
-    offset = len(paths)
-    earlier = [a.model_copy(update={"paths": [i + offset for i in a.paths]}) for a in answer.answers]
-    ranked = crossed + earlier
     seen = {f.key for f in answer.facts}
     facts = list(answer.facts) + [f for f in result.facts if f.key not in seen]
-    return answer.model_copy(update={"answers": ranked[:top_k] if top_k else ranked,
+    return answer.model_copy(update={"answers": crossed[:top_k] if top_k else crossed,
                                      "paths": paths + list(answer.paths), "facts": facts})
