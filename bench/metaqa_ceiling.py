@@ -9,7 +9,9 @@ the question says which. For each dev question the relation its type asks (``qa_
 * ``oracle``: a gold answer is among the candidates (an oracle choosing among them scores this);
 * ``ambiguous``: the candidates hold more than the gold answers (a name shared by several films);
 * ``expected_random``: the expected Hits@1 of a system that finds the asked relation every time and
-  picks one of its answers at random: what no system can beat on average without knowing the film.
+  picks one of its answers at random: what no system can beat on average without knowing the film;
+* ``expected_popular``: the same, picking among the answers the asked relation reaches from the most
+  nodes (a popularity prior): no better than random, so priors do not lift the bound either.
 
 Reported for the whole dev file and for each half of :func:`kgllm.eval.metaqa.in_training_half`.
 Writes ``bench/results/metaqa_ceiling.json``.
@@ -44,7 +46,7 @@ def ceiling(data: Path, kb_dir: Path | None = None) -> dict[str, Any]:
     questions = read_questions(data / "1-hop" / "qa_dev.txt", data / "1-hop" / "qa_dev_qtype.txt")
     snapshot = metaqa_kb(data, kb_dir).store.snapshot("movies")
     graph = RelationGraph(snapshot)
-    rows: dict[str, list[tuple[bool, bool, float]]] = {"all": [], "training": [], "held_out": []}
+    rows: dict[str, list[tuple[bool, bool, float, float]]] = {"all": [], "training": [], "held_out": []}
     for q in questions:
         if q.qtype is None or "_to_" not in q.qtype:
             raise BenchmarkError(f"{data / '1-hop' / 'qa_dev_qtype.txt'}: line {q.line}: no question type")
@@ -53,12 +55,16 @@ def ceiling(data: Path, kb_dir: Path | None = None) -> dict[str, Any]:
         relation = snapshot.relation_index(RELATION[source if inverse else target])
         topic = snapshot.node(q.topic)
         if relation is None or topic is None:
-            row = (False, False, 0.0)
+            row = (False, False, 0.0, 0.0)
         else:
-            reached = graph.expand(np.array([topic]), step_code(relation, inverse))
-            candidates = {snapshot.names[i] for i in reached.tolist() if i != topic}
+            reached = [i for i in graph.expand(np.array([topic]), step_code(relation, inverse)).tolist() if i != topic]
+            candidates = {snapshot.names[i] for i in reached}
             hits = len(candidates & set(q.answers))
-            row = (hits > 0, hits > 0 and not candidates <= set(q.answers), hits / len(candidates) if candidates else 0.0)
+            # A popularity prior: of the candidates, those the asked relation reaches from the most nodes.
+            degree = {i: len(graph.expand(np.array([i]), step_code(relation, not inverse))) for i in reached}
+            popular = {snapshot.names[i] for i in reached if degree[i] == max(degree.values())}
+            row = (hits > 0, hits > 0 and not candidates <= set(q.answers), hits / len(candidates) if candidates else 0.0,
+                   len(popular & set(q.answers)) / len(popular) if popular else 0.0)
         rows["all"].append(row)
         rows["training" if in_training_half(1, q.line) else "held_out"].append(row)
     out: dict[str, Any] = {}
@@ -67,7 +73,8 @@ def ceiling(data: Path, kb_dir: Path | None = None) -> dict[str, Any]:
         out[part] = {"n": n, "oracle": round(100 * sum(r[0] for r in values) / n, 2),
                      "ambiguous": sum(r[1] for r in values),
                      "ambiguous_pct": round(100 * sum(r[1] for r in values) / n, 2),
-                     "expected_random": round(100 * sum(r[2] for r in values) / n, 2)}
+                     "expected_random": round(100 * sum(r[2] for r in values) / n, 2),
+                     "expected_popular": round(100 * sum(r[3] for r in values) / n, 2)}
     return out
 
 
