@@ -131,3 +131,27 @@ def test_link_prediction_filter_bench_reports_both_filters(fixtures_dir, tmp_pat
     assert [p["missing_share"] for p in curve] == sorted((p["missing_share"] for p in curve), reverse=True)
     assert all(a["mrr"] <= b["mrr"] for a, b in zip(curve, curve[1:], strict=False))
     assert res["cpu_s"] > 0 and "load_avg_1m" in res and result["machine"]["cpus"]
+
+
+def test_mc_graph_signal_counts_connections_on_a_hand_made_graph(tmp_path):
+    from kgllm.fusion.features import MCQuestion
+    from kgllm.fusion.grounding import ConceptGraph, ConceptGrounder
+
+    triples = tmp_path / "graph.txt"
+    triples.write_text("AtLocation\tmilk\tfridge\nAtLocation\tbread\tbakery\nUsedFor\toven\tbaking\n"
+                       "AtLocation\tcake\tbakery\nRelatedTo\tstone\tpebble\n", encoding="utf-8")
+    graph = ConceptGraph.from_triples(triples)
+    questions = [
+        # the right choice has a direct edge; the wrong one is grounded but unconnected
+        MCQuestion(id="1", stem="where is milk kept", choices=["fridge", "oven"], labels=["A", "B"], answer=0),
+        # both choices reach "bread" through "bakery" only as a 2-hop path ("cake" - bakery - bread): none direct
+        MCQuestion(id="2", stem="what is like a cake", choices=["stone", "bread"], labels=["A", "B"], answer=1),
+        # no choice is connected at all: a tie, half credit
+        MCQuestion(id="3", stem="which is heavy", choices=["stone", "oven"], labels=["A", "B"], answer=0),
+    ]
+    result = _module("mc_graph_signal").signal(questions, graph, ConceptGrounder(graph))
+    assert result["questions"] == 3 and result["chance"] == 0.5
+    assert result["right"]["direct"] == round(1 / 3, 4) and result["wrong"]["direct"] == 0.0
+    assert result["right"]["two_hop"] == round(1 / 3, 4) and result["wrong"]["two_hop"] == 0.0
+    assert result["right"]["grounded"] == 1.0 and result["wrong"]["grounded"] == 1.0
+    assert result["graph_only_accuracy"] == round((1 + 1 + 0.5) / 3, 4)
