@@ -1,7 +1,8 @@
 """The ``kgllm`` command. The only place that reads environment variables.
 
 Every command takes ``--kb DIR`` (default ``$KGLLM_HOME`` or ``~/.kgllm/default``), ``--store``, the
-Neo4j connection options and ``--json``; library errors print ``ErrorType: message`` and exit 1.
+Neo4j connection options and ``--json`` (also accepted after the command); library errors print
+``ErrorType: message`` and exit 1, command-line usage errors print click's usage message and exit 2.
 """
 
 from __future__ import annotations
@@ -287,10 +288,45 @@ def version() -> None:
     typer.echo(__version__)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: runs the app, turning kgllm errors into one line and exit code 1."""
+def _hoist_flags(argv: list[str]) -> list[str]:
+    """Accept ``--json`` after the command too (``kgllm stats --json``): it is an option of the group,
+    so it moves before the command name. A ``--json`` given as the value of ``-o``/``--option`` stays."""
+    command = next((i for i, arg in enumerate(argv) if arg in _command_names()), None)
+    if command is None:
+        return argv
+    tail = argv[command:]
+    moved = [i for i, arg in enumerate(tail) if arg == "--json" and (i == 0 or tail[i - 1] not in ("-o", "--option"))]
+    if not moved:
+        return argv
+    return argv[:command] + ["--json"] + [arg for i, arg in enumerate(tail) if i not in moved]
+
+
+def _command_names() -> set[str]:
+    """The names of the ``kgllm`` commands."""
+    return {command.name or command.callback.__name__.replace("_", "-")
+            for command in app.registered_commands if command.callback is not None}
+
+
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """click's usage-error class, and typer's own copy of it (typer >= 0.20 vendors click)."""
+    import click
+
+    kinds: list[type[BaseException]] = [click.ClickException]
     try:
-        app(args=argv, standalone_mode=False)
+        from typer._click.exceptions import ClickException as TyperClickException
+    except ImportError:  # typer before it vendored click
+        pass
+    else:
+        kinds.append(TyperClickException)
+    return tuple(kinds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs the app, turning kgllm errors into one line and exit code 1; usage errors
+    (an unknown option, a missing argument) print click's usage message and exit 2."""
+    args = _hoist_flags(list(sys.argv[1:] if argv is None else argv))
+    try:
+        app(args=args, standalone_mode=False)
     except KGLLMError as exc:
         typer.echo(f"{type(exc).__name__}: {exc}", err=True)
         return 1
@@ -299,13 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         typer.echo("Aborted.", err=True)
         return 1
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+    except _usage_errors() as exc:
+        exc.show()  # type: ignore[attr-defined]
+        return int(getattr(exc, "exit_code", 2))
     return 0
 
 

@@ -56,3 +56,19 @@ def test_console_script_runs(tmp_path, fixtures_dir):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["domain"] == "tiny_geo"
     assert result.stderr == ""  # no progress bars when not on a terminal
+
+
+def test_json_after_the_command_and_usage_errors(tmp_path, capsys, fixtures_dir):
+    kb = tmp_path / "kb"
+    assert run(capsys, "--kb", kb, "load", fixtures_dir / "kb" / "tiny_geo")[0] == 0
+    code, out, _ = run(capsys, "--kb", kb, "stats", "--json")  # as well as before the command
+    assert code == 0 and json.loads(out)["domains"]["tiny_geo"]["triples"] > 0
+    code, out, _ = run(capsys, "--kb", kb, "ask", "Which region is [france] located in?", "--json")
+    assert code == 0 and json.loads(out)["answers"]
+    # usage errors: click's message on stderr, exit code 2, no traceback
+    code, out, err = run(capsys, "--kb", kb, "stats", "--no-such-option")
+    assert code == 2 and "No such option: --no-such-option" in err and "Traceback" not in err
+    code, out, err = run(capsys, "--kb", kb, "ask")
+    assert code == 2 and "Missing argument" in err
+    code, out, err = run(capsys, "--kb", kb, "no-such-command")
+    assert code == 2 and "No such command" in err
