@@ -92,11 +92,22 @@ def load(
 ) -> None:
     """Load a domain pack, or triples/documents into one domain."""
     opts: Options = ctx.obj
+    given = [name for name, value in (("--domain", domain), ("--triples", triples), ("--format", fmt),
+                                      ("--order", order), ("--documents", documents),
+                                      ("--description", description)) if value]
+    if pack is not None and given:  # the pack's manifest says all of that
+        raise ConfigError(f"a pack directory takes none of {', '.join(given)} (its manifest.yaml names the "
+                          "domain and files); give either a pack or --domain with --triples/--documents")
     with opts.open() as kb:
         if pack is not None:
             report = kb.load(pack, progress=opts.progress)
         elif domain and (triples or documents):
             report = {}
+            if triples and documents:  # a bad document fails before the triples are stored
+                from kgllm.loaders import read_documents
+
+                for _ in read_documents(documents):
+                    pass
             if triples:
                 report = kb.load_triples(domain, triples, format=fmt, order=order, description=description,
                                          progress=opts.progress)
@@ -140,10 +151,17 @@ def ask(
 ) -> None:
     """Answer a question with reasoning paths and provenance."""
     opts: Options = ctx.obj
-    with opts.open(create=False) as kb:
-        answer = kb.ask(question, domain=domain, llm=None if llm == "extractive" else llm, top_k=top_k,
-                        choices=choices or None, model=model, adapter=adapter, explore=explore,
-                        llm_cache=not no_llm_cache)
+    if adapter is not None and not choices:
+        raise ConfigError(f"--adapter {str(adapter)!r} scores answer choices; give them with --choice (at least 2)")
+    if choices and adapter is not None:  # the adapter carries its own encoder and concept graph: no KB needed
+        from kgllm.fusion.choices import answer_choices
+
+        answer = answer_choices(None, question, choices, model_dir=adapter)
+    else:
+        with opts.open(create=False) as kb:
+            answer = kb.ask(question, domain=domain, llm=None if llm == "extractive" else llm, top_k=top_k,
+                            choices=choices or None, model=model, adapter=adapter, explore=explore,
+                            llm_cache=not no_llm_cache)
     if opts.json:
         typer.echo(answer.to_json(indent=2))
         return
@@ -173,7 +191,7 @@ def export_cmd(ctx: typer.Context, out: Path = typer.Argument(..., help="Directo
     opts: Options = ctx.obj
     with opts.open(create=False) as kb:
         report = export_kb(kb, out)
-    _emit(opts, report, f"exported {report.get('domains', '')} to {out}")
+    _emit(opts, report, f"exported {len(report['domains'])} domain(s) to {out}: {', '.join(report['domains'])}")
 
 
 @app.command("import")
@@ -184,7 +202,9 @@ def import_cmd(ctx: typer.Context, src: Path = typer.Argument(..., help="A direc
     opts: Options = ctx.obj
     with opts.open() as kb:
         report = import_kb(kb, src)
-    _emit(opts, report, f"imported {report.get('domains', '')} from {src}")
+    _emit(opts, report, f"imported {len(report)} domain(s) from {src}: "
+                        + ", ".join(f"{domain} (+{added['triples_added']} triples, +{added['chunks_added']} chunks)"
+                                    for domain, added in report.items()))
 
 
 @app.command()
@@ -238,6 +258,9 @@ def eval_cmd(
         root = data_root or data
         if root is None:
             raise ConfigError("'kgllm eval all' needs --data-root DIR")
+        if model is not None:  # one model fits one benchmark; run that one with 'kgllm eval NAME --model'
+            raise ConfigError(f"'kgllm eval all' takes no --model (got {str(model)!r}); "
+                              "evaluate a trained model with 'kgllm eval BENCHMARK --model DIR'")
         results = run_all(root, split=split, limit=limit, out=out, report_dir=report, options=options,
                           progress=opts.progress, echo=None if opts.json else typer.echo)
         if opts.json:
@@ -248,7 +271,8 @@ def eval_cmd(
     request = EvalRequest(data=data, split=split, limit=limit, model=model, kb=None, options=options,
                           progress=opts.progress)
     result = run_eval(benchmark, request, out=out, report_dir=report)
-    summary = {k: result[k] for k in ("benchmark", "split", "n", "metrics", "latency_ms", "seconds") if k in result}
+    summary = {k: result[k] for k in ("benchmark", "split", "n", "metrics", "latency_ms", "seconds", "warnings")
+               if k in result}
     typer.echo(json.dumps(summary if not opts.json else result, indent=2, default=str))
 
 

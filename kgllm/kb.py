@@ -19,7 +19,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,9 +35,15 @@ if TYPE_CHECKING:
     from kgllm.index import VectorIndex
     from kgllm.stores.base import GraphStore, RawTriple
 
+try:  # advisory locking between processes; POSIX only, a no-op elsewhere
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = ["KnowledgeBase", "open_kb", "MANIFEST", "INDEX_KINDS"]
 
 MANIFEST = "kgllm.json"
+_MANIFEST_LOCK = ".kgllm.lock"
 FORMAT = "kgllm-kb"
 FORMAT_VERSION = 1
 INDEX_KINDS = ("entities", "facts", "chunks")
@@ -81,6 +88,40 @@ class KnowledgeBase:
     def _save_manifest(self) -> None:
         _atomic_write_text(self.path / MANIFEST, json.dumps(self._manifest, indent=2, sort_keys=True))
 
+    @contextmanager
+    def _manifest_lock(self) -> Iterator[None]:
+        if fcntl is None:  # pragma: no cover - Windows
+            yield
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / _MANIFEST_LOCK, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _update_manifest(self, change: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Apply ``change`` to the manifest as it is on disk now and save it, under a lock between processes.
+
+        Another process may have loaded or deleted domains since this KB was opened: its edits are
+        kept, not overwritten with this process's older copy (this process's store settings and
+        embedding model are kept too).
+        """
+        with self._manifest_lock():
+            path = self.path / MANIFEST
+            if path.is_file():
+                fresh = json.loads(path.read_text(encoding="utf-8"))
+                fresh["store"] = self._manifest.get("store", fresh.get("store"))
+                if self._manifest.get("embedder") is not None:
+                    fresh["embedder"] = self._manifest["embedder"]
+                if fresh["domains"] != self._manifest["domains"] and hasattr(self.store, "refresh"):
+                    self.store.refresh()  # the graphs of those domains too
+                self._manifest = fresh
+            if change is not None:
+                change(self._manifest)
+            self._save_manifest()
+
     @property
     def domains(self) -> list[str]:
         """Domains with data in this KB."""
@@ -95,20 +136,24 @@ class KnowledgeBase:
     def set_domain_info(self, domain: str, **info: Any) -> None:
         """Record (merge) metadata for ``domain``; creates the entry when new."""
         validate_domain_name(domain)
-        entry = self._manifest["domains"].setdefault(domain, {})
-        for key, value in info.items():
-            if isinstance(value, dict) and isinstance(entry.get(key), dict):
-                entry[key] = {**entry[key], **value}
-            elif value is not None:
-                entry[key] = value
-        self._save_manifest()
+
+        def merge(manifest: dict[str, Any]) -> None:
+            entry = manifest["domains"].setdefault(domain, {})
+            for key, value in info.items():
+                if isinstance(value, dict) and isinstance(entry.get(key), dict):
+                    entry[key] = {**entry[key], **value}
+                elif value is not None:
+                    entry[key] = value
+
+        self._update_manifest(merge)
         self._pipeline = None
         self._router = None
 
     def relation_text(self, domain: str) -> dict[str, str]:
         """Natural-language text per relation (manifest text, else the name with ``_`` as spaces)."""
         known = self.domain_info(domain).get("relation_text", {})
-        return {rel: known.get(rel, rel.replace("_", " ")) for rel in self.store.relations(domain)}
+        relations = self.store.relations(domain) if domain in self.store.domains() else []  # documents only: none
+        return {rel: known.get(rel, rel.replace("_", " ")) for rel in relations}
 
     # -- embedder and indexes --------------------------------------------------------------------
     @property
@@ -150,6 +195,8 @@ class KnowledgeBase:
     def _index_items(self, domain: str, kind: str) -> list[tuple[str, str]]:
         if kind == "chunks":
             return [(chunk.id, chunk.text) for chunk in self.chunks(domain)]
+        if domain not in self.store.domains():  # a domain with documents only
+            return []
         snapshot = self.store.snapshot(domain)
         if kind == "entities":
             return list(zip(snapshot.ids, snapshot.names))
@@ -249,8 +296,8 @@ class KnowledgeBase:
         new_chunks = self.add_chunks(domain, chunks) if chunks else 0
         self.set_domain_info(domain, **info)
         self._indexes = {key: value for key, value in self._indexes.items() if key[0] != domain}
-        return {"domain": domain, "triples_added": added, "chunks_added": new_chunks,
-                **self.store.count(domain)}
+        counts = self.store.count(domain) if domain in self.store.domains() else {"entities": 0, "triples": 0}
+        return {"domain": domain, "triples_added": added, "chunks_added": new_chunks, **counts}
 
     def delete_domain(self, domain: str) -> None:
         """Remove a domain: its graph, documents, indexes and metadata. Other domains are untouched."""
@@ -258,9 +305,8 @@ class KnowledgeBase:
         self.store.delete_domain(domain)
         shutil.rmtree(self.path / "index" / domain, ignore_errors=True)
         self._docs_file(domain).unlink(missing_ok=True)
-        del self._manifest["domains"][domain]
+        self._update_manifest(lambda manifest: manifest["domains"].pop(domain, None))
         self._indexes = {key: value for key, value in self._indexes.items() if key[0] != domain}
-        self._save_manifest()
         self._pipeline = None
         self._router = None
 
@@ -308,13 +354,12 @@ class KnowledgeBase:
     def use_router_model(self, model_dir: str | Path | None) -> None:
         """Route with a classifier trained by ``kgllm train router`` (``None``: zero-shot)."""
         if model_dir is None:
-            self._manifest.pop("router", None)
+            self._update_manifest(lambda manifest: manifest.pop("router", None))
         else:
             from kgllm.experts import RouterModel
 
             RouterModel.load(Path(model_dir), model=self.embedder.model_name)  # validate before recording
-            self._manifest["router"] = str(Path(model_dir).resolve())
-        self._save_manifest()
+            self._update_manifest(lambda manifest: manifest.update(router=str(Path(model_dir).resolve())))
         self._router = None
 
     def use_rules(self, domain: str, rules_dir: str | Path | None, *, min_confidence: float | None = None) -> None:
@@ -329,8 +374,7 @@ class KnowledgeBase:
 
         self.domain_info(domain)
         if rules_dir is None:
-            self._manifest["domains"][domain].pop("rules", None)
-            self._save_manifest()
+            self._update_manifest(lambda manifest: manifest["domains"].get(domain, {}).pop("rules", None))
             self._pipeline = None
             return
         confidence = DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence
@@ -473,5 +517,5 @@ def open_kb(path: str | Path, *, store: str = "local", embedder: Embedder | str 
     if embedder is not None:  # a new model for this KB: indexes built with another one will refuse to open
         manifest["embedder"] = embedder if isinstance(embedder, str) else embedder.model_name
     kb = KnowledgeBase(path, store=graph, settings=settings, manifest=manifest, embedder=embedder)
-    kb._save_manifest()
+    kb._update_manifest()
     return kb

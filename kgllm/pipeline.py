@@ -25,22 +25,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kgllm.exceptions import DomainNotFound, ModelError
+import numpy as np
+
+from kgllm.exceptions import ConfigError, DomainNotFound, ModelError
 from kgllm.fusion.context import generate_answer
 from kgllm.linking import EntityLinker, Mention
 from kgllm.llm import resolve_llm
-from kgllm.reasoning.bridge import cross_expert_answers
+from kgllm.reasoning.bridge import MAX_BRIDGES, cross_expert_answers
 from kgllm.reasoning.explorer import LLMExplorer
 from kgllm.reasoning.learned import LearnedScorer
 from kgllm.reasoning.paths import RelationGraph
 from kgllm.reasoning.reasoner import PathReasoner, Reasoning
 from kgllm.reasoning.rule_inference import ExpertRules, infer_missing_edges
 from kgllm.reasoning.scorer import PathScorer, ZeroShotScorer
+from kgllm.stores.snapshot import GraphSnapshot
 from kgllm.types import Answer, ExpertChoice, Fact, LinkedEntity, ReasoningPath, ScoredAnswer
 
 if TYPE_CHECKING:
     from kgllm.kb import KnowledgeBase
-    from kgllm.stores.snapshot import GraphSnapshot
 
 __all__ = ["Pipeline", "DomainContext", "MAX_QUESTION_CHARS", "NO_ENTITY", "NO_QUESTION"]
 
@@ -147,7 +149,20 @@ class Pipeline:
                  model: str | Path | None = None, entities: Sequence[str] | None = None,
                  max_hops: int | None = None, explore: bool = False, adapter: str | Path | None = None,
                  llm_cache: bool = True) -> list[Answer]:
-        """Answer many questions; the embeddings of each batch of ``batch_size`` are computed together."""
+        """Answer many questions; the embeddings of each batch of ``batch_size`` are computed together.
+
+        Raises:
+            ConfigError: ``questions`` is one string, not a list of them, or ``batch_size``/``top_k``
+                is below 1.
+            DomainNotFound: ``domain`` is not in the KB (lists the known ones).
+        """
+        if isinstance(questions, str):
+            raise ConfigError(f"ask_many takes a list of questions, got one string {questions[:60]!r}; "
+                              "use ask() for one question")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise ConfigError(f"top_k must be an integer >= 1 (or None for all answers), got {top_k!r}")
         if domain is not None and domain not in self.kb.domains:
             raise DomainNotFound(domain, self.kb.domains)
         if choices is not None:
@@ -186,11 +201,16 @@ class Pipeline:
         if domain not in self._domains:
             if domain not in self.kb.domains:
                 raise DomainNotFound(domain, self.kb.domains)
-            snapshot = self.kb.store.snapshot(domain)
+            if domain in self.kb.store.domains():
+                snapshot = self.kb.store.snapshot(domain)
+            else:  # a domain with documents only: no graph, so no entity to link
+                empty = np.zeros(0, dtype=np.int32)
+                snapshot = GraphSnapshot(domain=domain, ids=[], names=[], relations=[], head=empty, rel=empty,
+                                         tail=empty)
             info = self.kb.domain_info(domain)
             reasoning = dict(info.get("reasoning") or {})
             vector = None
-            if snapshot.num_nodes <= VECTOR_LINKING_MAX_ENTITIES and hasattr(self.kb, "index"):
+            if 0 < snapshot.num_nodes <= VECTOR_LINKING_MAX_ENTITIES and hasattr(self.kb, "index"):
                 vector = lambda d=domain: self.kb.index(d, "entities")  # noqa: E731 - built lazily, once
             linker = EntityLinker.from_snapshot(snapshot, vector_index=vector,
                                                 embedder=self.kb.embedder if vector else None,
@@ -225,6 +245,8 @@ class Pipeline:
     # -- stages --------------------------------------------------------------------------------
     def _check(self, question: str) -> _Work:
         """Stage 0: empty and huge questions."""
+        if question is not None and not isinstance(question, str):
+            raise ConfigError(f"a question must be a string, got {type(question).__name__}: {question!r}")
         text = (question or "").strip()
         answer = Answer(question=question or "")
         work = _Work(question=text, answer=answer)
@@ -380,8 +402,8 @@ class Pipeline:
             if second is None or second.score < work.ranked[0].score - BRIDGE_MARGIN:
                 continue
             masked = PathReasoner.mask(work.question, *work.span) if work.span != (0, 0) else work.question
-            bridged = cross_expert_answers(self, work.answer, first, self.context(second.name), masked,
-                                           model=model, top_k=top_k)
+            bridged = cross_expert_answers(self, self._with_paths(work, model, top_k), first,
+                                           self.context(second.name), masked, model=model, top_k=top_k)
             if bridged is not None:
                 work.answer = bridged
                 if all(e.name != second.name for e in work.answer.experts):
@@ -389,6 +411,18 @@ class Pipeline:
                         "reasons": [*second.reasons, f"cross-expert chain from {first}"]}))
                 work.domain = self.context(second.name)
         self._time(batch, "bridge", started)
+
+    def _with_paths(self, work: _Work, model: str | Path | None, top_k: int | None) -> Answer:
+        """``work.answer`` with a path for each answer that may bridge (the reasoner traces 5): only
+        an answer with its path can continue in another expert's graph."""
+        answer, reasoning = work.answer, work.reasoning
+        if (work.consulted or reasoning is None or work.domain is None
+                or all(item.paths for item in answer.answers[:MAX_BRIDGES])
+                or [item.id for item in answer.answers] != [item.id for item in reasoning.answers]):
+            return answer  # merged from several experts or changed by rules: left as it is
+        reasoner = self.reasoner(work.domain, model)
+        again = reasoner.explained(reasoning, work.topic, top_k=top_k, max_paths=MAX_BRIDGES)
+        return answer.model_copy(update={"answers": again.answers, "paths": again.paths, "facts": again.facts})
 
     def _generate(self, batch: list[_Work], backend: Any, choices: Sequence[str] | None) -> None:
         """Stages 4-5: fuse the evidence into a prompt and write the text (extractive without an LLM)."""

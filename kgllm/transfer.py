@@ -306,7 +306,9 @@ def import_kb(kb: _KB, in_dir: str | Path, *, domains: Sequence[str] | None = No
               replace: bool = False) -> dict[str, dict[str, int]]:
     """Load an export into a knowledge base (any backend): graphs, names, chunks and metadata.
 
-    Each domain's graph is loaded atomically; its indexes are rebuilt on first use.
+    Each domain's graph is loaded atomically, and a failure removes the domains this call had
+    imported already, so the KB is left as it was (domains deleted by ``replace`` stay deleted);
+    indexes are rebuilt on first use.
 
     Args:
         kb: the target knowledge base.
@@ -325,22 +327,37 @@ def import_kb(kb: _KB, in_dir: str | Path, *, domains: Sequence[str] | None = No
     manifest = read_export_manifest(source)
     chosen = _plan(manifest, sorted(set(kb.domains) | set(kb.store.domains())), domains, replace)
     report = {}
-    for domain in chosen:
-        entry = manifest["domains"][domain]
-        if replace and domain in kb.domains and hasattr(kb, "delete_domain"):
-            kb.delete_domain(domain)
-        elif replace and domain in kb.store.domains():
-            kb.store.delete_domain(domain)
-        chunks_path = _checked(source, entry, "chunks")
-        chunks = []
-        if chunks_path is not None:  # parsed before the graph changes: a bad file fails early
-            for number, _, row in iter_json_objects(chunks_path):
-                try:
-                    chunks.append(Chunk.model_validate(row))
-                except ValueError as exc:
-                    raise LoadError(f"not a chunk ({exc})", path=chunks_path, line=number, value=row) from None
-        added = _import_domain(kb.store, domain, source, entry)
-        info = {k: v for k, v in (entry.get("info") or {}).items() if v is not None}
-        kb.set_domain_info(domain, **info)
-        report[domain] = {"triples_added": added, "chunks_added": kb.add_chunks(domain, chunks) if chunks else 0}
+    started: list[str] = []  # domains this call creates: removed again when a later one fails
+    try:
+        for domain in chosen:
+            entry = manifest["domains"][domain]
+            if replace and domain in kb.domains and hasattr(kb, "delete_domain"):
+                kb.delete_domain(domain)
+            elif replace and domain in kb.store.domains():
+                kb.store.delete_domain(domain)
+            chunks_path = _checked(source, entry, "chunks")
+            chunks = []
+            if chunks_path is not None:  # parsed before the graph changes: a bad file fails early
+                for number, _, row in iter_json_objects(chunks_path):
+                    try:
+                        chunks.append(Chunk.model_validate(row))
+                    except ValueError as exc:
+                        raise LoadError(f"not a chunk ({exc})", path=chunks_path, line=number, value=row) from None
+            started.append(domain)
+            added = _import_domain(kb.store, domain, source, entry)
+            info = {k: v for k, v in (entry.get("info") or {}).items() if v is not None}
+            kb.set_domain_info(domain, **info)
+            report[domain] = {"triples_added": added, "chunks_added": kb.add_chunks(domain, chunks) if chunks else 0}
+    except BaseException:
+        _remove_domains(kb, started)
+        raise
     return report
+
+
+def _remove_domains(kb: _KB, domains: Sequence[str]) -> None:
+    """Undo a failed import: the domains it created go again (the KB is left as it was)."""
+    for domain in domains:
+        if domain in kb.domains and hasattr(kb, "delete_domain"):
+            kb.delete_domain(domain)
+        elif domain in kb.store.domains():
+            kb.store.delete_domain(domain)

@@ -125,6 +125,26 @@ def test_cross_expert_chain(tmp_path, fixtures_dir):
     assert evidence and all("tagged" in line for line in evidence)  # only chains that reach an answer
 
 
+def test_cross_expert_chain_continues_from_every_answer(tmp_path, fixtures_dir):
+    # germany has 9 neighbours; only the first 5 answers (france, belgium, luxembourg, switzerland,
+    # netherlands) came with a path, and the others were never bridged: only Amelie was found
+    films = tmp_path / "films.txt"
+    films.write_text("Amelie|has_tags|france\nFlickering Lights|has_tags|denmark\nIda|has_tags|poland\n"
+                     "Metropolis|has_tags|silent film\n", encoding="utf-8")
+    with kgllm.open(tmp_path / "kb") as kb:
+        kb.load(fixtures_dir / "kb" / "tiny_geo")
+        kb.load_triples("films", films, format="pipe", description="Films and the countries they are tagged with.",
+                        relation_text={"has_tags": "tagged"})
+        question = "Which films are tagged with the countries that border [germany]?"
+        answer = kb.ask(question)
+        assert kb.ask_many([question])[0].answers == answer.answers
+    assert [e.name for e in answer.experts] == ["tiny_geo", "films"]
+    assert {a.name for a in answer.answers} == {"Amelie", "Flickering Lights", "Ida"}
+    for item in answer.answers:
+        chain = answer.paths[item.paths[0]]
+        assert [h.relation for h in chain.hops] == ["neighbor", "same_as", "has_tags"] and chain.hops[0].head == "germany"
+
+
 def test_explicit_same_as_bridges_differently_named_entities(tmp_path, fixtures_dir):
     films = tmp_path / "films.txt"
     films.write_text("Good Bye Lenin|has_tags|Deutschland\nAmelie|has_tags|Frankreich\n", encoding="utf-8")
@@ -176,6 +196,30 @@ def test_routing_confusion_plot_is_a_png(tmp_path):
 
     path = plot_confusion({"labels": ["geo", "movies"], "matrix": [[9, 1], [0, 10]]}, tmp_path / "out" / "cm.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
+
+
+def test_routing_report_keeps_the_confusion_matrix_and_plots_it(tmp_path, fixtures_dir):
+    from kgllm.eval.registry import EvalRequest
+    from kgllm.eval.runner import run_eval
+
+    with kgllm.open(tmp_path / "kb") as built:
+        built.load(fixtures_dir / "kb" / "tiny_movies")
+        built.load(fixtures_dir / "kb" / "tiny_geo")
+    data = tmp_path / "routing.jsonl"
+    rows = [("who directed Kismet", "tiny_movies"), ("which countries border spain", "tiny_geo"),
+            ("where is france located", "tiny_geo")]
+    data.write_text("".join(json.dumps({"question": q, "domain": d}) + "\n" for q, d in rows), encoding="utf-8")
+    run_eval("routing", EvalRequest(data=data, options={"kb": str(tmp_path / "kb")}), out=tmp_path / "r.json",
+             report_dir=tmp_path / "report")
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["confusion"]["labels"] == ["tiny_geo", "tiny_movies"]
+    assert sum(map(sum, saved["confusion"]["matrix"])) == 3
+    assert set(saved["latency_ms"]) == {"p50", "p95", "p99", "mean"}
+    assert saved["latency_ms"]["p50"] == round(saved["latency_ms"]["p50"], 3)
+    for kind in ("confusion", "latency"):
+        png = tmp_path / "report" / "plots" / f"routing_{kind}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", kind
+        assert f"plots/routing_{kind}.png" in (tmp_path / "report" / "report.md").read_text()
 
 
 def test_train_router_attaches_to_a_kb(tmp_path, fixtures_dir):

@@ -159,6 +159,37 @@ def test_delete_domain_keeps_others(kb, fixtures_dir):
     assert sorted((f.head, f.relation, f.tail) for f in kb.store.iter_triples("tiny_geo")) == geo_before
 
 
+def test_domain_with_documents_only(kb, tmp_path):
+    # README: kb.load_documents("science", [...]) into a new domain; it used to store the chunks and then
+    # raise DomainNotFound (the domain has no graph), and every routed question failed afterwards
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Kismet\n\nKismet is a 1944 film directed by William Dieterle.\n", encoding="utf-8")
+    report = kb.load_documents("notes", [notes], description="Notes about old films.")
+    assert report == {"domain": "notes", "triples_added": 0, "chunks_added": 1, "entities": 0, "triples": 0}
+    assert kb.stats()["domains"]["notes"]["chunks"] == 1 and kb.relation_text("notes") == {}
+    assert len(kb.index("notes", "entities")) == 0 and len(kb.index("notes", "facts")) == 0
+    assert kb.ask("Who directed [Kismet]?").answers[0].name == "William Dieterle"
+    answer = kb.ask("Who directed [Kismet]?", domain="notes")
+    assert answer.answers == [] and answer.text.startswith("No entity")
+
+
+def test_domains_loaded_by_another_opener_are_kept(kb, tmp_path, fixtures_dir):
+    # Another process (here: a second open of the same directory) loads a domain while ``kb`` is open;
+    # ``kb``'s later edits must not write its older copy of the manifest over that domain.
+    with kgllm.open(tmp_path / "kb", create=False) as other:
+        other.load(fixtures_dir / "kb" / "tiny_geo")
+    extra = tmp_path / "extra.txt"
+    extra.write_text("Kismet|has_genre|Drama\n", encoding="utf-8")
+    kb.load_triples("extra", extra, format="pipe")
+    assert kb.domains == ["extra", "tiny_geo", "tiny_movies"]
+    assert kb.stats()["domains"]["tiny_geo"]["triples"] == 46
+    kb.delete_domain("extra")
+    kb.close()
+    with kgllm.open(tmp_path / "kb", create=False) as reopened:
+        assert reopened.domains == ["tiny_geo", "tiny_movies"]
+        assert len(list(reopened.store.iter_triples("tiny_geo"))) == 46
+
+
 def test_experts_declared_and_persisted(kb, tmp_path):
     expert = kb.add_expert("cooking", description="Recipes and ingredients.", reasoning={"max_hops": 2})
     assert expert.reasoning.max_hops == 2

@@ -30,7 +30,7 @@ import numpy as np
 
 from kgllm.eval import metrics
 from kgllm.eval.kgdata import SPLIT_FILES, KGDataset
-from kgllm.eval.registry import Benchmark, EvalRequest, Trainer, TrainRequest, benchmark, trainer
+from kgllm.eval.registry import Benchmark, EvalRequest, Trainer, TrainRequest, benchmark, flag, trainer
 from kgllm.exceptions import BenchmarkError, ModelError
 from kgllm.reasoning.rules import RuleSet
 
@@ -127,7 +127,7 @@ def run_link_prediction(request: EvalRequest, *, name: str) -> dict[str, Any]:
     from kgllm.reasoning.kge import KGEConfig, combine, train_complex
 
     split = request.split
-    simulate = _flag(request.options.get("simulate_split", False))
+    simulate = flag(request.options.get("simulate_split", False))
     train_splits = _training_splits(split)
     ds = KGDataset.load(request.data, name=name, need=("train", "dev") if simulate else ("train", split))
     if simulate:  # train.txt re-split, so a test split exists to filter without touching test data
@@ -213,11 +213,6 @@ def _known_answers(ds: KGDataset, splits: list[str]) -> dict[tuple[int, int, boo
             known.setdefault((h, r, False), []).append(t)
             known.setdefault((t, r, True), []).append(h)
     return known
-
-
-def _flag(value: Any) -> bool:
-    """Boolean options arrive as JSON (``true``) from the CLI, or as strings."""
-    return value is True or str(value).lower() in {"true", "1", "yes"}
 
 
 # -- trainer ----------------------------------------------------------------------------------------

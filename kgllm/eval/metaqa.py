@@ -133,7 +133,7 @@ def evaluate(request: registry.EvalRequest, *, hops: int, ntm: bool = False) -> 
         raise BenchmarkError(f"{request.data}: missing {path.relative_to(request.data)}")
     questions = read_questions(path, path.parent / f"qa_{request.split}_qtype.txt" if not ntm else
                                request.data / f"{hops}-hop" / f"qa_{request.split}_qtype.txt")
-    held_out = bool(request.options.get("held_out", False))
+    held_out = registry.flag(request.options.get("held_out", False))
     if held_out:
         questions = [q for q in questions if not in_training_half(hops, q.line)]
     if request.limit is not None:
@@ -203,15 +203,15 @@ def train(request: registry.TrainRequest) -> dict[str, Any]:
     index = ctx.snapshot.index
     examples: list[TrainingExample] = []
     sources = [(1, False), (2, False), (3, False)]
-    if request.options.get("ntm", True):
+    if registry.flag(request.options.get("ntm", True)):
         sources.append((1, True))
     counts: dict[str, int] = {}
+    every = registry.flag(request.options.get("all_lines", False))  # small data sets: train on every line
     for hops, ntm in sources:
         path = _question_file(request.data, hops, split, ntm)
         if not path.is_file():
             raise BenchmarkError(f"{request.data}: missing {path.relative_to(request.data)}")
         used = 0
-        every = bool(request.options.get("all_lines", False))  # small data sets: train on every line
         for q in read_questions(path):
             if not (every or in_training_half(hops, q.line)) or q.topic not in index:
                 continue
@@ -228,7 +228,7 @@ def train(request: registry.TrainRequest) -> dict[str, Any]:
                                       hidden=int(request.options.get("hidden", 256)),
                                       min_steps=int(request.options.get("min_steps", 800)),
                                       seed=int(request.options.get("seed", 0)), progress=request.progress)
-    half = "all lines" if request.options.get("all_lines") else "metaqa hash (hops, line) even"
+    half = "all lines" if every else "metaqa hash (hops, line) even"
     scorer.manifest["training"] = {"split": split, "half": half, "files": counts}
     scorer.save(request.out)
     return {"out": str(request.out), "files": counts, **stats, "seed": int(request.options.get("seed", 0)),

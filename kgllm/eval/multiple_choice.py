@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from kgllm.eval.registry import Benchmark, EvalRequest, Trainer, TrainRequest, benchmark, trainer
-from kgllm.exceptions import BenchmarkError
+from kgllm.eval.registry import Benchmark, EvalRequest, Trainer, TrainRequest, benchmark, flag, trainer
+from kgllm.exceptions import BenchmarkError, ConfigError, LoadError
 
 __all__ = ["SPLIT_FILES", "DOCUMENTS", "run_benchmark", "run_training"]
 
@@ -39,6 +39,27 @@ def _split_file(name: str, data: Path, split: str) -> Path:
     if not path.is_file():
         raise BenchmarkError(f"{name}: {path} not found (the {split!r} split of --data {data})")
     return path
+
+
+def _read_questions(name: str, path: Path, limit: int | None = None) -> list[Any]:
+    """The first ``limit`` questions of ``path``, checked to be scorable together.
+
+    Raises:
+        LoadError: the file holds no questions, or questions with different numbers of choices (the
+            adapter scores a fixed number of choices per batch).
+    """
+    from kgllm.fusion.features import read_mc_jsonl
+
+    questions = read_mc_jsonl(path)
+    questions = questions[:limit] if limit else questions
+    if not questions:
+        raise LoadError(f"no {name} questions", path=path)
+    first = len(questions[0].choices)
+    odd = next((q for q in questions if len(q.choices) != first), None)
+    if odd is not None:
+        raise LoadError(f"every question needs the same number of choices: the first has {first}, "
+                        f"question {odd.id!r} has {len(odd.choices)}", path=path, value=odd.stem)
+    return questions
 
 
 def _graph_path(data: Path, options: dict[str, Any]) -> Path:
@@ -74,11 +95,14 @@ def _cache_dir(options: dict[str, Any]) -> Path:
 def run_training(name: str, request: TrainRequest) -> dict[str, Any]:
     """Train the adapter (or the no-graph baseline) on ``name``'s training split and save it."""
     from kgllm.embed import Embedder
-    from kgllm.fusion.features import FeatureBuilder, read_mc_jsonl
+    from kgllm.fusion.features import FeatureBuilder
     from kgllm.fusion.grounding import ConceptGraph
     from kgllm.fusion.training import GraphData, TrainConfig, save_model, train_adapter
 
     opts = dict(request.options)
+    fraction = float(opts.get("dev_fraction", 0.1))
+    if not 0 <= fraction < 1:  # at least one question must be left to train on
+        raise ConfigError(f"dev_fraction must be at least 0 and below 1, got {opts['dev_fraction']!r}")
     _set_threads(opts)
     train_path = _split_file(name, request.data, request.split)
     graph_path = _graph_path(request.data, opts)
@@ -87,18 +111,16 @@ def run_training(name: str, request: TrainRequest) -> dict[str, Any]:
     embedder = Embedder(opts.get("encoder"), cache_dir=_cache_dir(opts))
     feat_opts = {k: int(opts[k]) for k in _FEATURE_OPTIONS if k in opts}
     builder = FeatureBuilder(graph, embedder, documents=documents, cache_dir=_cache_dir(opts), **feat_opts)
-    questions = read_mc_jsonl(train_path)
-    if opts.get("limit"):
-        questions = questions[: int(opts["limit"])]
+    questions = _read_questions(name, train_path, int(opts["limit"]) if opts.get("limit") else None)
     started = time.perf_counter()
     feats = builder.build(questions, progress=request.progress)
     feature_seconds = time.perf_counter() - started
-    # Hold out part of the training questions to pick the epoch; the dev split stays untouched.
-    fraction = float(opts.get("dev_fraction", 0.1))
     cfg = TrainConfig(**{k: type(getattr(TrainConfig, k))(opts[k]) for k in
                          ("epochs", "lr", "weight_decay", "batch_size", "hidden", "layers", "heads", "dropout",
                           "seed") if k in opts and opts[k] is not None},
-                      use_graph=not opts.get("no_graph", False), interaction=bool(opts.get("interaction", False)))
+                      use_graph=not flag(opts.get("no_graph", False)),
+                      interaction=flag(opts.get("interaction", False)))
+    # Hold out part of the training questions to pick the epoch; the dev split stays untouched.
     order = np.random.default_rng(cfg.seed).permutation(len(questions))
     n_hold = int(len(questions) * fraction) if fraction > 0 else 0
     held, kept = sorted(order[:n_hold].tolist()), sorted(order[n_hold:].tolist())
@@ -131,7 +153,8 @@ def _subset(feats, rows: list[int]):  # noqa: ANN001, ANN202
 def run_benchmark(name: str, request: EvalRequest) -> dict[str, Any]:
     """Accuracy of a trained model directory (``--model``) on a split."""
     from kgllm.embed import Embedder
-    from kgllm.fusion.features import FeatureBuilder, read_mc_jsonl
+    from kgllm.eval.metrics import latency_summary
+    from kgllm.fusion.features import FeatureBuilder
     from kgllm.fusion.grounding import ConceptGraph
     from kgllm.fusion.training import (
         GraphData,
@@ -156,9 +179,7 @@ def run_benchmark(name: str, request: EvalRequest) -> dict[str, Any]:
     builder = FeatureBuilder(graph, embedder, documents=documents, cache_dir=_cache_dir(opts),
                              **manifest.get("features", {}))
     load_node_vectors(Path(request.model), builder)
-    questions = read_mc_jsonl(path)
-    if request.limit:
-        questions = questions[: request.limit]
+    questions = _read_questions(name, path, request.limit)
     started = time.perf_counter()
     feats = builder.build(questions, progress=request.progress)
     feature_seconds = time.perf_counter() - started
@@ -167,19 +188,29 @@ def run_benchmark(name: str, request: EvalRequest) -> dict[str, Any]:
     model_seconds = time.perf_counter() - started
     acc = accuracy(scores, feats.answers)
     ungrounded = feats.ungrounded()
-    labels = [q.labels for q in questions]
+    probs = np.exp(scores - scores.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    predictions = []
+    for i, q in enumerate(questions):
+        best = int(scores[i].argmax())
+        row = {"id": q.id, "predicted": q.labels[best], "gold": q.labels[q.answer] if q.answer is not None else None,
+               "score": float(probs[i, best]), "ungrounded": bool(ungrounded[i])}
+        if q.answer is not None:  # the calibration plot needs both score and correctness
+            row["correct"] = best == q.answer
+        predictions.append(row)
+    per_question_ms = (feature_seconds + model_seconds) * 1000 / len(questions)
     return {
         "n": len(questions),
         "metrics": {"accuracy": acc},
+        "latency_ms": latency_summary([per_question_ms] * len(questions)),
         "config": {"model": str(request.model), "use_graph": manifest["config"]["use_graph"],
                    "interaction": manifest["config"]["interaction"], "seed": manifest["seed"],
-                   "encoder": manifest["encoder"], "graph_vocab_hash": manifest["graph_vocab_hash"]},
+                   "encoder": manifest["encoder"], "graph_vocab_hash": manifest["graph_vocab_hash"],
+                   "latency": "per-question share of batched feature building and adapter scoring"},
         "ungrounded_questions": int(ungrounded.sum()),
         "timing": {"feature_seconds": feature_seconds, "adapter_seconds": model_seconds,
                    "questions_per_second": len(questions) / max(feature_seconds + model_seconds, 1e-9)},
-        "predictions": [{"id": q.id, "predicted": labels[i][int(scores[i].argmax())],
-                         "gold": labels[i][q.answer] if q.answer is not None else None,
-                         "ungrounded": bool(ungrounded[i])} for i, q in enumerate(questions)],
+        "predictions": predictions,
     }
 
 

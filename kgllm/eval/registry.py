@@ -15,7 +15,7 @@ from typing import Any
 from kgllm.exceptions import BenchmarkError
 
 __all__ = ["EvalRequest", "TrainRequest", "Benchmark", "Trainer", "benchmark", "trainer", "get_benchmark",
-           "get_trainer", "benchmarks", "trainers", "BENCHMARK_MODULES"]
+           "get_trainer", "benchmarks", "trainers", "flag", "BENCHMARK_MODULES"]
 
 # Modules that register benchmarks/trainers when imported (add yours here).
 BENCHMARK_MODULES: list[str] = [
@@ -25,6 +25,13 @@ BENCHMARK_MODULES: list[str] = [
     "kgllm.eval.routing",
     "kgllm.eval.rog",
 ]
+
+
+def flag(value: Any) -> bool:
+    """A yes/no option: JSON ``true`` from ``-o KEY=true``, or a string (``"False"``, ``"no"``, ``"0"`` are no)."""
+    if isinstance(value, str):
+        return value.strip().lower() in {"true", "1", "yes", "on"}
+    return bool(value)
 
 
 @dataclass

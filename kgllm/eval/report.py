@@ -1,8 +1,8 @@
 """Evaluation reports: ``report.md``, ``results.json`` and PNG plots (matplotlib, Agg backend).
 
 Plots per benchmark: metric bars beside the published reference numbers, latency histogram,
-per-question-type breakdown (when the benchmark reports types) and a reliability diagram of the
-answer scores (when it reports per-question scores).
+per-question-type breakdown (when the benchmark reports types), a reliability diagram of the
+answer scores (when it reports per-question scores) and a confusion matrix (when it reports one).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from kgllm.eval.reference import references_for
 
-__all__ = ["write_report", "plot_metrics", "plot_latency", "plot_per_type", "plot_calibration"]
+__all__ = ["write_report", "plot_metrics", "plot_latency", "plot_per_type", "plot_calibration", "plot_confusion"]
 
 
 def pyplot():  # type: ignore[no-untyped-def]
@@ -118,6 +118,16 @@ def plot_calibration(report: dict[str, Any], path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
+def plot_confusion(report: dict[str, Any], path: Path) -> Path | None:
+    """Heat map of gold against predicted labels, for benchmarks that report a confusion matrix (routing)."""
+    confusion = report.get("confusion")
+    if not confusion or not confusion.get("labels"):
+        return None
+    from kgllm.eval.routing import plot_confusion as heat_map
+
+    return heat_map(confusion, path, title=f"{report['benchmark']}: confusion")
+
+
 def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
@@ -160,7 +170,7 @@ def write_report(reports: Sequence[dict[str, Any]], directory: Path) -> Path:
                       for m, vals in r["by_method"].items()]
             lines.append("")
         for kind, fn in (("metrics", plot_metrics), ("latency", plot_latency), ("per_type", plot_per_type),
-                         ("calibration", plot_calibration)):
+                         ("calibration", plot_calibration), ("confusion", plot_confusion)):
             made = fn(r, plots / f"{name}_{kind}.png")
             if made is not None:
                 lines.append(f"![{name} {kind}](plots/{made.name})")

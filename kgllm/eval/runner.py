@@ -16,7 +16,7 @@ from typing import Any
 
 from kgllm.eval import metrics
 from kgllm.eval.registry import EvalRequest, get_benchmark
-from kgllm.exceptions import BenchmarkError
+from kgllm.exceptions import BenchmarkError, ConfigError
 
 __all__ = ["DATA_FOLDERS", "run_eval", "run_all", "envelope", "write_json", "print_summary"]
 
@@ -25,6 +25,7 @@ DATA_FOLDERS: dict[str, str] = {
     "metaqa-1hop": "metaqa",
     "metaqa-2hop": "metaqa",
     "metaqa-3hop": "metaqa",
+    "metaqa-1hop-ntm": "metaqa",
     "csqa": "commonsenseqa",
     "obqa": "openbookqa",
     "countries-s1": "countries/countries_S1",
@@ -69,6 +70,14 @@ def _check_files(name: str, request: EvalRequest) -> None:
         raise BenchmarkError(f"--limit must be a positive number of questions, got {request.limit!r}")
 
 
+def _check_outputs(out: Path | None, report_dir: Path | None) -> None:
+    """Refuse output paths that cannot be written before the run, not after it."""
+    if out is not None and Path(out).is_dir():
+        raise ConfigError(f"--out must name a JSON file, got the folder {out}")
+    if report_dir is not None and Path(report_dir).exists() and not Path(report_dir).is_dir():
+        raise ConfigError(f"--report must name a folder, got the file {report_dir}")
+
+
 def envelope(name: str, request: EvalRequest, result: dict[str, Any], seconds: float) -> dict[str, Any]:
     """The report JSON: benchmark, split, n, metrics, latency_ms, config, kgllm_version, seconds (+ extras)."""
     latency = result.get("latency_ms")
@@ -87,15 +96,16 @@ def envelope(name: str, request: EvalRequest, result: dict[str, Any], seconds: f
         "seconds": round(seconds, 3),
         "primary_metric": get_benchmark(name).primary_metric,
     }
-    for key in ("by_method", "per_type", "predictions", "latencies_ms"):
-        if key in result:
-            out[key] = result[key]
+    for key, value in result.items():  # what the benchmark adds: by_method, per_type, predictions, confusion, ...
+        if key not in out:
+            out[key] = value
     preds = result.get("predictions") or []
     scored = [p for p in preds if "score" in p and "correct" in p]
     if scored:
         out["calibration"] = metrics.calibration([p["score"] for p in scored], [bool(p["correct"]) for p in scored])
     if request.limit is not None and int(result["n"]) < request.limit:
-        out["warnings"] = [f"--limit {request.limit} exceeds the {result['n']} questions of the split; all were used"]
+        out["warnings"] = [*out.get("warnings", []),
+                           f"--limit {request.limit} exceeds the {result['n']} questions of the split; all were used"]
     return out
 
 
@@ -123,11 +133,16 @@ def run_eval(name: str, request: EvalRequest, *, out: Path | None = None,
         report_dir: write ``report.md``, ``results.json``, per-question ``predictions`` and PNG plots there.
 
     Raises:
-        BenchmarkError: unknown benchmark (lists the known ones), unknown split, missing data files.
+        BenchmarkError: unknown benchmark (lists the known ones), unknown split, missing data files, a split
+            without questions.
+        ConfigError: ``out`` is a folder or ``report_dir`` a file.
     """
+    _check_outputs(out, report_dir)
     _check_files(name, request)
     started = time.perf_counter()
     result = get_benchmark(name).run(request)
+    if not int(result["n"]):
+        raise BenchmarkError(f"{name}: no questions in the {request.split!r} split of {request.data}")
     report = envelope(name, request, result, time.perf_counter() - started)
     if out is not None:
         write_json(_slim(report), out)
@@ -153,6 +168,7 @@ def run_all(data_root: Path, *, split: str = "dev", limit: int | None = None,
     """
     from kgllm.eval.registry import benchmarks
 
+    _check_outputs(out, report_dir)
     data_root = Path(data_root)
     if not data_root.is_dir():
         raise BenchmarkError(f"data root not found: {data_root}")

@@ -15,7 +15,7 @@
     relation_aliases: {has_genre: [kind, type]}  # optional: other words questions use for a relation
     same_as:                                 # optional links to entities of other packs
       - {entity: france, same_as_domain: commonsense, same_as_entity: france}
-    reasoning: {hops: 2}                     # optional hints for the reasoner
+    reasoning: {hops: 2}                     # optional: hops / max_hops (1-4), beam (1-256), retrievers
     scorer: scorer                           # optional trained path scorer (a directory of the pack)
     examples: ["Who directed [Kismet]?"]     # questions the pack answers (demo, docs)
 
@@ -31,9 +31,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from kgllm.exceptions import LoadError
+from kgllm.loaders._io import iter_lines
 from kgllm.loaders.documents import DocChunk, read_documents
 from kgllm.loaders.triples import TripleFormat, TripleReader, read_names
 from kgllm.stores.base import RawTriple
@@ -66,6 +75,12 @@ class DocumentFileSpec(_Strict):
     chunk_size: int = Field(default=800, ge=50)
     overlap: int = Field(default=100, ge=0)
 
+    @model_validator(mode="after")
+    def _overlap_below_chunk_size(self) -> DocumentFileSpec:
+        if self.overlap >= self.chunk_size:
+            raise ValueError(f"overlap ({self.overlap}) must be smaller than chunk_size ({self.chunk_size})")
+        return self
+
 
 class SameAs(_Strict):
     """``entity`` of this pack (or of ``domain``) is the same thing as ``same_as_entity`` of ``same_as_domain``."""
@@ -74,6 +89,10 @@ class SameAs(_Strict):
     same_as_domain: str
     same_as_entity: str
     domain: str | None = None
+
+
+_REASONING_SETTINGS: dict[str, tuple[int, int]] = {"hops": (1, 4), "max_hops": (1, 4), "beam": (1, 256)}
+"""The integer settings a manifest's ``reasoning`` may give, with their ranges (and ``retrievers``, a list)."""
 
 
 class Pack(_Strict):
@@ -102,6 +121,21 @@ class Pack(_Strict):
         empty = [rel for rel, text in value.items() if not text.strip()]
         if empty:
             raise ValueError(f"empty text for relation(s) {', '.join(map(repr, empty))}")
+        return value
+
+    @field_validator("reasoning")
+    @classmethod
+    def _reasoning_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key, setting in value.items():
+            if key == "retrievers":
+                if not isinstance(setting, list) or not all(isinstance(name, str) for name in setting):
+                    raise ValueError(f"'retrievers' must be a list of names, got {setting!r}")
+            elif key in _REASONING_SETTINGS:
+                low, high = _REASONING_SETTINGS[key]
+                if isinstance(setting, bool) or not isinstance(setting, int) or not low <= setting <= high:
+                    raise ValueError(f"{key!r} must be an integer from {low} to {high}, got {setting!r}")
+            else:
+                raise ValueError(f"unknown setting {key!r}; known: {', '.join([*_REASONING_SETTINGS, 'retrievers'])}")
         return value
 
     @property
@@ -133,7 +167,12 @@ class Pack(_Strict):
         manifest = path if path.is_file() else path / MANIFEST
         if not manifest.is_file():
             raise LoadError(f"not a pack: no {MANIFEST} found", path=path)
-        text = manifest.read_text(encoding="utf-8")
+        try:
+            text = manifest.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            for _ in iter_lines(manifest):  # raises, naming the line and showing it
+                pass
+            raise
         try:
             data = yaml.safe_load(text)
             root = yaml.compose(text)

@@ -125,6 +125,19 @@ class PathReasoner:
             out[i] = self._conclude(nodes[i], chains, top_k)
         return out
 
+    def explained(self, reasoning: Reasoning, topic: Sequence[int], *, top_k: int | None,
+                  max_paths: int) -> Reasoning:
+        """``reasoning`` (from :meth:`reason` with the same ``topic`` and ``top_k``) with a path traced for
+        each of its first ``max_paths`` answers; ``reason`` traces paths for the first 5 only."""
+        if not reasoning.chains:
+            return reasoning
+        topic_nodes = np.unique(np.asarray(list(topic), dtype=np.int64))
+        answers = aggregate(reasoning.chains, temperature=self.temperature, min_weight=self.min_weight)
+        scored, paths, facts = explain(self.graph, topic_nodes, reasoning.chains, answers, top_k=top_k,
+                                       max_paths=max_paths, relation_text=self.relation_text,
+                                       method=self.scorer.name)
+        return Reasoning(scored, paths, facts, reasoning.chains, reasoning.answer_set)
+
     def _conclude(self, topic_nodes: np.ndarray, chains: list[ChainResult], top_k: int | None) -> Reasoning:
         """Answers aggregated over ``chains``, explained by traced paths and their facts."""
         if not chains:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from kgllm.eval.registry import EvalRequest, TrainRequest, get_benchmark, get_trainer
-from kgllm.exceptions import BenchmarkError, ConfigError, ModelError
+from kgllm.exceptions import BenchmarkError, ConfigError, LoadError, ModelError
 from kgllm.fusion.choices import UNGROUNDED, ChoiceAnswerer, answer_choices
 
 QUESTION = "Where would you find a revolving door that protects money?"
@@ -61,6 +61,51 @@ def test_eval_bad_requests(csqa_model: Path, mcqa_dir: Path) -> None:
         get_benchmark("csqa").run(EvalRequest(data=mcqa_dir / "commonsenseqa", split="valid", model=csqa_model))
     with pytest.raises(ModelError, match="manifest.json is missing"):
         get_benchmark("csqa").run(EvalRequest(data=mcqa_dir / "commonsenseqa", model=mcqa_dir))
+
+
+def test_eval_report_has_latency_calibration_and_grounding(csqa_model: Path, mcqa_dir: Path, cache: Path,
+                                                          tmp_path: Path) -> None:
+    from kgllm.eval.runner import run_eval
+
+    report = run_eval("csqa", EvalRequest(data=mcqa_dir / "commonsenseqa", split="dev", model=csqa_model,
+                                          options={"cache_dir": str(cache)}),
+                      out=tmp_path / "dev.json", report_dir=tmp_path / "report")
+    saved = json.loads((tmp_path / "dev.json").read_text())
+    assert saved["latency_ms"]["p50"] > 0 and saved["ungrounded_questions"] >= 0
+    assert saved["timing"]["questions_per_second"] > 0
+    assert sum(b["count"] for b in saved["calibration"]["bins"]) == 16
+    assert all(0 < p["score"] <= 1 and p["correct"] == (p["predicted"] == p["gold"]) for p in report["predictions"])
+    assert (tmp_path / "report" / "plots" / "csqa_calibration.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_and_train_refuse_files_they_cannot_score(csqa_model: Path, mcqa_dir: Path, cache: Path,
+                                                     tmp_path: Path) -> None:
+    data = tmp_path / "commonsenseqa"
+    shutil.copytree(mcqa_dir / "commonsenseqa", data)
+    lines = (data / "dev.jsonl").read_text().splitlines()
+    four = json.loads(lines[1])
+    four["id"], four["question"]["choices"] = "four-choices", four["question"]["choices"][:4]
+    four["answerKey"] = "A"
+    (data / "dev.jsonl").write_text("\n".join([lines[0], json.dumps(four)]) + "\n")
+    with pytest.raises(LoadError, match=r"dev\.jsonl: every question needs the same number of choices: the first "
+                                        r"has 5, question 'four-choices' has 4"):
+        get_benchmark("csqa").run(EvalRequest(data=data, model=csqa_model, options={"cache_dir": str(cache)}))
+    (data / "train_inhouse.jsonl").write_text("\n".join([lines[0], json.dumps(four)]) + "\n")
+    with pytest.raises(LoadError, match="same number of choices"):
+        get_trainer("csqa").run(TrainRequest(data=data, out=tmp_path / "m", options={
+            "cache_dir": str(cache), "graph": str(mcqa_dir / "conceptnet_100k" / "train.txt")}))
+    (data / "dev.jsonl").write_text("")
+    with pytest.raises(LoadError, match=r"dev\.jsonl: no csqa questions"):
+        get_benchmark("csqa").run(EvalRequest(data=data, model=csqa_model, options={"cache_dir": str(cache)}))
+
+
+@pytest.mark.parametrize("fraction", [1, 1.5, -0.1])
+def test_train_refuses_a_held_out_share_that_leaves_nothing_to_train(mcqa_dir: Path, cache: Path, tmp_path: Path,
+                                                                    fraction: float) -> None:
+    with pytest.raises(ConfigError, match=f"dev_fraction must be at least 0 and below 1, got {fraction}"):
+        get_trainer("csqa").run(TrainRequest(data=mcqa_dir / "commonsenseqa", out=tmp_path / "m", options={
+            "epochs": 1, "dev_fraction": fraction, "cache_dir": str(cache)}))
+    assert not (tmp_path / "m").exists()
 
 
 def test_obqa_no_graph_baseline_with_open_book(mcqa_dir: Path, cache: Path, tmp_path: Path) -> None:
@@ -148,3 +193,28 @@ def test_cli_train_and_eval(mcqa_dir: Path, cache: Path, tmp_path: Path, capsys:
     capsys.readouterr()
     assert main(["eval", "csqa", "--data", str(data), "--split", "test", "--model", str(model)]) == 1
     assert "BenchmarkError" in capsys.readouterr().err
+
+
+def test_cli_flags_written_in_python_spelling(mcqa_dir: Path, cache: Path, tmp_path: Path) -> None:
+    from kgllm.cli import main
+
+    model = tmp_path / "m"
+    assert main(["train", "csqa", "--data", str(mcqa_dir / "commonsenseqa"), "--out", str(model), "--epochs", "1",
+                 "-o", "interaction=False", "-o", "no_graph=False", "-o", f"cache_dir={cache}"]) == 0
+    config = json.loads((model / "manifest.json").read_text())["config"]
+    assert config["interaction"] is False and config["use_graph"] is True
+
+
+def test_cli_ask_with_an_adapter_needs_no_kb(csqa_model: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from kgllm.cli import main
+
+    args = ["--kb", str(tmp_path / "absent"), "--json", "ask", QUESTION, *[a for c in CHOICES for a in ("--choice", c)]]
+    capsys.readouterr()
+    assert main([*args, "--adapter", str(csqa_model)]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert sorted(a["name"] for a in answer["answers"]) == sorted(CHOICES) and answer["text"] in CHOICES
+    assert main(args) == 1  # without an adapter the KB's encoder ranks the choices: the KB must exist
+    assert capsys.readouterr().err.startswith("KBNotFound: ")
+    assert main(["ask", QUESTION, "--adapter", str(csqa_model)]) == 1  # an adapter without choices is not ignored
+    assert capsys.readouterr().err.startswith("ConfigError: --adapter ")

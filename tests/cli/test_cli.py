@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -43,6 +44,10 @@ def test_errors_are_one_line_with_exit_code_1(tmp_path, capsys, fixtures_dir):
     assert code == 1 and err.startswith("LoadError: ") and "bad.txt line 2" in err
     code, out, err = run(capsys, "--kb", tmp_path / "kb", "load")
     assert code == 1 and err.startswith("ConfigError: ")
+    # a pack with --domain used to load into the pack's own domain, ignoring the option
+    code, out, err = run(capsys, "--kb", tmp_path / "kb", "load", fixtures_dir / "kb" / "tiny_geo", "--domain", "geo")
+    assert code == 1 and err.startswith("ConfigError: a pack directory takes none of --domain")
+    assert json.loads(run(capsys, "--kb", tmp_path / "kb", "--json", "stats")[1])["domains"] == {}
     code, out, err = run(capsys, "--kb", tmp_path / "kb", "eval", "no-such-benchmark", "--data", tmp_path)
     assert code == 1 and err.startswith("BenchmarkError: ") and "metaqa-1hop" in err
     code, out, err = run(capsys, "--kb", tmp_path / "kb", "--store", "mongo", "stats")
@@ -72,3 +77,51 @@ def test_json_after_the_command_and_usage_errors(tmp_path, capsys, fixtures_dir)
     assert code == 2 and "Missing argument" in err
     code, out, err = run(capsys, "--kb", kb, "no-such-command")
     assert code == 2 and "No such command" in err
+
+
+def test_failed_load_of_triples_with_documents_leaves_kb_unchanged(tmp_path, capsys, fixtures_dir):
+    kb = tmp_path / "kb"
+    assert run(capsys, "--kb", kb, "load", fixtures_dir / "kb" / "tiny_geo")[0] == 0
+    before = run(capsys, "--kb", kb, "--json", "stats")[1]
+    doc = tmp_path / "notes.txt"
+    doc.write_bytes(b"France borders Spain.\n\xff\xfe\n")
+    code, out, err = run(capsys, "--kb", kb, "load", "--domain", "geo", "--triples",
+                         fixtures_dir / "kb" / "tiny_geo" / "countries.tsv", "--documents", doc)
+    assert code == 1 and err.startswith("LoadError: ") and "notes.txt line 2" in err
+    assert run(capsys, "--kb", kb, "--json", "stats")[1] == before
+
+
+def test_export_import_round_trip_and_failed_import(tmp_path, capsys, fixtures_dir):
+    kb = tmp_path / "kb"
+    for pack in ("tiny_geo", "tiny_movies"):
+        assert run(capsys, "--kb", kb, "load", fixtures_dir / "kb" / pack)[0] == 0
+    code, out, _ = run(capsys, "--kb", kb, "export", tmp_path / "dump")
+    assert code == 0 and out.strip() == f"exported 2 domain(s) to {tmp_path / 'dump'}: tiny_geo, tiny_movies"
+    # a corrupt second domain: the first one, imported already, is removed again
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(tmp_path / "dump", corrupt)
+    folder = json.loads((corrupt / "manifest.json").read_text(encoding="utf-8"))["domains"]["tiny_movies"]["folder"]
+    with open(corrupt / folder / "triples.jsonl", "a", encoding="utf-8") as handle:
+        handle.write('{"head": "Kismet", "relation": "has_genre", "tail": "Comedy"}\n')
+    code, out, err = run(capsys, "--kb", tmp_path / "copy", "import", corrupt)
+    assert code == 1 and err.startswith("LoadError: ") and "sha256" in err
+    assert json.loads(run(capsys, "--kb", tmp_path / "copy", "--json", "stats")[1])["domains"] == {}
+    code, out, _ = run(capsys, "--kb", tmp_path / "copy", "import", tmp_path / "dump")
+    assert code == 0 and out.strip() == (f"imported 2 domain(s) from {tmp_path / 'dump'}: "
+                                         "tiny_geo (+46 triples, +0 chunks), tiny_movies (+50 triples, +0 chunks)")
+    original, copy = (json.loads(run(capsys, "--kb", path, "--json", "stats")[1])["domains"] for path in (kb, tmp_path / "copy"))
+    assert {d: (s["entities"], s["triples"]) for d, s in copy.items()} == \
+        {d: (s["entities"], s["triples"]) for d, s in original.items()}
+
+
+def test_eval_all_refuses_a_model_it_would_ignore(tmp_path, capsys):
+    code, out, err = run(capsys, "eval", "all", "--data-root", tmp_path, "--model", tmp_path / "m")
+    assert code == 1 and err.startswith("ConfigError: 'kgllm eval all' takes no --model")
+
+
+def test_eval_prints_the_warnings_of_the_report(capsys, fixtures_dir):
+    code, out, _ = run(capsys, "eval", "countries-s1", "--data", fixtures_dir / "eval" / "countries_S1",
+                       "--limit", 100)
+    summary = json.loads(out)
+    assert code == 0 and summary["n"] == 24
+    assert summary["warnings"] == ["--limit 100 exceeds the 24 questions of the split; all were used"]

@@ -12,6 +12,7 @@ from kgllm.eval.reference import REFERENCES, references_for
 from kgllm.eval.registry import EvalRequest
 from kgllm.eval.report import write_report
 from kgllm.eval.runner import print_summary, run_all, run_eval
+from kgllm.exceptions import BenchmarkError, ConfigError
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -34,7 +35,7 @@ def test_run_all_runs_what_exists_and_writes_the_report(fixtures_dir, tmp_path):
     assert "skipped" in by_name["umls"] and "expected files" in by_name["umls"]["skipped"] or \
         "not found" in by_name["umls"]["skipped"]
     assert f"countries-s1: {root / 'countries' / 'countries_S1'} (dev)" in lines
-    assert not any(line.startswith("umls") for line in lines)  # no data, not announced
+    assert not any(line.startswith(("umls", "routing")) for line in lines)  # no data, not announced
     saved = json.loads((tmp_path / "all.json").read_text())
     assert [r["benchmark"] for r in saved] == [r["benchmark"] for r in reports]
 
@@ -45,6 +46,14 @@ def test_run_all_runs_what_exists_and_writes_the_report(fixtures_dir, tmp_path):
         assert png.read_bytes()[:8] == PNG, kind
         assert f"plots/countries-s1_{kind}.png" in md
     assert (tmp_path / "report" / "predictions" / "countries-s1.jsonl").read_text().count("\n") == 24
+
+
+def test_every_benchmark_has_a_data_folder_for_run_all():
+    from kgllm.eval.registry import benchmarks
+    from kgllm.eval.runner import DATA_FOLDERS
+
+    assert set(DATA_FOLDERS) == set(benchmarks())
+    assert DATA_FOLDERS["metaqa-1hop-ntm"] == "metaqa"  # its questions are metaqa/1-hop/ntm/qa_dev.txt
 
 
 def test_per_type_plot_and_summary_table(tmp_path):
@@ -71,3 +80,23 @@ def test_report_dir_of_a_single_run(fixtures_dir, tmp_path):
     run_eval("countries-s1", EvalRequest(data=data, split="dev", limit=6), report_dir=tmp_path / "r")
     results = json.loads((tmp_path / "r" / "results.json").read_text())
     assert results[0]["n"] == 6 and "calibration" in results[0]
+
+
+def test_a_split_without_questions_is_an_error_not_zero_scores(fixtures_dir, tmp_path):
+    data = tmp_path / "c"
+    shutil.copytree(fixtures_dir / "eval" / "countries_S1", data)
+    (data / "valid.txt").write_text("\n", encoding="utf-8")
+    with pytest.raises(BenchmarkError, match=r"countries-s1: no questions in the 'dev' split of .*c$"):
+        run_eval("countries-s1", EvalRequest(data=data, split="dev"), out=tmp_path / "out.json")
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_unwritable_outputs_are_refused_before_the_run(fixtures_dir, tmp_path):
+    data = fixtures_dir / "eval" / "countries_S1"
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ConfigError, match="--out must name a JSON file, got the folder"):
+        run_eval("countries-s1", EvalRequest(data=data), out=tmp_path)
+    with pytest.raises(ConfigError, match="--report must name a folder, got the file .*a-file"):
+        run_eval("countries-s1", EvalRequest(data=data), report_dir=tmp_path / "a-file")
+    with pytest.raises(ConfigError, match="--out must name a JSON file"):
+        run_all(tmp_path, out=tmp_path)

@@ -104,6 +104,33 @@ def test_yaml_syntax_error_and_not_a_mapping(pack_dir: Path) -> None:
         load_pack(pack_dir)
 
 
+def test_manifest_that_is_not_utf8(pack_dir: Path) -> None:
+    manifest = pack_dir / MANIFEST
+    manifest.write_bytes(manifest.read_bytes().replace(b"A few films", b"Quelques films \xe9"))
+    with pytest.raises(LoadError, match=r"manifest\.yaml line 3: not valid utf-8 text .*'description: Quelques films"):
+        load_pack(pack_dir)
+
+
+@pytest.mark.parametrize("reasoning, needle", [
+    ("{hops: two}", r"'hops' must be an integer from 1 to 4, got 'two'"),
+    ("{hops: 0}", r"'hops' must be an integer from 1 to 4, got 0"),
+    ("{hops: 2, beam: -1}", r"'beam' must be an integer from 1 to 256, got -1"),
+    ("{hop: 2}", r"unknown setting 'hop'; known: hops, max_hops, beam, retrievers"),
+])
+def test_bad_reasoning_settings_fail_at_load(pack_dir: Path, reasoning: str, needle: str) -> None:
+    # they used to load, and then every question routed to the expert failed (or hops were ignored)
+    _edit(pack_dir, "reasoning: {hops: 2}", f"reasoning: {reasoning}")
+    with pytest.raises(LoadError, match=r"manifest\.yaml line 19: invalid value for 'reasoning': .*" + needle):
+        load_pack(pack_dir)
+
+
+def test_document_overlap_must_be_below_chunk_size(pack_dir: Path) -> None:
+    _edit(pack_dir, "chunking: line}", "chunk_size: 60}")  # the default overlap is 100
+    with pytest.raises(LoadError, match=r"manifest\.yaml line 9: .*'documents\[0\]'.*overlap \(100\) must be "
+                                        r"smaller than chunk_size \(60\)"):
+        load_pack(pack_dir)
+
+
 def test_not_a_pack_and_empty_pack(tmp_path: Path, pack_dir: Path) -> None:
     with pytest.raises(LoadError, match=r"not a pack: no manifest\.yaml found"):
         load_pack(tmp_path)

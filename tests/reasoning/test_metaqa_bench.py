@@ -23,9 +23,10 @@ def _ceiling():  # type: ignore[no-untyped-def]
 
 def _folder(root: Path, questions: list[tuple[str, str, str]]) -> Path:
     (root / "1-hop").mkdir(parents=True)
-    # "King Kong" holds the casts of two films; Kismet has one director
+    # "King Kong" holds the casts of two films; Kismet has one director; Naomi Watts starred in two films
     (root / "kb.txt").write_text("King Kong|starred_actors|Fay Wray\nKing Kong|starred_actors|Naomi Watts\n"
-                                 "King Kong|starred_actors|Jack Black\nKismet|directed_by|William Dieterle\n",
+                                 "King Kong|starred_actors|Jack Black\nKismet|directed_by|William Dieterle\n"
+                                 "Mulholland Drive|starred_actors|Naomi Watts\n",
                                  encoding="utf-8")
     (root / "1-hop" / "qa_dev.txt").write_text("".join(f"{q}\t{a}\n" for q, a, _ in questions), encoding="utf-8")
     (root / "1-hop" / "qa_dev_qtype.txt").write_text("".join(f"{t}\n" for _, _, t in questions), encoding="utf-8")
@@ -41,7 +42,9 @@ def test_ceiling_by_hand(tmp_path):
     ])
     bounds = _ceiling()(data, tmp_path / "kb")
     assert bounds["all"] == {"n": 4, "oracle": 75.0, "ambiguous": 1, "ambiguous_pct": 25.0,
-                             "expected_random": round(100 * (2 / 3 + 1 + 1 + 0) / 4, 2)}
+                             "expected_random": round(100 * (2 / 3 + 1 + 1 + 0) / 4, 2),
+                             # the most-linked actor of King Kong (Naomi Watts, two films) is a gold answer
+                             "expected_popular": 75.0}
     assert bounds["training"]["n"] + bounds["held_out"]["n"] == 4
 
 

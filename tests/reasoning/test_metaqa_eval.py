@@ -78,3 +78,13 @@ def test_zero_shot_held_out_and_limit(metaqa_dir, metaqa_kb):
     result = registry.get_benchmark("metaqa-1hop").run(request)
     assert result["n"] == 5 and result["config"]["held_out"] and result["config"]["scorer"] == "zero-shot"
     assert result["config"]["halves"]["training"]["n"] == 0
+
+
+@pytest.mark.parametrize(("value", "held_out"), [("False", False), ("no", False), ("0", False), ("true", True)])
+def test_held_out_given_as_text(metaqa_dir, metaqa_kb, value, held_out):
+    # -o held_out=False reaches the benchmark as the string "False" (not JSON): it must not mean yes
+    request = registry.EvalRequest(data=metaqa_dir, split="dev", limit=6, kb=metaqa_kb.path,
+                                   options={"held_out": value})
+    result = registry.get_benchmark("metaqa-1hop").run(request)
+    assert result["config"]["held_out"] is held_out
+    assert (result["config"]["halves"]["training"]["n"] == 0) is held_out

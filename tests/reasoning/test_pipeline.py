@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from kgllm.exceptions import DomainNotFound, ModelError
+from kgllm.exceptions import ConfigError, DomainNotFound, ModelError
 from kgllm.pipeline import NO_ENTITY, NO_QUESTION, Pipeline
 
 
@@ -63,6 +63,21 @@ def test_no_linkable_entity(metaqa_kb):
 def test_unknown_domain_lists_known(metaqa_kb):
     with pytest.raises(DomainNotFound, match="known domains: movies"):
         metaqa_kb.ask("who directed [Kismet]", domain="nope")
+
+
+@pytest.mark.parametrize("call, needle", [
+    (lambda kb: kb.ask_many(["who directed [Kismet]", "who wrote [Kismet]"], batch_size=0), "batch_size"),
+    (lambda kb: kb.ask_many(["who directed [Kismet]", "who wrote [Kismet]"], batch_size=-1), "batch_size"),
+    (lambda kb: kb.ask_many("who directed [Kismet]"), "list of questions"),
+    (lambda kb: kb.ask("who directed [Kismet]", top_k=0), "top_k"),
+    (lambda kb: kb.ask_many(["who directed [Kismet]"], top_k=-2), "top_k"),
+    (lambda kb: kb.ask(42), "must be a string"),
+], ids=["batch-size-0", "batch-size-negative", "one-string", "top-k-0", "top-k-negative", "not-a-string"])
+def test_bad_arguments_are_refused(metaqa_kb, call, needle):
+    # before: batch_size 0 answered nothing, -1 dropped the last question, a string was asked
+    # character by character and top_k 0 claimed that no chain answers the question
+    with pytest.raises(ConfigError, match=needle):
+        call(metaqa_kb)
 
 
 def test_huge_question_is_truncated_with_warning(metaqa_kb, caplog):
