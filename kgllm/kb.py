@@ -16,17 +16,22 @@ up to date incrementally (only new items are embedded) when first needed after a
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kgllm.config import StoreSettings, validate_domain_name
-from kgllm.exceptions import ConfigError, DomainNotFound, IndexMismatch, KBNotFound, LoadError
+from kgllm.exceptions import ConfigError, DomainNotFound, KBNotFound
+from kgllm.kb_manifest import (
+    MANIFEST,
+    atomic_write_text,
+    check_index_models,
+    new_kb_manifest,
+    read_kb_manifest,
+    update_kb_manifest,
+)
 from kgllm.types import Answer, Chunk
 
 if TYPE_CHECKING:
@@ -35,33 +40,10 @@ if TYPE_CHECKING:
     from kgllm.index import VectorIndex
     from kgllm.stores.base import GraphStore, RawTriple
 
-try:  # advisory locking between processes; POSIX only, a no-op elsewhere
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-
 __all__ = ["KnowledgeBase", "open_kb", "MANIFEST", "INDEX_KINDS"]
 
-MANIFEST = "kgllm.json"
-_MANIFEST_LOCK = ".kgllm.lock"
-FORMAT = "kgllm-kb"
-FORMAT_VERSION = 1
 INDEX_KINDS = ("entities", "facts", "chunks")
 _BATCH = 50_000
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _batched(items: Iterable[RawTriple], size: int) -> Iterator[list[RawTriple]]:
@@ -85,42 +67,12 @@ class KnowledgeBase:
         self._router: Router | None = None
 
     # -- manifest ----------------------------------------------------------------------------
-    def _save_manifest(self) -> None:
-        _atomic_write_text(self.path / MANIFEST, json.dumps(self._manifest, indent=2, sort_keys=True))
-
-    @contextmanager
-    def _manifest_lock(self) -> Iterator[None]:
-        if fcntl is None:  # pragma: no cover - Windows
-            yield
-            return
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / _MANIFEST_LOCK, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
     def _update_manifest(self, change: Callable[[dict[str, Any]], None] | None = None) -> None:
-        """Apply ``change`` to the manifest as it is on disk now and save it, under a lock between processes.
-
-        Another process may have loaded or deleted domains since this KB was opened: its edits are
-        kept, not overwritten with this process's older copy (this process's store settings and
-        embedding model are kept too).
-        """
-        with self._manifest_lock():
-            path = self.path / MANIFEST
-            if path.is_file():
-                fresh = json.loads(path.read_text(encoding="utf-8"))
-                fresh["store"] = self._manifest.get("store", fresh.get("store"))
-                if self._manifest.get("embedder") is not None:
-                    fresh["embedder"] = self._manifest["embedder"]
-                if fresh["domains"] != self._manifest["domains"] and hasattr(self.store, "refresh"):
-                    self.store.refresh()  # the graphs of those domains too
-                self._manifest = fresh
-            if change is not None:
-                change(self._manifest)
-            self._save_manifest()
+        """Apply ``change`` to the manifest as it is on disk now (another process may have loaded or
+        deleted domains since this KB was opened: its edits are kept) and save it."""
+        self._manifest, others_changed = update_kb_manifest(self.path, self._manifest, change)
+        if others_changed and hasattr(self.store, "refresh"):
+            self.store.refresh()  # the graphs of those domains too
 
     @property
     def domains(self) -> list[str]:
@@ -225,7 +177,7 @@ class KnowledgeBase:
         new = [chunk.model_copy(update={"domain": domain}) for chunk in chunks if chunk.id not in seen]
         if new:
             text = "".join(chunk.to_json() + "\n" for chunk in existing + new)
-            _atomic_write_text(self._docs_file(domain), text)
+            atomic_write_text(self._docs_file(domain), text)
             self._indexes.pop((domain, "chunks"), None)
         return len(new)
 
@@ -449,20 +401,6 @@ def _progress(enabled: bool, description: str):  # type: ignore[no-untyped-def]
     return tqdm(desc=description, unit=" triples", leave=False)
 
 
-def _check_embedder(path: Path, manifest: dict[str, Any], embedder: Embedder | str | None) -> None:
-    """Refuse, at open, a model other than the one the KB's existing indexes were built with."""
-    if embedder is None:
-        return
-    wanted = embedder if isinstance(embedder, str) else embedder.model_name
-    for index_manifest in sorted((path / "index").glob("*/*/manifest.json")):
-        built_with = json.loads(index_manifest.read_text(encoding="utf-8")).get("model")
-        recorded = manifest.get("embedder")
-        if built_with and wanted not in (built_with, recorded):
-            raise IndexMismatch(f"{index_manifest}: index built with embedding model {built_with!r}, "
-                                f"but the KB was opened with {wanted!r}; open it without an embedder, "
-                                "or delete the domain's index to rebuild it")
-
-
 def open_kb(path: str | Path, *, store: str = "local", embedder: Embedder | str | None = None,
             create: bool = True, neo4j_uri: str | None = None, user: str | None = None,
             password: str | None = None, database: str | None = None) -> KnowledgeBase:
@@ -484,22 +422,14 @@ def open_kb(path: str | Path, *, store: str = "local", embedder: Embedder | str 
     from kgllm.stores import open_store
 
     path = Path(path)
-    manifest_path = path / MANIFEST
-    if manifest_path.exists():
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise LoadError(f"corrupt KB manifest ({exc})", path=manifest_path) from exc
-        if manifest.get("format") != FORMAT:
-            raise KBNotFound(f"{path} is not a kgllm knowledge base ({MANIFEST} has format "
-                             f"{manifest.get('format')!r}, expected {FORMAT!r})")
-    elif path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise KBNotFound(f"{path} is not a kgllm knowledge base (no {MANIFEST}; refusing to write into a "
-                         "non-empty directory)")
-    elif not create:
-        raise KBNotFound(f"no knowledge base at {path}")
-    else:
-        manifest = {"format": FORMAT, "version": FORMAT_VERSION, "domains": {}}
+    manifest = read_kb_manifest(path)
+    if manifest is None:
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise KBNotFound(f"{path} is not a kgllm knowledge base (no {MANIFEST}; refusing to write into a "
+                             "non-empty directory)")
+        if not create:
+            raise KBNotFound(f"no knowledge base at {path}")
+        manifest = new_kb_manifest()
     try:
         settings = StoreSettings(backend=store, neo4j_uri=neo4j_uri,  # type: ignore[arg-type]
                                  user=user, password=password, database=database)
@@ -513,7 +443,7 @@ def open_kb(path: str | Path, *, store: str = "local", embedder: Embedder | str 
                            password=settings.password, database=settings.database)
     path.mkdir(parents=True, exist_ok=True)
     manifest["store"] = settings.model_dump(exclude_none=True)
-    _check_embedder(path, manifest, embedder)
+    check_index_models(path, manifest, embedder)
     if embedder is not None:  # a new model for this KB: indexes built with another one will refuse to open
         manifest["embedder"] = embedder if isinstance(embedder, str) else embedder.model_name
     kb = KnowledgeBase(path, store=graph, settings=settings, manifest=manifest, embedder=embedder)

@@ -25,21 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from kgllm.exceptions import ConfigError, DomainNotFound, ModelError
+from kgllm.domain_context import DomainContext, build_context, build_reasoner
+from kgllm.exceptions import ConfigError, DomainNotFound
 from kgllm.fusion.context import generate_answer
-from kgllm.linking import EntityLinker, Mention
+from kgllm.linking import Mention
 from kgllm.llm import resolve_llm
+from kgllm.reasoning.aggregate import merge_answers
 from kgllm.reasoning.bridge import MAX_BRIDGES, cross_expert_answers
 from kgllm.reasoning.explorer import LLMExplorer
-from kgllm.reasoning.learned import LearnedScorer
-from kgllm.reasoning.paths import RelationGraph
 from kgllm.reasoning.reasoner import PathReasoner, Reasoning
 from kgllm.reasoning.rule_inference import ExpertRules, infer_missing_edges
-from kgllm.reasoning.scorer import PathScorer, ZeroShotScorer
-from kgllm.stores.snapshot import GraphSnapshot
-from kgllm.types import Answer, ExpertChoice, Fact, LinkedEntity, ReasoningPath, ScoredAnswer
+from kgllm.reasoning.scorer import PathScorer
+from kgllm.types import Answer, ExpertChoice
 
 if TYPE_CHECKING:
     from kgllm.kb import KnowledgeBase
@@ -58,25 +55,6 @@ BRIDGE_MARGIN = 0.2
 """A second expert within this margin of the first may continue the first's chains (cross-expert)."""
 MEMO_LIMIT = 20_000
 """Question states ``ask_many`` keeps for reuse within one call (~5 KB each); cleared beyond."""
-VECTOR_LINKING_MAX_ENTITIES = 20_000
-"""Entity-name vector linking is used without an existing index only for domains up to this size
-(embedding every name of a large domain takes minutes)."""
-
-
-@dataclass
-class DomainContext:
-    """What the pipeline keeps per domain: the snapshot, its relation graph, linker and reasoners."""
-
-    name: str
-    snapshot: GraphSnapshot
-    graph: RelationGraph
-    linker: EntityLinker
-    relation_text: dict[str, str]
-    relation_aliases: dict[str, list[str]] = field(default_factory=dict)
-    max_hops: int = 3
-    beam: int = 8
-    scorer_path: str | None = None
-    reasoners: dict[str, PathReasoner] = field(default_factory=dict)
 
 
 @dataclass
@@ -201,25 +179,7 @@ class Pipeline:
         if domain not in self._domains:
             if domain not in self.kb.domains:
                 raise DomainNotFound(domain, self.kb.domains)
-            if domain in self.kb.store.domains():
-                snapshot = self.kb.store.snapshot(domain)
-            else:  # a domain with documents only: no graph, so no entity to link
-                empty = np.zeros(0, dtype=np.int32)
-                snapshot = GraphSnapshot(domain=domain, ids=[], names=[], relations=[], head=empty, rel=empty,
-                                         tail=empty)
-            info = self.kb.domain_info(domain)
-            reasoning = dict(info.get("reasoning") or {})
-            vector = None
-            if 0 < snapshot.num_nodes <= VECTOR_LINKING_MAX_ENTITIES and hasattr(self.kb, "index"):
-                vector = lambda d=domain: self.kb.index(d, "entities")  # noqa: E731 - built lazily, once
-            linker = EntityLinker.from_snapshot(snapshot, vector_index=vector,
-                                                embedder=self.kb.embedder if vector else None,
-                                                aliases=info.get("aliases"))
-            self._domains[domain] = DomainContext(
-                name=domain, snapshot=snapshot, graph=RelationGraph(snapshot), linker=linker,
-                relation_text=self.kb.relation_text(domain), relation_aliases=dict(info.get("relation_aliases") or {}),
-                max_hops=int(reasoning.get("max_hops") or reasoning.get("hops") or 3),
-                beam=int(reasoning.get("beam", 8)), scorer_path=info.get("scorer"))
+            self._domains[domain] = build_context(self.kb, domain)
         return self._domains[domain]
 
     def reasoner(self, ctx: DomainContext, model: str | Path | None = None) -> PathReasoner:
@@ -227,19 +187,8 @@ class Pipeline:
         path = str(model) if model is not None else (self.model or ctx.scorer_path)
         key = path or "zero-shot"
         if key not in ctx.reasoners:
-            scorer: PathScorer
-            if path and path == ctx.scorer_path and model is None and self.model is None:
-                try:  # the expert's own scorer no longer fits once its graph has grown: fall back
-                    scorer = LearnedScorer.load(path, ctx.graph, self.kb.embedder)
-                except ModelError as exc:
-                    log.warning("expert %r: trained scorer not used (%s); zero-shot instead", ctx.name, exc)
-                    scorer = ZeroShotScorer(ctx.graph, self.kb.embedder, ctx.relation_text, aliases=ctx.relation_aliases)
-            elif path:
-                scorer = LearnedScorer.load(path, ctx.graph, self.kb.embedder)
-            else:
-                scorer = ZeroShotScorer(ctx.graph, self.kb.embedder, ctx.relation_text, aliases=ctx.relation_aliases)
-            ctx.reasoners[key] = PathReasoner(ctx.graph, scorer, max_hops=ctx.max_hops, beam=ctx.beam,
-                                              relation_text=ctx.relation_text)
+            own = bool(path) and path == ctx.scorer_path and model is None and self.model is None
+            ctx.reasoners[key] = build_reasoner(ctx, self.kb.embedder, path, own_scorer=own)
         return ctx.reasoners[key]
 
     # -- stages --------------------------------------------------------------------------------
@@ -454,8 +403,7 @@ class Pipeline:
 def _merge_experts(work: _Work, top_k: int | None) -> None:
     """Fold the answers of the other experts consulted into ``work.answer``, provenance per expert.
 
-    Answers keep their expert in ``ScoredAnswer.domain``; an answer found by several experts keeps
-    its best score. Paths and facts are concatenated (path indexes renumbered).
+    Answers keep their expert in ``ScoredAnswer.domain`` (see :func:`merge_answers`).
     """
     found = [w for w in [work, *work.consulted] if w.answer.answers]
     if not work.consulted:
@@ -466,28 +414,9 @@ def _merge_experts(work: _Work, top_k: int | None) -> None:
             scores = ", ".join(f"{c.name} {c.score:.2f}" for c in answer.experts)
             answer.text = f"{NO_ENTITY} Experts consulted (routing score): {scores}."
         return
-    merged: dict[tuple[str, str | None], ScoredAnswer] = {}
-    paths: list[ReasoningPath] = []
-    facts: list[Fact] = []
-    linked: list[LinkedEntity] = []
-    seen_facts: set[tuple[str, str, str, str]] = set()
-    for part in found:
-        offset = len(paths)
-        paths.extend(part.answer.paths)
-        linked.extend(part.answer.linked)
-        for fact in part.answer.facts:
-            if fact.key not in seen_facts:
-                seen_facts.add(fact.key)
-                facts.append(fact)
-        for item in part.answer.answers:
-            domain = item.domain or (part.domain.name if part.domain else None)
-            moved = item.model_copy(update={"domain": domain, "paths": [i + offset for i in item.paths]})
-            key = (item.id, domain)
-            if key not in merged or merged[key].score < moved.score:
-                merged[key] = moved
-    ranked = sorted(merged.values(), key=lambda a: (-a.score, a.name))
-    answer.answers = ranked[:top_k] if top_k else ranked
-    answer.paths, answer.facts, answer.linked = paths, facts, linked
+    merged = merge_answers([(part.answer, part.domain.name if part.domain else None) for part in found], top_k=top_k)
+    answer.answers, answer.paths, answer.facts, answer.linked = (merged.answers, merged.paths, merged.facts,
+                                                                 merged.linked)
     answer.warnings = [w for w in answer.warnings if w != "no linkable entity"]
     for part in work.consulted:
         for stage, ms in part.answer.timings.items():

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kgllm.reasoning.paths import ChainResult, RelationGraph, decode_step
-from kgllm.types import Fact, Hop, ReasoningPath, ScoredAnswer
+from kgllm.types import Answer, Fact, Hop, LinkedEntity, ReasoningPath, ScoredAnswer
 
-__all__ = ["AggregatedAnswers", "chain_weights", "aggregate", "explain"]
+__all__ = ["AggregatedAnswers", "chain_weights", "aggregate", "explain", "MergedAnswers", "merge_answers"]
 
 
 @dataclass
@@ -102,3 +102,40 @@ def explain(graph: RelationGraph, topic: np.ndarray, results: Sequence[ChainResu
                                                    score=round(float(answers.scores[rank]), 6),
                                                    domain=snap.domain, paths=path_ids))
     return scored, paths, list(facts.values())
+
+
+@dataclass
+class MergedAnswers:
+    """The answers of several experts as one: ranked answers, paths, facts and linked entities."""
+
+    answers: list[ScoredAnswer]
+    paths: list[ReasoningPath]
+    facts: list[Fact]
+    linked: list[LinkedEntity]
+
+
+def merge_answers(parts: Sequence[tuple[Answer, str | None]], *, top_k: int | None) -> MergedAnswers:
+    """Merge ``(answer, expert name)`` parts: each answer keeps its expert in ``ScoredAnswer.domain`` and an
+    answer found by several parts of one expert keeps its best score; paths are concatenated (indexes
+    renumbered), facts kept once each."""
+    merged: dict[tuple[str, str | None], ScoredAnswer] = {}
+    paths: list[ReasoningPath] = []
+    facts: list[Fact] = []
+    linked: list[LinkedEntity] = []
+    seen_facts: set[tuple[str, str, str, str]] = set()
+    for answer, expert in parts:
+        offset = len(paths)
+        paths.extend(answer.paths)
+        linked.extend(answer.linked)
+        for fact in answer.facts:
+            if fact.key not in seen_facts:
+                seen_facts.add(fact.key)
+                facts.append(fact)
+        for item in answer.answers:
+            domain = item.domain or expert
+            moved = item.model_copy(update={"domain": domain, "paths": [i + offset for i in item.paths]})
+            key = (item.id, domain)
+            if key not in merged or merged[key].score < moved.score:
+                merged[key] = moved
+    ranked = sorted(merged.values(), key=lambda a: (-a.score, a.name))
+    return MergedAnswers(ranked[:top_k] if top_k else ranked, paths, facts, linked)

@@ -16,7 +16,7 @@ from kgllm.types import Answer, Hop, ReasoningPath, ScoredAnswer
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from kgllm.pipeline import DomainContext
+    from kgllm.domain_context import DomainContext
 
 __all__ = ["SAME_AS", "bridge_nodes", "same_as_pairs", "cross_expert_answers"]
 
