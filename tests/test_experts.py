@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,14 +102,21 @@ def test_domain_bypasses_routing(kb):
     assert [e.name for e in answer.experts] == ["tiny_movies"] and answer.experts[0].reasons == ["given"]
 
 
+def _geo_and_films(tmp_path, fixtures_dir, films: str, relation_text: dict[str, str]):  # noqa: ANN202
+    """A KB with the tiny geography pack and a films expert tagged with countries (``films``: pipe lines)."""
+    path = tmp_path / "films.txt"
+    path.write_text(films, encoding="utf-8")
+    kb = kgllm.open(tmp_path / "kb")
+    kb.load(fixtures_dir / "kb" / "tiny_geo")
+    kb.load_triples("films", path, format="pipe", description="Films and the countries they are tagged with.",
+                    relation_text=relation_text)
+    return kb
+
+
 def test_cross_expert_chain(tmp_path, fixtures_dir):
-    films = tmp_path / "films.txt"
-    films.write_text("Amelie|has_tags|france\nAmelie|directed_by|Jean-Pierre Jeunet\n"
-                     "The Sea Inside|has_tags|spain\nMetropolis|has_tags|silent film\n", encoding="utf-8")
-    with kgllm.open(tmp_path / "kb") as kb:
-        kb.load(fixtures_dir / "kb" / "tiny_geo")
-        kb.load_triples("films", films, format="pipe", description="Films and the countries they are tagged with.",
-                        relation_text={"has_tags": "tagged", "directed_by": "directed by"})
+    films = ("Amelie|has_tags|france\nAmelie|directed_by|Jean-Pierre Jeunet\n"
+             "The Sea Inside|has_tags|spain\nMetropolis|has_tags|silent film\n")
+    with _geo_and_films(tmp_path, fixtures_dir, films, {"has_tags": "tagged", "directed_by": "directed by"}) as kb:
         answer = kb.ask("Which films are tagged with the countries that border [germany]?")
     assert {e.name for e in answer.experts} == {"tiny_geo", "films"}
     assert answer.answers[0].name == "Amelie" and answer.answers[0].domain == "films"
@@ -128,13 +136,9 @@ def test_cross_expert_chain(tmp_path, fixtures_dir):
 def test_cross_expert_chain_continues_from_every_answer(tmp_path, fixtures_dir):
     # germany has 9 neighbours; only the first 5 answers (france, belgium, luxembourg, switzerland,
     # netherlands) came with a path, and the others were never bridged: only Amelie was found
-    films = tmp_path / "films.txt"
-    films.write_text("Amelie|has_tags|france\nFlickering Lights|has_tags|denmark\nIda|has_tags|poland\n"
-                     "Metropolis|has_tags|silent film\n", encoding="utf-8")
-    with kgllm.open(tmp_path / "kb") as kb:
-        kb.load(fixtures_dir / "kb" / "tiny_geo")
-        kb.load_triples("films", films, format="pipe", description="Films and the countries they are tagged with.",
-                        relation_text={"has_tags": "tagged"})
+    films = ("Amelie|has_tags|france\nFlickering Lights|has_tags|denmark\nIda|has_tags|poland\n"
+             "Metropolis|has_tags|silent film\n")
+    with _geo_and_films(tmp_path, fixtures_dir, films, {"has_tags": "tagged"}) as kb:
         question = "Which films are tagged with the countries that border [germany]?"
         answer = kb.ask(question)
         assert kb.ask_many([question])[0].answers == answer.answers
@@ -146,12 +150,8 @@ def test_cross_expert_chain_continues_from_every_answer(tmp_path, fixtures_dir):
 
 
 def test_explicit_same_as_bridges_differently_named_entities(tmp_path, fixtures_dir):
-    films = tmp_path / "films.txt"
-    films.write_text("Good Bye Lenin|has_tags|Deutschland\nAmelie|has_tags|Frankreich\n", encoding="utf-8")
-    with kgllm.open(tmp_path / "kb") as kb:
-        kb.load(fixtures_dir / "kb" / "tiny_geo")
-        kb.load_triples("films", films, format="pipe", description="Films and the countries they are tagged with.",
-                        relation_text={"has_tags": "tagged"})
+    films = "Good Bye Lenin|has_tags|Deutschland\nAmelie|has_tags|Frankreich\n"
+    with _geo_and_films(tmp_path, fixtures_dir, films, {"has_tags": "tagged"}) as kb:
         kb.set_domain_info("films", same_as=[{"entity": "Deutschland", "same_as_domain": "tiny_geo",
                                               "same_as_entity": "germany"}])
         answer = kb.ask("Which films are tagged with the countries that border [belgium]?")
@@ -198,17 +198,23 @@ def test_routing_confusion_plot_is_a_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
 
 
-def test_routing_report_keeps_the_confusion_matrix_and_plots_it(tmp_path, fixtures_dir):
-    from kgllm.eval.registry import EvalRequest
-    from kgllm.eval.runner import run_eval
-
+def _two_expert_kb_and_routing_file(tmp_path, fixtures_dir, rows: list[tuple[str, str]]) -> Path:
+    """A KB at ``tmp_path / "kb"`` with the tiny movies and geography packs; ``rows`` as a routing jsonl file."""
     with kgllm.open(tmp_path / "kb") as built:
         built.load(fixtures_dir / "kb" / "tiny_movies")
         built.load(fixtures_dir / "kb" / "tiny_geo")
     data = tmp_path / "routing.jsonl"
-    rows = [("who directed Kismet", "tiny_movies"), ("which countries border spain", "tiny_geo"),
-            ("where is france located", "tiny_geo")]
     data.write_text("".join(json.dumps({"question": q, "domain": d}) + "\n" for q, d in rows), encoding="utf-8")
+    return data
+
+
+def test_routing_report_keeps_the_confusion_matrix_and_plots_it(tmp_path, fixtures_dir):
+    from kgllm.eval.registry import EvalRequest
+    from kgllm.eval.runner import run_eval
+
+    data = _two_expert_kb_and_routing_file(tmp_path, fixtures_dir, [
+        ("who directed Kismet", "tiny_movies"), ("which countries border spain", "tiny_geo"),
+        ("where is france located", "tiny_geo")])
     run_eval("routing", EvalRequest(data=data, options={"kb": str(tmp_path / "kb")}), out=tmp_path / "r.json",
              report_dir=tmp_path / "report")
     saved = json.loads((tmp_path / "r.json").read_text())
@@ -225,13 +231,9 @@ def test_routing_report_keeps_the_confusion_matrix_and_plots_it(tmp_path, fixtur
 def test_train_router_attaches_to_a_kb(tmp_path, fixtures_dir):
     from kgllm.cli import main
 
-    with kgllm.open(tmp_path / "kb") as built:
-        built.load(fixtures_dir / "kb" / "tiny_movies")
-        built.load(fixtures_dir / "kb" / "tiny_geo")
-    data = tmp_path / "routing.jsonl"
-    rows = [("who directed Kismet", "tiny_movies"), ("which films star Tom Hanks", "tiny_movies"),
-            ("which countries border spain", "tiny_geo"), ("where is france located", "tiny_geo")]
-    data.write_text("".join(json.dumps({"question": q, "domain": d}) + "\n" for q, d in rows), encoding="utf-8")
+    data = _two_expert_kb_and_routing_file(tmp_path, fixtures_dir, [
+        ("who directed Kismet", "tiny_movies"), ("which films star Tom Hanks", "tiny_movies"),
+        ("which countries border spain", "tiny_geo"), ("where is france located", "tiny_geo")])
     assert main(["train", "router", "--data", str(data), "--out", str(tmp_path / "router"),
                  "-o", f"kb={tmp_path / 'kb'}"]) == 0
     with kgllm.open(tmp_path / "kb", create=False) as reopened:
