@@ -9,17 +9,34 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import typer
+from typer.core import TyperCommand
 
 from kgllm.config import default_kb_path
 from kgllm.exceptions import ConfigError, KGLLMError
 
 __all__ = ["app", "main"]
+
+class _Command(TyperCommand):
+    """A command whose usage line names its arguments the conventional way, ``QUESTION`` and ``[PACK]``
+    (typer >= 0.2x writes ``{question}``)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name != "argument":
+                pieces.extend(param.get_usage_pieces(ctx))
+                continue
+            name = (param.metavar or param.name or "").upper()
+            pieces.append((name if param.required else f"[{name}]") + ("..." if param.nargs != 1 else ""))
+        return pieces
+
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Knowledge-graph-augmented reasoning over domain experts.")
@@ -79,10 +96,10 @@ def _global(
     )
 
 
-@app.command()
+@app.command(cls=_Command)
 def load(
     ctx: typer.Context,
-    pack: Path | None = typer.Argument(None, help="A domain pack directory (with manifest.yaml)."),
+    pack: Path | None = typer.Argument(None, metavar="PACK", help="A domain pack directory (with manifest.yaml)."),
     domain: str | None = typer.Option(None, "--domain", help="Domain to load --triples/--documents into."),
     triples: Path | None = typer.Option(None, "--triples", help="Triples file."),
     fmt: str | None = typer.Option(None, "--format", help="tsv | csv | jsonl | pipe | nt | ttl (default: by suffix)."),
@@ -115,12 +132,13 @@ def load(
                 report = {**report, **kb.load_documents(domain, documents, description=description)}
         else:
             raise ConfigError("give a pack directory, or --domain with --triples and/or --documents")
-        _emit(opts, report, f"{report['domain']}: +{report.get('triples_added', 0)} triples, "
-                            f"+{report.get('chunks_added', 0)} chunks "
-                            f"({report.get('entities', 0)} entities, {report.get('triples', 0)} triples in all)")
+        _emit(opts, report, "\n".join([f"{report['domain']}: +{report.get('triples_added', 0)} triples, "
+                                        f"+{report.get('chunks_added', 0)} chunks ({report.get('entities', 0)} "
+                                        f"entities, {report.get('triples', 0)} triples in all)",
+                                        *(f"warning: {w}" for w in report.get("warnings", []))]))
 
 
-@app.command()
+@app.command(cls=_Command)
 def stats(ctx: typer.Context) -> None:
     """Domains, counts, indexes and registered backends of the KB."""
     opts: Options = ctx.obj
@@ -136,10 +154,10 @@ def stats(ctx: typer.Context) -> None:
     _emit(opts, data, "\n".join(lines))
 
 
-@app.command()
+@app.command(cls=_Command)
 def ask(
     ctx: typer.Context,
-    question: str = typer.Argument(..., help="The question."),
+    question: str = typer.Argument(..., metavar="QUESTION", help="The question."),
     domain: str | None = typer.Option(None, "--domain", help="Ask this expert only (skips routing)."),
     llm: str = typer.Option("extractive", "--llm", help="extractive | hf:MODEL_OR_PATH | openai:MODEL@BASE_URL"),
     top_k: int = typer.Option(10, "--top-k", min=1, help="Answers to return."),
@@ -183,8 +201,9 @@ def format_answer(answer: Any, *, max_answers: int = 5, max_paths: int = 3) -> s
     return "\n".join(lines)
 
 
-@app.command("export")
-def export_cmd(ctx: typer.Context, out: Path = typer.Argument(..., help="Directory to write the KB dump to.")) -> None:
+@app.command("export", cls=_Command)
+def export_cmd(ctx: typer.Context, out: Path = typer.Argument(..., metavar="OUT_DIR",
+                                                              help="Directory to write the KB dump to.")) -> None:
     """Dump the KB (graph, documents, metadata) to a directory, for moving it between backends."""
     from kgllm.transfer import export_kb
 
@@ -194,20 +213,31 @@ def export_cmd(ctx: typer.Context, out: Path = typer.Argument(..., help="Directo
     _emit(opts, report, f"exported {len(report['domains'])} domain(s) to {out}: {', '.join(report['domains'])}")
 
 
-@app.command("import")
-def import_cmd(ctx: typer.Context, src: Path = typer.Argument(..., help="A directory written by `kgllm export`.")) -> None:
+@app.command("import", cls=_Command)
+def import_cmd(ctx: typer.Context, src: Path = typer.Argument(..., metavar="DUMP_DIR",
+                                                              help="A directory written by `kgllm export`.")) -> None:
     """Load a KB dump into this KB (any backend)."""
     from kgllm.transfer import import_kb
 
     opts: Options = ctx.obj
-    with opts.open() as kb:
-        report = import_kb(kb, src)
+    existed = opts.kb.exists()
+    was_empty = existed and opts.kb.is_dir() and not any(opts.kb.iterdir())
+    try:
+        with opts.open() as kb:
+            report = import_kb(kb, src)
+    except BaseException:  # a failed import into a new KB leaves nothing behind (import_kb removed its domains)
+        if not existed and opts.kb.is_dir():
+            shutil.rmtree(opts.kb)
+        elif was_empty:
+            for child in opts.kb.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        raise
     _emit(opts, report, f"imported {len(report)} domain(s) from {src}: "
                         + ", ".join(f"{domain} (+{added['triples_added']} triples, +{added['chunks_added']} chunks)"
                                     for domain, added in report.items()))
 
 
-@app.command()
+@app.command(cls=_Command)
 def demo(
     ctx: typer.Context,
     graphs: Path | None = typer.Option(None, "--graphs", help="Folder of domain packs [the bundled graphs/]."),
@@ -235,10 +265,10 @@ def _parse_options(items: list[str]) -> dict[str, Any]:
     return options
 
 
-@app.command("eval")
+@app.command("eval", cls=_Command)
 def eval_cmd(
     ctx: typer.Context,
-    benchmark: str = typer.Argument(..., help="Benchmark name, or 'all' (with --data-root)."),
+    benchmark: str = typer.Argument(..., metavar="BENCHMARK", help="Benchmark name, or 'all' (with --data-root)."),
     data: Path | None = typer.Option(None, "--data", help="The benchmark's data folder."),
     data_root: Path | None = typer.Option(None, "--data-root", help="For 'all': folder holding every benchmark's data."),
     split: str = typer.Option("dev", "--split", help="dev | test"),
@@ -248,7 +278,11 @@ def eval_cmd(
     report: Path | None = typer.Option(None, "--report", help="Write report.md, JSON and plots here."),
     option: list[str] = typer.Option([], "--option", "-o", help="Benchmark-specific KEY=VALUE (repeatable)."),
 ) -> None:
-    """Evaluate on a benchmark; prints the report JSON (see DESIGN.md)."""
+    """Evaluate on a benchmark; prints the report JSON (see DESIGN.md).
+
+    Benchmarks build their own knowledge bases and ignore --kb: MetaQA's is cached under the system
+    temp dir (one per kb.txt checksum), so your KB is never changed.
+    """
     from kgllm.eval.registry import EvalRequest
     from kgllm.eval.runner import run_all, run_eval
 
@@ -276,10 +310,10 @@ def eval_cmd(
     typer.echo(json.dumps(summary if not opts.json else result, indent=2, default=str))
 
 
-@app.command()
+@app.command(cls=_Command)
 def train(
     ctx: typer.Context,
-    target: str = typer.Argument(..., help="What to train, e.g. metaqa, csqa, obqa, rules, router."),
+    target: str = typer.Argument(..., metavar="TARGET", help="What to train, e.g. metaqa, csqa, obqa, rules, router."),
     data: Path = typer.Option(..., "--data", help="Training data folder (or file)."),
     out: Path = typer.Option(..., "--out", help="Model directory to write."),
     split: str = typer.Option("train", "--split"),
@@ -304,7 +338,7 @@ def train(
     _emit(opts, result, json.dumps(result, indent=2, default=str))
 
 
-@app.command()
+@app.command(cls=_Command)
 def version() -> None:
     """Print the kgllm version."""
     from kgllm import __version__

@@ -101,7 +101,9 @@ def _write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
 
 def _prepare_out(out_dir: str | Path) -> Path:
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"export directory {str(out)!r} is a file, not a directory; choose a new directory")
+    if out.exists() and any(out.iterdir()):
         raise ConfigError(f"export directory {str(out)!r} exists and is not empty; choose a new one")
     (out / "domains").mkdir(parents=True, exist_ok=True)
     return out

@@ -29,8 +29,17 @@ from typing import Any
 import numpy as np
 
 from kgllm.eval import metrics
-from kgllm.eval.kgdata import SPLIT_FILES, KGDataset
-from kgllm.eval.registry import Benchmark, EvalRequest, Trainer, TrainRequest, benchmark, flag, trainer
+from kgllm.eval.kgdata import SPLIT_FILES, KGDataset, split_file
+from kgllm.eval.registry import (
+    Benchmark,
+    EvalRequest,
+    Trainer,
+    TrainRequest,
+    benchmark,
+    flag,
+    require_model,
+    trainer,
+)
 from kgllm.exceptions import BenchmarkError, ModelError
 from kgllm.reasoning.rules import RuleSet
 
@@ -56,6 +65,7 @@ def _training_splits(split: str) -> tuple[str, ...]:
 def _rules_for(request: EvalRequest, ds: KGDataset, split: str) -> tuple[RuleSet, float]:
     """Rules from ``--model`` when given (checked against the data), else mined now; and the mining time."""
     if request.model is not None:
+        require_model(request.model, "kgllm-rules", f"kgllm eval {ds.name}")
         rules = RuleSet.load(request.model)
         unknown = sorted({r.head[0] for r in rules.rules} - set(ds.relations))
         if unknown:
@@ -80,6 +90,16 @@ def _countries_required(data: Path, split: str) -> list[str]:
     return ["train.txt", SPLIT_FILES.get(split, "valid.txt"), "regions.list"]
 
 
+def _check_regions(path: Path, regions: list[str]) -> None:
+    """Every tail of the split must be a candidate region, or its question could never be scored right."""
+    with open(path, encoding="utf-8") as fh:
+        for number, raw in enumerate(fh, 1):
+            parts = raw.rstrip("\r\n").split("\t")
+            if len(parts) == 3 and parts[2].strip() not in regions:  # read_split has checked the lines
+                raise BenchmarkError(f"{path} line {number}: tail {parts[2].strip()!r} is not a region of "
+                                     f"regions.list ({', '.join(regions)})")
+
+
 def run_countries(request: EvalRequest, *, name: str) -> dict[str, Any]:
     """AUC-PR of ``locatedin(country, region)`` over the regions, for the countries of the split."""
     split = request.split
@@ -92,6 +112,7 @@ def run_countries(request: EvalRequest, *, name: str) -> dict[str, Any]:
     unknown = [r for r in regions if r not in ds.entities]
     if unknown:
         raise BenchmarkError(f"{regions_file}: regions not in the graph: {unknown}")
+    _check_regions(split_file(request.data, split), regions)
     rules, mine_seconds = _rules_for(request, ds, split)
     snap = ds.snapshot(*_training_splits(split))
     queries = ds.splits[split][:_limit(len(ds.splits[split]), request.limit)]

@@ -4,9 +4,12 @@
 with the ``[topic]`` bracketed, TAB, answers joined by ``|``); ``N-hop/qa_<split>_qtype.txt`` (optional) gives
 per-type scores; ``1-hop/ntm/qa_<split>.txt`` is the paraphrased 1-hop set.
 
-The KB is loaded once into a knowledge base directory keyed by the checksum of ``kb.txt`` (``--kb`` or a
-folder under the system temp dir) and reused by later runs. Its relations carry the schema description a user
-would give them (:data:`RELATION_TEXT`, :data:`RELATION_ALIASES`; the bundled movies pack uses the same).
+The KB is loaded once into a knowledge base directory keyed by the checksum of ``kb.txt`` (a folder under the
+system temp dir) and reused by later runs. ``kgllm eval`` ignores the global ``--kb``, so a KB of your own is
+never changed. In Python ``EvalRequest.kb`` (and ``-o kb=DIR`` for ``kgllm train metaqa``) chooses another
+directory: a ``movies`` domain there that was not loaded from this ``kb.txt`` is deleted and loaded again, so
+never point it at a KB of your own. Its relations carry the schema description a user would give them
+(:data:`RELATION_TEXT`, :data:`RELATION_ALIASES`; the bundled movies pack uses the same).
 
 There are no MetaQA training questions here, so the trainer uses a fixed half of each dev file (chosen by a
 hash of the hop count and line number, the same lines for the vanilla and the paraphrased 1-hop file) and
@@ -98,7 +101,10 @@ def _checksum(path: Path) -> str:
 
 
 def metaqa_kb(data: Path, kb_dir: Path | None = None, *, progress: bool = False) -> Any:
-    """The KB holding MetaQA's ``kb.txt`` as domain ``movies``, loaded once per checksum and reused."""
+    """The KB holding MetaQA's ``kb.txt`` as domain ``movies``, loaded once per checksum and reused.
+
+    A ``movies`` domain in ``kb_dir`` not loaded from this ``kb.txt`` is deleted and loaded again.
+    """
     from kgllm.kb import open_kb
 
     kb_file = data / "kb.txt"
@@ -138,6 +144,8 @@ def evaluate(request: registry.EvalRequest, *, hops: int, ntm: bool = False) -> 
         questions = [q for q in questions if not in_training_half(hops, q.line)]
     if request.limit is not None:
         questions = questions[: request.limit]
+    if request.model is not None:
+        registry.require_model(request.model, "kgllm-path-scorer", f"kgllm eval metaqa-{hops}hop{'-ntm' if ntm else ''}")
     kb = metaqa_kb(request.data, request.kb, progress=request.progress)
     pipeline = kb.pipeline
     model = str(request.model) if request.model else None

@@ -12,12 +12,22 @@ training questions held out to pick the best epoch), ``threads`` (torch CPU thre
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kgllm.eval.registry import Benchmark, EvalRequest, Trainer, TrainRequest, benchmark, flag, trainer
+from kgllm.eval.registry import (
+    Benchmark,
+    EvalRequest,
+    Trainer,
+    TrainRequest,
+    benchmark,
+    flag,
+    require_model,
+    trainer,
+)
 from kgllm.exceptions import BenchmarkError, ConfigError, LoadError
 
 __all__ = ["SPLIT_FILES", "DOCUMENTS", "run_benchmark", "run_training"]
@@ -92,8 +102,17 @@ def _cache_dir(options: dict[str, Any]) -> Path:
     return Path(options.get("cache_dir") or Path.home() / ".cache" / "kgllm" / "mcqa")
 
 
+def _import_torch_geometric() -> None:
+    """Import torch_geometric (used by :mod:`kgllm.fusion`) without the FutureWarning that its import-time
+    ``torch.jit.script`` calls raise on recent torch: nothing the user can act on. Later imports reuse it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+        import torch_geometric  # noqa: F401
+
+
 def run_training(name: str, request: TrainRequest) -> dict[str, Any]:
     """Train the adapter (or the no-graph baseline) on ``name``'s training split and save it."""
+    _import_torch_geometric()
     from kgllm.embed import Embedder
     from kgllm.fusion.features import FeatureBuilder
     from kgllm.fusion.grounding import ConceptGraph
@@ -152,6 +171,7 @@ def _subset(feats, rows: list[int]):  # noqa: ANN001, ANN202
 
 def run_benchmark(name: str, request: EvalRequest) -> dict[str, Any]:
     """Accuracy of a trained model directory (``--model``) on a split."""
+    _import_torch_geometric()
     from kgllm.embed import Embedder
     from kgllm.eval.metrics import latency_summary
     from kgllm.fusion.features import FeatureBuilder
@@ -167,6 +187,7 @@ def run_benchmark(name: str, request: EvalRequest) -> dict[str, Any]:
 
     if request.model is None:
         raise BenchmarkError(f"'kgllm eval {name}' needs --model MODEL_DIR (from 'kgllm train {name}')")
+    require_model(request.model, "kgllm-mcqa-adapter", f"kgllm eval {name}")
     opts = dict(request.options)
     _set_threads(opts)
     path = _split_file(name, request.data, request.split)

@@ -7,15 +7,17 @@ lazily from :data:`BENCHMARK_MODULES` so that ``kgllm --help`` does not pay for 
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kgllm.exceptions import BenchmarkError
+from kgllm.exceptions import BenchmarkError, ModelError
 
 __all__ = ["EvalRequest", "TrainRequest", "Benchmark", "Trainer", "benchmark", "trainer", "get_benchmark",
-           "get_trainer", "benchmarks", "trainers", "flag", "BENCHMARK_MODULES"]
+           "get_trainer", "benchmarks", "trainers", "flag", "BENCHMARK_MODULES", "MODEL_KINDS", "model_kind",
+           "require_model"]
 
 # Modules that register benchmarks/trainers when imported (add yours here).
 BENCHMARK_MODULES: list[str] = [
@@ -25,6 +27,42 @@ BENCHMARK_MODULES: list[str] = [
     "kgllm.eval.routing",
     "kgllm.eval.rog",
 ]
+
+
+#: The trained-model directories ``kgllm train`` writes, by the ``kind`` or ``format`` of their manifest.
+MODEL_KINDS = {
+    "kgllm-path-scorer": "a path scorer (from 'kgllm train metaqa')",
+    "kgllm-mcqa-adapter": "a multiple-choice adapter (from 'kgllm train csqa' or 'kgllm train obqa')",
+    "kgllm-rules": "a rule set (from 'kgllm train rules')",
+    "kgllm-router": "a router model (from 'kgllm train router')",
+    "kgllm-kge-complex": "a ComplEx embedding model",
+}
+
+
+def model_kind(directory: Path) -> str | None:
+    """Which of :data:`MODEL_KINDS` ``directory`` holds; ``None`` when none (no or another manifest)."""
+    for name in ("manifest.json", "kge.json"):
+        try:
+            manifest = json.loads((Path(directory) / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(manifest, dict):
+            for key in ("kind", "format"):
+                if isinstance(manifest.get(key), str) and manifest[key] in MODEL_KINDS:
+                    return str(manifest[key])
+    return None
+
+
+def require_model(directory: Path, needed: str, command: str) -> None:
+    """Refuse a model directory of another kind than ``needed``, naming both kinds.
+
+    Raises:
+        ModelError: ``directory`` holds another kind of trained model (a directory holding none is left
+            to the model's own loader, which names what is missing).
+    """
+    found = model_kind(directory)
+    if found is not None and found != needed:
+        raise ModelError(f"{directory} holds {MODEL_KINDS[found]}, but '{command}' needs {MODEL_KINDS[needed]}")
 
 
 def flag(value: Any) -> bool:

@@ -132,6 +132,21 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def _config_line(config: Any, limit: int = 600) -> str:
+    """The run's config as JSON; a long one is cut at a top-level key (valid JSON still), naming what is left out."""
+    text = json.dumps(config, default=str)
+    if len(text) <= limit or not isinstance(config, dict):
+        return f"config: `{text}`"
+    shown: dict[str, Any] = {}
+    for key, value in config.items():
+        if len(json.dumps({**shown, key: value}, default=str)) > limit:
+            break
+        shown[key] = value
+    left = [str(key) for key in config if key not in shown]
+    return (f"config: `{json.dumps(shown, default=str)}` (cut before {', '.join(left)}; "
+            "results.json has the whole config)")
+
+
 def write_report(reports: Sequence[dict[str, Any]], directory: Path) -> Path:
     """Write ``report.md``, ``results.json``, ``predictions/<benchmark>.jsonl`` and ``plots/*.png``.
 
@@ -180,7 +195,7 @@ def write_report(reports: Sequence[dict[str, Any]], directory: Path) -> Path:
                 for p in r["predictions"]:
                     fh.write(json.dumps(p, default=str) + "\n")
         lines.append("")
-        lines.append(f"config: `{json.dumps(r.get('config', {}), default=str)[:600]}`")
+        lines.append(_config_line(r.get("config", {})))
     slim = [{k: v for k, v in r.items() if k not in ("predictions", "latencies_ms")} for r in reports]
     (directory / "results.json").write_text(json.dumps(slim, indent=2, default=str), encoding="utf-8")
     path = directory / "report.md"

@@ -15,7 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from kgllm.eval.registry import Benchmark, EvalRequest, Trainer, TrainRequest, benchmark, trainer
+from kgllm.eval.registry import (
+    Benchmark,
+    EvalRequest,
+    Trainer,
+    TrainRequest,
+    benchmark,
+    require_model,
+    trainer,
+)
 from kgllm.exceptions import BenchmarkError, LoadError
 from kgllm.loaders import iter_json_objects
 from kgllm.loaders._io import shorten
@@ -118,6 +126,8 @@ def plot_confusion(confusion: dict[str, Any], path: Path, title: str = "routing 
 
 def _run(request: EvalRequest) -> dict[str, Any]:
     rows = read_routing_file(request.data, request.limit)
+    if request.model is not None:
+        require_model(request.model, "kgllm-router", "kgllm eval routing")
     with _experts_kb(request.options) as kb:
         result = evaluate_routing(kb, rows, model_dir=request.model)
     plot_to = request.options.get("plot")

@@ -105,7 +105,7 @@ def test_export_import_round_trip_and_failed_import(tmp_path, capsys, fixtures_d
         handle.write('{"head": "Kismet", "relation": "has_genre", "tail": "Comedy"}\n')
     code, out, err = run(capsys, "--kb", tmp_path / "copy", "import", corrupt)
     assert code == 1 and err.startswith("LoadError: ") and "sha256" in err
-    assert json.loads(run(capsys, "--kb", tmp_path / "copy", "--json", "stats")[1])["domains"] == {}
+    assert not (tmp_path / "copy").exists()  # a failed import into a new KB leaves nothing behind
     code, out, _ = run(capsys, "--kb", tmp_path / "copy", "import", tmp_path / "dump")
     assert code == 0 and out.strip() == (f"imported 2 domain(s) from {tmp_path / 'dump'}: "
                                          "tiny_geo (+46 triples, +0 chunks), tiny_movies (+50 triples, +0 chunks)")
@@ -125,3 +125,86 @@ def test_eval_prints_the_warnings_of_the_report(capsys, fixtures_dir):
     summary = json.loads(out)
     assert code == 0 and summary["n"] == 24
     assert summary["warnings"] == ["--limit 100 exceeds the 24 questions of the split; all were used"]
+
+
+def test_failed_import_into_a_new_kb_leaves_nothing_and_export_to_a_file(tmp_path, capsys, fixtures_dir):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "manifest.json").write_text('{"format": "something-else"}', encoding="utf-8")
+    code, out, err = run(capsys, "--kb", tmp_path / "new", "import", bad)
+    assert code == 1 and err.startswith("LoadError: ") and "not a kgllm export" in err
+    assert not (tmp_path / "new").exists()  # used to be left as an empty KB folder
+    (tmp_path / "empty").mkdir()  # a folder made for the KB beforehand stays, empty
+    assert run(capsys, "--kb", tmp_path / "empty", "import", bad)[0] == 1
+    assert list((tmp_path / "empty").iterdir()) == []
+    kb = tmp_path / "kb"
+    assert run(capsys, "--kb", kb, "load", fixtures_dir / "kb" / "tiny_geo")[0] == 0
+    assert run(capsys, "--kb", kb, "import", bad)[0] == 1
+    assert json.loads(run(capsys, "--kb", kb, "--json", "stats")[1])["domains"]["tiny_geo"]["triples"] == 46
+    target = tmp_path / "dump.txt"
+    target.write_text("not a folder\n", encoding="utf-8")
+    code, out, err = run(capsys, "--kb", kb, "export", target)
+    assert code == 1 and err.strip() == (f"ConfigError: export directory {str(target)!r} is a file, not a "
+                                         "directory; choose a new directory")
+
+
+def test_plain_load_prints_the_warnings(tmp_path, capsys, fixtures_dir):
+    # the geography pack's same_as pairs name the commonsense expert, not loaded yet
+    code, out, _ = run(capsys, "--kb", tmp_path / "kb", "load", fixtures_dir.parents[1] / "graphs" / "geography")
+    lines = out.strip().splitlines()
+    assert code == 0 and lines[0].startswith("geography: +1110 triples")
+    assert len(lines) == 2 and lines[1].startswith(
+        "warning: same_as links name experts not in this KB (yet): commonsense; known experts: geography")
+
+
+def test_usage_names_arguments_in_upper_case(capsys):
+    for command, usage in (("ask", "QUESTION"), ("load", "[PACK]"), ("export", "OUT_DIR"), ("import", "DUMP_DIR"),
+                           ("eval", "BENCHMARK"), ("train", "TARGET")):
+        code, out, _ = run(capsys, command, "--help")
+        assert code == 0 and f" {command} [OPTIONS] {usage}" in out, out
+        assert "{" not in next(line for line in out.splitlines() if "Usage:" in line)
+    code, out, err = run(capsys, "ask")
+    assert code == 2 and " ask [OPTIONS] QUESTION" in err and "Missing argument 'QUESTION'" in err
+
+
+def test_eval_leaves_the_kb_option_alone(tmp_path, capsys, fixtures_dir):
+    # MetaQA builds its own KB (a cache under the system temp dir); the user's KB, with its own movies
+    # domain, must stay as it is, and the help says --kb is not used
+    kb = tmp_path / "kb"
+    assert run(capsys, "--kb", kb, "load", "--domain", "movies", "--triples",
+               fixtures_dir / "kb" / "tiny_movies" / "kb.txt", "--format", "pipe")[0] == 0
+    before = run(capsys, "--kb", kb, "--json", "stats")[1]
+    code, out, _ = run(capsys, "--kb", kb, "--json", "eval", "metaqa-1hop", "--data", fixtures_dir / "metaqa",
+                       "--limit", 2)
+    assert code == 0 and json.loads(out)["config"]["kb"] != str(kb)
+    assert run(capsys, "--kb", kb, "--json", "stats")[1] == before
+    code, out, _ = run(capsys, "eval", "--help")
+    assert code == 0 and "ignore --kb" in " ".join(out.split())
+
+
+def test_countries_tail_outside_the_regions_is_an_error(tmp_path, capsys, fixtures_dir):
+    data = tmp_path / "countries_S1"
+    shutil.copytree(fixtures_dir / "eval" / "countries_S1", data)
+    lines = (data / "valid.txt").read_text(encoding="utf-8").splitlines()
+    lines[2] = lines[2].split("\t")[0] + "\tlocatedin\tatlantis"
+    (data / "valid.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, out, err = run(capsys, "eval", "countries-s1", "--data", data)
+    assert code == 1 and err.startswith(f"BenchmarkError: {data / 'valid.txt'} line 3: tail 'atlantis' is not a "
+                                        "region of regions.list")
+
+
+def test_model_of_another_kind_is_named(tmp_path, capsys, fixtures_dir):
+    countries = fixtures_dir / "eval" / "countries_S1"
+    scorer = fixtures_dir.parents[1] / "graphs" / "movies" / "scorer"
+    code, out, err = run(capsys, "eval", "countries-s1", "--data", countries, "--model", scorer)
+    assert code == 1 and err.strip() == (f"ModelError: {scorer} holds a path scorer (from 'kgllm train metaqa'), "
+                                         "but 'kgllm eval countries-s1' needs a rule set (from 'kgllm train rules')")
+    assert run(capsys, "train", "rules", "--data", countries, "--out", tmp_path / "rules")[0] == 0
+    # csqa in a fresh process: its error is the one line on stderr, without torch_geometric's FutureWarning
+    exe = os.path.join(os.path.dirname(sys.executable), "kgllm")
+    result = subprocess.run([exe, "eval", "csqa", "--data", str(fixtures_dir / "mcqa" / "commonsenseqa"),
+                             "--model", str(tmp_path / "rules")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr == (f"ModelError: {tmp_path / 'rules'} holds a rule set (from 'kgllm train rules'), but "
+                             "'kgllm eval csqa' needs a multiple-choice adapter (from 'kgllm train csqa' or "
+                             "'kgllm train obqa')\n")

@@ -100,3 +100,18 @@ def test_unwritable_outputs_are_refused_before_the_run(fixtures_dir, tmp_path):
         run_eval("countries-s1", EvalRequest(data=data), report_dir=tmp_path / "a-file")
     with pytest.raises(ConfigError, match="--out must name a JSON file"):
         run_all(tmp_path, out=tmp_path)
+
+
+def test_long_config_is_cut_at_a_key_not_mid_json(tmp_path):
+    short = {"scorer": "learned", "hops": 2}
+    long = {"scorer": "learned", "model": "models/metaqa", "regions": ["africa", "americas", "asia"] * 20,
+            "halves": {"held_out": {"n": 4, "hits@1": 0.75}}}
+    reports = [{"benchmark": name, "split": "dev", "n": 4, "metrics": {"hits@1": 0.75}, "seconds": 1.0,
+                "config": config} for name, config in (("metaqa-1hop", short), ("metaqa-2hop", long))]
+    write_report(reports, tmp_path)
+    lines = [line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("config: ")]
+    assert lines[0] == f"config: `{json.dumps(short)}`"  # a short one whole
+    shown, note = lines[1][len("config: `"):].split("` ", 1)
+    assert json.loads(shown) == {"scorer": "learned", "model": "models/metaqa"}  # valid JSON, whole keys
+    assert note == "(cut before regions, halves; results.json has the whole config)"
+    assert json.loads((tmp_path / "results.json").read_text())[1]["config"] == long
