@@ -12,7 +12,6 @@ training questions held out to pick the best epoch), ``threads`` (torch CPU thre
 from __future__ import annotations
 
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -102,17 +101,8 @@ def _cache_dir(options: dict[str, Any]) -> Path:
     return Path(options.get("cache_dir") or Path.home() / ".cache" / "kgllm" / "mcqa")
 
 
-def _import_torch_geometric() -> None:
-    """Import torch_geometric (used by :mod:`kgllm.fusion`) without the FutureWarning that its import-time
-    ``torch.jit.script`` calls raise on recent torch: nothing the user can act on. Later imports reuse it."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
-        import torch_geometric  # noqa: F401
-
-
 def run_training(name: str, request: TrainRequest) -> dict[str, Any]:
     """Train the adapter (or the no-graph baseline) on ``name``'s training split and save it."""
-    _import_torch_geometric()
     from kgllm.embed import Embedder
     from kgllm.fusion.features import FeatureBuilder
     from kgllm.fusion.grounding import ConceptGraph
@@ -171,7 +161,6 @@ def _subset(feats, rows: list[int]):  # noqa: ANN001, ANN202
 
 def run_benchmark(name: str, request: EvalRequest) -> dict[str, Any]:
     """Accuracy of a trained model directory (``--model``) on a split."""
-    _import_torch_geometric()
     from kgllm.embed import Embedder
     from kgllm.eval.metrics import latency_summary
     from kgllm.fusion.features import FeatureBuilder

@@ -24,10 +24,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.nn import GATv2Conv
-from torch_geometric.utils import scatter, softmax
 
 from kgllm.fusion.grounding import NODE_TYPES
+from kgllm.fusion.pyg import GATv2Conv, scatter, softmax
 
 __all__ = ["RelationalGATLayer", "InteractionLayer", "AttentionPooling", "GraphEncoder",
            "MultipleChoiceAdapter", "GraphSoftPrompt"]

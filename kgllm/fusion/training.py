@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch_geometric.data import Batch, Data
 
 from kgllm.exceptions import ModelError
 from kgllm.fusion.adapter import MultipleChoiceAdapter
 from kgllm.fusion.features import MCFeatures
 from kgllm.fusion.grounding import NODE_CHOICE, NODE_QUESTION, QASubgraph
+from kgllm.fusion.pyg import Batch, Data
 from kgllm.model_manifest import read_model_manifest
 
 __all__ = ["TrainConfig", "GraphData", "qa_batch", "train_adapter", "predict", "save_model", "load_model",
