@@ -102,10 +102,41 @@ class KnowledgeBase:
         self._router = None
 
     def relation_text(self, domain: str) -> dict[str, str]:
-        """Natural-language text per relation (manifest text, else the name with ``_`` as spaces)."""
+        """Natural-language text per relation: the manifest's text; else, for a relation that is also a
+        node with a label of its own (an RDF predicate with an ``rdfs:label``), that label; else the name
+        made readable: an IRI's local name (after ``#``, else the last ``/``), ``_`` and camelCase split
+        into lower-case words (``http://ex.org/capitalOf`` -> ``capital of``, ``directed_by`` ->
+        ``directed by``); all-capital words stay (``hasURL`` -> ``has URL``)."""
+        import re
+        from urllib.parse import unquote
+
+        def readable(rel: str) -> str:
+            tail = rel.rstrip("/#:")
+            for sep in ("#", "/", ":"):
+                if sep in tail:
+                    tail = tail.rsplit(sep, 1)[1]
+                    break
+            spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", unquote(tail).replace("_", " "))
+            words = [w if w.isupper() and len(w) > 1 else w.lower() for w in spaced.split()]
+            return " ".join(words) or rel
+
+        def squeeze(text: str) -> str:
+            return re.sub(r"[\W_]", "", text.lower())
+
         known = self.domain_info(domain).get("relation_text", {})
-        relations = self.store.relations(domain) if domain in self.store.domains() else []  # documents only: none
-        return {rel: known.get(rel, rel.replace("_", " ")) for rel in relations}
+        if domain not in self.store.domains():  # documents only: no relations
+            return {}
+        relations = self.store.relations(domain)
+        texts = {rel: known[rel] if rel in known else readable(rel) for rel in relations}
+        iris = [rel for rel in relations if rel not in known and re.match(r"[A-Za-z][\w+.-]*:", rel)]
+        if iris:
+            snapshot = self.store.snapshot(domain)
+            for rel in iris:
+                node = snapshot.index.get(rel)
+                name = snapshot.names[node].strip() if node is not None else ""
+                if name and name != rel and squeeze(name) != squeeze(readable(rel)):
+                    texts[rel] = name  # the predicate's own label (an IRI without one is named by its local name)
+        return texts
 
     # -- embedder and indexes --------------------------------------------------------------------
     @property

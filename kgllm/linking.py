@@ -6,9 +6,17 @@ Methods, tried in this order (the first that finds something wins for a mention)
 * ``exact`` / ``alias`` — every word n-gram of the question looked up in a name (and alias) table;
   the longest non-overlapping spans win, spans made only of function words are ignored;
 * ``fuzzy`` — rapidfuzz over all names, for bracketed mentions that do not match exactly and for
-  questions where nothing matched exactly;
+  questions where nothing matched exactly (word spans of the question against whole names), or where a
+  span of two content words or more holds a word no exact match covers (``Forest Gump`` is the film,
+  not the name ``forest`` and a stray word). A fuzzy
+  match may differ from the name by a few typing errors only (:func:`typo_budget`: none for names of
+  under 5 characters, one per 8 characters otherwise), and a lone word of an unbracketed question must
+  have 9 characters or more: short and common words (``hello`` → ``hell``, ``thanks`` → ``Shanks``) are
+  words of their own, not misspelled names. A lone word also links to its singular or stem when that is
+  a name (``animals`` → ``animal``, ``rounded`` → ``round``);
 * ``vector`` — nearest entity names in a FAISS index of name embeddings (a fallback for paraphrased
-  names), used only when an index provider is given.
+  names), used only when an index provider is given. With no mention to embed, the whole question is
+  embedded, which needs a higher similarity (``question_vector_cutoff``).
 
 Normalisation lower-cases and keeps word characters only, so ``Mr. & Mrs. Smith`` and ``mr mrs smith``
 are the same key.
@@ -27,7 +35,7 @@ if TYPE_CHECKING:
     from kgllm.embed import Embedder
     from kgllm.index import VectorIndex
 
-__all__ = ["EntityLinker", "Mention", "normalize", "STOPWORDS"]
+__all__ = ["EntityLinker", "Mention", "normalize", "typo_budget", "STOPWORDS"]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _BRACKET = re.compile(r"\[([^\[\]]+)\]")
@@ -54,6 +62,34 @@ def _name_key(text: str) -> str:
     """:func:`normalize`, or the stripped lower-cased text for a name with no word character
     (a film called ``$``) that would otherwise have no key at all."""
     return normalize(text) or text.strip().lower()
+
+
+# fuzzy matching: shorter names must match exactly; then one edit per FUZZY_CHARS_PER_EDIT characters;
+# a lone word of a plain question needs FUZZY_MIN_WORD_CHARS characters
+FUZZY_MIN_CHARS = 5
+FUZZY_CHARS_PER_EDIT = 8
+FUZZY_MIN_WORD_CHARS = 9
+
+# inflections undone for a lone word of a plain question ("animals" -> "animal"): (suffix, replacement)
+_INFLECTIONS = (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"))
+
+
+def typo_budget(written: str, name: str, *, bracketed: bool = True) -> int:
+    """How many edits (insertions, deletions, substitutions, swaps of neighbours) a fuzzy match of the
+    normalised text ``written`` to the normalised name ``name`` may need.
+
+    None when either is under ``FUZZY_MIN_CHARS`` characters, else one per ``FUZZY_CHARS_PER_EDIT``
+    characters of the shorter, at least one. A span of an unbracketed question with a single content word
+    is most likely a word meant as written (``thanks``, not the film ``Shanks``; ``produces``, not
+    ``producer``): it gets one edit only when that word has ``FUZZY_MIN_WORD_CHARS`` characters or more.
+    """
+    shorter = min(len(written), len(name))
+    if shorter < FUZZY_MIN_CHARS:
+        return 0
+    content = [w for w in written.split() if w not in STOPWORDS]
+    if not bracketed and len(content) <= 1:
+        return 1 if content and min(len(content[0]), shorter) >= FUZZY_MIN_WORD_CHARS else 0
+    return max(1, shorter // FUZZY_CHARS_PER_EDIT)
 
 
 @dataclass(frozen=True)
@@ -83,14 +119,17 @@ class EntityLinker:
         vector_index: a callable returning the domain's entity-name :class:`~kgllm.index.VectorIndex`
             (built lazily by the caller); ``None`` disables vector linking.
         embedder: encodes mentions for ``vector_index``.
-        vector_cutoff: lowest cosine similarity accepted from the vector index (unrelated text scores
-            ~0.25 against entity names with MiniLM, a paraphrased name ~0.8).
+        vector_cutoff: lowest cosine similarity accepted from the vector index for a mention (unrelated
+            text scores ~0.25 against entity names with MiniLM, a paraphrased name ~0.8).
+        question_vector_cutoff: the same when the whole question is embedded (no mention found): a
+            question naming an entity scores ~0.7-0.8 against its name, while chit-chat reaches ~0.6
+            against some name of a large graph ("hello there" vs "say hello" 0.57).
     """
 
     def __init__(self, domain: str, ids: Sequence[str], names: Sequence[str], *,
                  aliases: Mapping[str, str] | None = None, max_ngram: int = 12, fuzzy_cutoff: float = 85.0,
                  vector_index: Callable[[], VectorIndex] | None = None, embedder: Embedder | None = None,
-                 vector_cutoff: float = 0.5) -> None:
+                 vector_cutoff: float = 0.5, question_vector_cutoff: float = 0.7) -> None:
         self.domain = domain
         self.ids = list(ids)
         self.names = list(names)
@@ -99,6 +138,7 @@ class EntityLinker:
         self._vector_index = vector_index
         self._embedder = embedder
         self.vector_cutoff = vector_cutoff
+        self.question_vector_cutoff = question_vector_cutoff
         self._table: dict[str, list[int]] = {}
         self._alias: set[str] = set()
         for i, name in enumerate(self.names):
@@ -113,6 +153,7 @@ class EntityLinker:
                 self._alias.add(key)
         self._choices: list[str] | None = None
         self._choice_nodes: list[int] | None = None
+        self._by_length: dict[int, list[str]] | None = None
 
     @classmethod
     def from_snapshot(cls, snapshot: Any, **kwargs: Any) -> EntityLinker:
@@ -134,9 +175,8 @@ class EntityLinker:
         if brackets:
             mentions = [self._bracket(m.start(), m.end(), m.group(1)) for m in brackets]
         else:
-            mentions = self._ngrams(question)
-            if not mentions:
-                mentions = self._fuzzy_question(question)
+            exact = self._ngrams(question)
+            mentions = self._fuzzy_question(question, exact) if exact else self._fuzzy_question(question)
         if not any(m.links for m in mentions) and self._vector_index is not None:
             mentions = self._vector(question, mentions)
         mentions = [m for m in mentions if m.links]
@@ -181,7 +221,7 @@ class EntityLinker:
                 original = question[words[i].start():words[j - 1].end()]
                 # a span written as the entity is written (case included) is more likely meant
                 cased = any(self.names[n] == original for n in self._table[key][:20])
-                score = 0.9 + 0.02 * min(j - i, 4) + (0.02 if cased else 0.0)
+                score = round(0.9 + 0.02 * min(j - i, 4) + (0.02 if cased else 0.0), 4)  # ties: longest first
                 spans.append((i, j, score))
         # greedy: best (longest, cased) spans first, no overlaps
         spans.sort(key=lambda s: (-s[2], -(s[1] - s[0]), s[0]))
@@ -207,6 +247,7 @@ class EntityLinker:
 
     def _fuzzy(self, text: str) -> tuple[LinkedEntity, ...]:
         from rapidfuzz import fuzz, process
+        from rapidfuzz.distance import OSA
 
         key = normalize(text)
         if not key:
@@ -215,25 +256,72 @@ class EntityLinker:
         best = process.extract(key, choices, scorer=fuzz.ratio, limit=3, score_cutoff=self.fuzzy_cutoff)
         links: list[LinkedEntity] = []
         for choice, score, _ in best:
-            links.extend(self._links(text, self._table[choice], 0.9 * score / 100.0, "fuzzy"))
+            if OSA.distance(key, choice) <= typo_budget(key, choice):
+                links.extend(self._links(text, self._table[choice], 0.9 * score / 100.0, "fuzzy"))
         return tuple(links)
 
-    def _fuzzy_question(self, question: str) -> list[Mention]:
-        """Names appearing approximately inside an unbracketed question (typos, missing punctuation)."""
-        from rapidfuzz import fuzz, process
+    def _fuzzy_question(self, question: str, exact: list[Mention] | None = None) -> list[Mention]:
+        """Names written approximately (typos, missing punctuation) as word spans of an unbracketed
+        question; each span is compared with whole names, within :func:`typo_budget`.
 
-        key = normalize(question)
-        if not key:
-            return []
-        choices, _ = self._ensure_choices()
-        long_enough = [c for c in choices if len(c) >= 4 and c not in STOPWORDS]
-        best = process.extract(key, long_enough, scorer=fuzz.partial_ratio, limit=5, score_cutoff=90)
+        With ``exact`` mentions, only spans of two content words or more that hold a content word no exact
+        mention covers are tried ("Forest Gump" where "forest" is a name); such a span replaces the exact
+        mentions inside it (none may overlap it partly), and the result is ``exact`` with those changes.
+        """
+        from rapidfuzz import fuzz, process
+        from rapidfuzz.distance import OSA
+
+        if self._by_length is None:
+            self._by_length = {}
+            for choice in self._ensure_choices()[0]:
+                self._by_length.setdefault(len(choice), []).append(choice)
+        words = list(_WORD.finditer(question))
+        keys = [w.group().lower() for w in words]
+        content = [k not in STOPWORDS and len(k) >= 2 for k in keys]
+        covered = [any(m.start <= w.start() and w.end() <= m.end for m in exact or ()) for w in words]
+        spans: list[tuple[int, int, float, list[str]]] = []
+        for i in range(len(words)):
+            for j in range(i + 1, min(len(words), i + self.max_ngram) + 1):
+                if not any(content[i:j]):
+                    continue
+                if exact is not None:
+                    start, end = words[i].start(), words[j - 1].end()
+                    if (sum(content[i:j]) < 2 or all(covered[k] for k in range(i, j) if content[k])
+                            or any(m.start < end and start < m.end and not (start <= m.start and m.end <= end)
+                                   for m in exact)):
+                        continue
+                key = " ".join(keys[i:j])
+                if j == i + 1 and exact is None:  # a lone word: its singular or stem when that is a name ("animals")
+                    stems = [key[: -len(end)] + new for end, new in _INFLECTIONS if key.endswith(end)]
+                    stem = next((s for s in stems if len(s) >= 3 and s in self._table), None)
+                    if stem is not None:
+                        spans.append((i, j, 0.9 * fuzz.ratio(key, stem) / 100.0, [stem]))
+                        continue
+                most = typo_budget(key, key, bracketed=False)
+                if most == 0:
+                    continue
+                near = [c for n in range(len(key) - most, len(key) + most + 1) for c in self._by_length.get(n, [])]
+                found = [(choice, fuzz.ratio(key, choice))
+                         for choice, edits, _ in process.extract(key, near, scorer=OSA.distance, limit=None,
+                                                                 score_cutoff=most)
+                         if edits <= typo_budget(key, choice, bracketed=False)]
+                if found:
+                    found.sort(key=lambda item: -item[1])
+                    spans.append((i, j, 0.9 * found[0][1] / 100.0, [choice for choice, _ in found[:3]]))
+        # greedy like exact spans: best (closest, longest) first, no overlaps
+        spans.sort(key=lambda s: (-s[2], -(s[1] - s[0]), s[0]))
+        taken = [False] * len(words)
         mentions: list[Mention] = []
-        for choice, score, _ in best:
-            found = question.lower().find(choice)
-            start, end = (found, found + len(choice)) if found >= 0 else (0, 0)
-            mentions.append(Mention(start, end, choice,
-                                    self._links(choice, self._table[choice], 0.8 * score / 100.0, "fuzzy")))
+        for i, j, score, names in spans:
+            if any(taken[i:j]):
+                continue
+            taken[i:j] = [True] * (j - i)
+            start, end = words[i].start(), words[j - 1].end()
+            text = question[start:end]
+            links = tuple(link for choice in names for link in self._links(text, self._table[choice], score, "fuzzy"))
+            mentions.append(Mention(start, end, text, links))
+        if exact is not None:
+            mentions.extend(m for m in exact if not any(f.start <= m.start and m.end <= f.end for f in mentions))
         return mentions
 
     def _vector(self, question: str, mentions: list[Mention]) -> list[Mention]:
@@ -245,10 +333,11 @@ class EntityLinker:
         queries = [m.text for m in mentions] or [question]
         spans = [(m.start, m.end) for m in mentions] or [(0, 0)]
         vectors = self._embedder.encode(queries)
+        cutoff = self.vector_cutoff if mentions else self.question_vector_cutoff
         out: list[Mention] = []
         for (start, end), text, hits in zip(spans, queries, index.search(vectors, 3), strict=False):
             nodes = [(position[eid], score) for eid, score in hits
-                     if eid in position and float(score) >= self.vector_cutoff]
+                     if eid in position and float(score) >= cutoff]
             links = tuple(link for node, score in nodes
                           for link in self._links(text, [node], 0.8 * max(float(score), 0.0), "vector"))
             out.append(Mention(start, end, text, links))

@@ -53,6 +53,8 @@ ROUTE_MARGIN = 0.05
 MAX_EXPERTS = 3
 BRIDGE_MARGIN = 0.2
 """A second expert within this margin of the first may continue the first's chains (cross-expert)."""
+APPROXIMATE_LINKS = frozenset({"fuzzy", "vector"})
+"""Link methods that guess at a name; answers resting on them carry a warning."""
 MEMO_LIMIT = 20_000
 """Question states ``ask_many`` keeps for reuse within one call (~5 KB each); cleared beyond."""
 
@@ -271,6 +273,10 @@ class Pipeline:
                     index = ctx.snapshot.index
                     work.topic = [index[link.id] for link in top.links if link.id in index]
                     work.span = (top.start, top.end)
+                    if top.links and all(link.method in APPROXIMATE_LINKS for link in top.links):
+                        best = top.links[0]  # the answers rest on a guess at what the question names: say so
+                        work.answer.warnings.append(f"approximate entity link: {best.mention!r} taken as "
+                                                    f"{best.name!r} ({best.method}, score {best.score:.2f})")
             if not work.topic:
                 work.answer.text = NO_ENTITY
                 work.answer.warnings.append("no linkable entity")

@@ -36,6 +36,33 @@ def test_load_pack_counts_and_metadata(kb):
     assert kb.relation_text("tiny_movies")["has_tags"] == "tagged"
 
 
+def test_relations_without_text_read_as_words(kb, tmp_path):
+    ttl = tmp_path / "capitals.ttl"
+    ttl.write_text("""@prefix ex: <http://ex.org/> .
+@prefix rdf: <http://www.w3.org/1999/02/22-rdf-syntax-ns#> .
+@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .
+ex:Paris ex:capitalOf ex:France ; ex:population_size "2100000" ; ex:hasURL "https://paris.fr" ;
+    <http://ex.org/vocab#locatedInCountry> ex:France .
+ex:France ex:borders ex:Germany .
+ex:borders rdfs:label "shares a border with"@en ; rdf:type rdf:Property .
+ex:capitalOf rdf:type rdf:Property .
+""", encoding="utf-8")
+    kb.load_triples("cities", ttl, relation_text={"http://ex.org/population_size": "has a population of"})
+    texts = kb.relation_text("cities")
+    assert texts["http://ex.org/capitalOf"] == "capital of"  # local name, camelCase split
+    assert texts["http://ex.org/vocab#locatedInCountry"] == "located in country"
+    assert texts["http://ex.org/hasURL"] == "has URL"
+    assert texts["http://www.w3.org/1999/02/22-rdf-syntax-ns#type"] == "type"
+    assert texts["http://ex.org/borders"] == "shares a border with"  # the predicate's rdfs:label
+    assert texts["http://ex.org/population_size"] == "has a population of"  # given text wins
+    answer = kb.ask("Which country is [Paris] the capital of?", domain="cities")
+    assert "Paris capital of France" in answer.text and "http" not in answer.text
+    tsv = tmp_path / "cn.tsv"
+    tsv.write_text("dog\tAtLocation\tkennel\ndog\tis_a\tanimal\n", encoding="utf-8")
+    kb.load_triples("concepts", tsv, format="tsv", order="hrt")
+    assert kb.relation_text("concepts") == {"AtLocation": "at location", "is_a": "is a"}
+
+
 def test_pack_relation_aliases_reach_the_zero_shot_scorer(kb):
     ctx = kb.pipeline.context("tiny_movies")
     assert ctx.relation_aliases == {"has_genre": ["kind", "type"]}

@@ -87,3 +87,62 @@ def test_bracket_prefers_the_name_as_written_and_links_punctuation_names():
     assert [link.id for link in tag] == ["king kong"]
     dollar = EntityLinker.from_snapshot(snapshot).mentions("who acted in [$]")
     assert dollar and dollar[0].links[0].id == "$" and dollar[0].links[0].method == "bracket"
+
+
+def test_misspelled_and_lowercase_names_link_without_brackets(movies):
+    from reasoning_graphs import MOVIE_TRIPLES, make_snapshot
+
+    lk = linker(movies)
+    for question, span, entity in [("who directed Forest Gump", "Forest Gump", "Forrest Gump"),
+                                   ("what movies did Tom Hankss act in", "Tom Hankss", "Tom Hanks"),
+                                   ("who starred in satan met a ladyy", "satan met a ladyy", "Satan Met a Lady"),
+                                   ("which films did helen hunt act in", "helen hunt", "Helen Hunt")]:
+        mention = lk.mentions(question)[0]
+        assert mention.links[0].id == entity, question
+        assert question[mention.start:mention.end] == span  # the span as written, for masking
+    tagged = EntityLinker.from_snapshot(make_snapshot(MOVIE_TRIPLES + [("Kismet", "has_tags", "forest")]))
+    assert tagged.mentions("who directed Forest Gump")[0].links[0].id == "Forrest Gump"  # not the tag "forest"
+    fuzzy = lk.link("what movies did Tom Hankss act in")[0]
+    assert fuzzy.method == "fuzzy" and 0.8 < fuzzy.score < 0.9  # below every exact link
+
+
+def test_short_and_common_words_are_not_fuzzy_links():
+    from reasoning_graphs import make_snapshot
+
+    snapshot = make_snapshot([("lawyer", "AtLocation", "hell"), ("devil", "AtLocation", "hell"),
+                              ("give assistance", "HasSubevent", "thank"), ("Shanks", "directed_by", "William Castle"),
+                              ("ship", "AtLocation", "sea")])
+    lk = EntityLinker.from_snapshot(snapshot)
+    assert lk.link("hello there") == []  # "hell" inside "hello"
+    assert lk.link("hi") == []  # "hi" inside "ship"
+    assert [link.id for link in lk.link("thanks")] == ["thank"]  # its stem, not the film "Shanks" misspelled
+    assert [link.id for link in lk.link("where are ships found")] == ["ship"]  # a plural, not "hi" in "ships"
+    assert lk.link("who is [hello]") == []  # a 4-letter name is never matched approximately
+    assert [link.id for link in lk.link("who directed [Shankss]")] == ["Shanks"]  # a bracketed typo links
+    assert [link.id for link in lk.link("who acted in william castel films")] == ["William Castle"]
+
+
+def test_typo_budget_grows_with_length():
+    from kgllm.linking import typo_budget
+
+    assert typo_budget("hello", "hell") == 0
+    assert typo_budget("forest gump", "forrest gump") == 1
+    assert typo_budget("the last of the mohicns", "the last of the mohicans") == 2
+    assert typo_budget("thanks", "shanks", bracketed=False) == 0  # one short word of a plain question
+    assert typo_budget("thanks", "shanks") == 1  # "[thanks]" is meant as a name
+    assert typo_budget("produces", "producer", bracketed=False) == 0
+    assert typo_budget("the parts", "the party", bracketed=False) == 0  # one content word: "parts"
+    assert typo_budget("spielberrg", "spielberg", bracketed=False) == 1
+
+
+def test_whole_question_vector_link_needs_a_close_match(movies, embedder):
+    from kgllm.index import VectorIndex
+
+    names = ["say hello", "Forrest Gump", "Tom Hanks"]
+    index = VectorIndex.create(embedder.dim, model=embedder.model_name)
+    index.add(names, embedder.encode(names))
+    snapshot_names = list(movies.names) + ["say hello"]
+    lk = EntityLinker("movies", snapshot_names, snapshot_names, vector_index=lambda: index, embedder=embedder)
+    assert lk.link("hello there") == []  # "say hello" is similar (~0.57), not named
+    links = lk.link("who directed [the film about a man named Gump, Forrest]")  # a mention: the usual cutoff
+    assert links and links[0].id == "Forrest Gump" and links[0].method == "vector"

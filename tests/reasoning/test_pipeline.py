@@ -40,6 +40,15 @@ def test_brackets_are_not_required(metaqa_kb, model_dir):
     assert [a.id for a in without.answers] == [a.id for a in with_brackets.answers]
 
 
+def test_answers_resting_on_a_misspelled_name_carry_a_warning(metaqa_kb):
+    exact = metaqa_kb.ask("who directed Catch Me If You Can", domain="movies")
+    typo = metaqa_kb.ask("who directed Catch Me If You Cann", domain="movies")
+    assert [a.id for a in typo.answers] == [a.id for a in exact.answers] == ["Steven Spielberg"]
+    assert not [w for w in exact.warnings if "approximate" in w]
+    warned = [w for w in typo.warnings if w.startswith("approximate entity link:")]
+    assert len(warned) == 1 and "'Catch Me If You Can'" in warned[0] and "fuzzy" in warned[0]
+
+
 def test_ask_many_matches_ask(metaqa_kb, model_dir):
     questions = ["who directed [Kismet]", "what movies did [Tom Hanks] act in", "",
                  "which films share the same director of [Forrest Gump]"]
