@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from kgllm.types import LinkedEntity
 
 if TYPE_CHECKING:
@@ -124,13 +126,19 @@ class EntityLinker:
         question_vector_cutoff: the same when the whole question is embedded (no mention found): a
             question naming an entity scores ~0.7-0.8 against its name, while chit-chat reaches ~0.6
             against some name of a large graph ("hello there" vs "say hello" 0.57).
+        degrees: edges per node index. Between mentions of equal score, the one naming the better
+            connected entity is taken as the topic: "Where is a fox usually found?" is about "fox"
+            (33 commonsense edges), not "usually" (16); on MetaQA questions without brackets this
+            links 99.80 % of topics right, against 99.56 % preferring the longer mention.
     """
 
     def __init__(self, domain: str, ids: Sequence[str], names: Sequence[str], *,
                  aliases: Mapping[str, str] | None = None, max_ngram: int = 12, fuzzy_cutoff: float = 85.0,
                  vector_index: Callable[[], VectorIndex] | None = None, embedder: Embedder | None = None,
-                 vector_cutoff: float = 0.5, question_vector_cutoff: float = 0.7) -> None:
+                 vector_cutoff: float = 0.5, question_vector_cutoff: float = 0.7,
+                 degrees: Sequence[int] | None = None) -> None:
         self.domain = domain
+        self.degrees = list(degrees) if degrees is not None else [0] * len(ids)
         self.ids = list(ids)
         self.names = list(names)
         self.max_ngram = max_ngram
@@ -145,7 +153,7 @@ class EntityLinker:
             key = _name_key(name)
             if key:
                 self._table.setdefault(key, []).append(i)
-        position = {eid: i for i, eid in enumerate(self.ids)}
+        position = self._position = {eid: i for i, eid in enumerate(self.ids)}
         for alias, eid in (aliases or {}).items():
             key = _name_key(alias)
             if key and eid in position and key not in self._table:
@@ -157,8 +165,9 @@ class EntityLinker:
 
     @classmethod
     def from_snapshot(cls, snapshot: Any, **kwargs: Any) -> EntityLinker:
-        """A linker over a :class:`~kgllm.stores.snapshot.GraphSnapshot`'s ids and names."""
-        return cls(snapshot.domain, snapshot.ids, snapshot.names, **kwargs)
+        """A linker over a :class:`~kgllm.stores.snapshot.GraphSnapshot`'s ids, names and node degrees."""
+        degrees = np.bincount(np.concatenate([snapshot.head, snapshot.tail]), minlength=snapshot.num_nodes)
+        return cls(snapshot.domain, snapshot.ids, snapshot.names, degrees=degrees.tolist(), **kwargs)
 
     # -- public ----------------------------------------------------------------------------------
     def link(self, question: str, *, limit: int = 5) -> list[LinkedEntity]:
@@ -180,8 +189,12 @@ class EntityLinker:
         if not any(m.links for m in mentions) and self._vector_index is not None:
             mentions = self._vector(question, mentions)
         mentions = [m for m in mentions if m.links]
-        mentions.sort(key=lambda m: (-m.score, -(m.end - m.start)))
+        mentions.sort(key=lambda m: (-m.score, -self._best_degree(m), -(m.end - m.start)))
         return mentions
+
+    def _best_degree(self, mention: Mention) -> int:
+        position = self._position
+        return max((self.degrees[position[link.id]] for link in mention.links if link.id in position), default=0)
 
     def entity_links(self, mention: str, nodes: Iterable[int], score: float, method: str) -> list[LinkedEntity]:
         """:class:`LinkedEntity` objects for node indices (e.g. topic entities given by id)."""

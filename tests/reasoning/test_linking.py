@@ -146,3 +146,14 @@ def test_whole_question_vector_link_needs_a_close_match(movies, embedder):
     assert lk.link("hello there") == []  # "say hello" is similar (~0.57), not named
     links = lk.link("who directed [the film about a man named Gump, Forrest]")  # a mention: the usual cutoff
     assert links and links[0].id == "Forrest Gump" and links[0].method == "vector"
+
+
+def test_equal_mentions_prefer_the_better_connected_entity():
+    from kgllm.eval.kgdata import snapshot_from_triples
+
+    triples = [("fox", "AtLocation", place) for place in ("wood", "hole", "den", "field")]
+    triples += [("usually", "RelatedTo", "often")]
+    linker = EntityLinker.from_snapshot(snapshot_from_triples(triples, domain="commonsense"))
+    mentions = linker.mentions("Where is a fox usually found?")
+    assert [m.text for m in mentions][:2] == ["fox", "usually"]  # equal exact links; "fox" has 4 edges, "usually" 1
+    assert mentions[0].score == mentions[1].score
