@@ -254,8 +254,23 @@ class ContextFusion:
                 while tokens > budget and items:
                     dropped[name].insert(0, items.pop())
                     messages, tokens = render()
-            # Estimates may overshoot: give back facts that fit after all, best first.
-            while dropped["facts"] and not (dropped["chunks"] or dropped["paths"] or dropped["answers"]):
+            # Estimates may overshoot, and dropping chunks, paths or answers may leave room: give back
+            # the facts that fit after all, best first (a first share by estimate, then one by one).
+            if dropped["facts"] and tokens < budget:
+                room, take = float(budget - tokens), 0
+                for fact in dropped["facts"]:
+                    room -= (approx_token_count(fact.text()) + 4) * scale
+                    if room < 0:
+                        break
+                    take += 1
+                if take > 1:
+                    facts.extend(dropped["facts"][:take])
+                    del dropped["facts"][:take]
+                    messages, tokens = render()
+                    while tokens > budget:
+                        dropped["facts"].insert(0, facts.pop())
+                        messages, tokens = render()
+            while dropped["facts"] and tokens <= budget:
                 facts.append(dropped["facts"].pop(0))
                 trial, trial_tokens = render()
                 if trial_tokens > budget:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kgllm.exceptions import ConfigError
+from kgllm.exceptions import ConfigError, KGLLMError
 from kgllm.types import Answer, Chunk, Fact, ReasoningPath
 
 try:
@@ -81,6 +81,20 @@ def answer_documents(answer: Answer, *, include: tuple[str, ...] = KINDS,
     return docs
 
 
+def _kb_relation_text(kb: Any, answer: Answer) -> dict[str, str]:
+    """The relation texts of the experts that answered, as ``ask`` uses them (when ``kb`` has ``domain_info``)."""
+    info = getattr(kb, "domain_info", None)
+    texts: dict[str, str] = {}
+    if not callable(info):
+        return texts
+    for expert in answer.experts:
+        try:
+            texts.update(info(expert.name).get("relation_text") or {})
+        except KGLLMError:  # a remote client or a dropped domain: the relation names are used as they are
+            continue
+    return texts
+
+
 class KGRetriever(BaseRetriever):
     """A LangChain retriever whose documents are a knowledge base's reasoning paths, facts and chunks.
 
@@ -90,7 +104,8 @@ class KGRetriever(BaseRetriever):
         top_k: answers the reasoner keeps (each brings its paths and facts).
         include: which of ``"paths"``, ``"facts"``, ``"chunks"`` to return.
         max_documents: cap on the documents returned (``None``: all).
-        relation_text: natural-language relation names for the documents' text.
+        relation_text: natural-language relation names for the documents' text, over those of the
+            experts' packs (which ``ask`` writes its text with).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -115,7 +130,8 @@ class KGRetriever(BaseRetriever):
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         answer = self.kb.ask(query, domain=self.domain, llm=None, top_k=self.top_k)
-        docs = answer_documents(answer, include=self.include, relation_text=self.relation_text)
+        relation_text = {**_kb_relation_text(self.kb, answer), **self.relation_text}
+        docs = answer_documents(answer, include=self.include, relation_text=relation_text)
         return docs[: self.max_documents] if self.max_documents else docs
 
 

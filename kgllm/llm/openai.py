@@ -56,6 +56,15 @@ def _error_detail(response: httpx.Response) -> str:
         return response.text[:300]
 
 
+def _content_text(content: Any) -> str:
+    """A message's content as text: a string, null, or (some servers) a list of ``{"type": "text"}`` parts."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list) and all(isinstance(p, dict) for p in content):
+        return "".join(str(p.get("text") or "") for p in content if p.get("type", "text") == "text")
+    raise TypeError(f"message content is {type(content).__name__}, not text")
+
+
 class OpenAICompatibleLLM(BaseLLM):
     """Chat completions from an OpenAI-compatible HTTP endpoint.
 
@@ -160,7 +169,10 @@ class OpenAICompatibleLLM(BaseLLM):
         return min(base + random.uniform(0, base / 4), self.max_backoff)
 
     def _send(self, payload: dict[str, Any]) -> httpx.Response:
-        """POST with retries; returns an open response with a 2xx status (streamed when asked)."""
+        """POST with retries; returns a response with a 2xx status, open for streaming when asked.
+
+        A non-streamed body is read here, so a body that times out or breaks off is retried too.
+        """
         url = f"{self.base_url}/chat/completions"
         last: str = ""
         for attempt in range(self.max_retries + 1):
@@ -173,13 +185,22 @@ class OpenAICompatibleLLM(BaseLLM):
             except httpx.TransportError as exc:
                 last = f"cannot reach {url}: {exc or type(exc).__name__}"
             else:
-                if response.is_success:
+                if response.is_success and payload.get("stream"):
                     return response
-                response.read()
-                response.close()
-                last = f"HTTP {response.status_code}: {_error_detail(response)}"
-                if response.status_code not in _RETRY_STATUS:
-                    raise LLMError(f"{self.name}: {last}")
+                try:
+                    response.read()
+                except httpx.TimeoutException as exc:
+                    last = f"timed out after {self._client.timeout.read}s reading the response ({type(exc).__name__})"
+                except httpx.TransportError as exc:
+                    last = f"the response from {url} broke off: {exc or type(exc).__name__}"
+                else:
+                    if response.is_success:
+                        return response
+                    last = f"HTTP {response.status_code}: {_error_detail(response)}"
+                    if response.status_code not in _RETRY_STATUS:
+                        raise LLMError(f"{self.name}: {last}")
+                finally:
+                    response.close()  # the body is read: json() and text still work
             if attempt < self.max_retries:
                 time.sleep(self._delay(attempt, response))
         raise LLMError(f"{self.name}: request failed after {self.max_retries + 1} attempt(s): {last}")
@@ -190,15 +211,14 @@ class OpenAICompatibleLLM(BaseLLM):
         payload = self._payload(messages, max_tokens, temperature, stop, stream=False)
         response = self._send(payload)
         try:
-            response.read()
             body = response.json()
             choice = body["choices"][0]
-            text = choice["message"].get("content") or ""
+            text = _content_text(choice["message"].get("content"))
+            usage = body.get("usage") or {}
+            if not isinstance(usage, dict):
+                raise TypeError("usage is not an object")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise LLMError(f"{self.name}: malformed chat-completions response: {response.text[:300]!r}") from exc
-        finally:
-            response.close()
-        usage = body.get("usage") or {}
         prompt_tokens = usage.get("prompt_tokens")
         completion_tokens = usage.get("completion_tokens")
         # Some servers omit usage: fall back to counting locally so cost is always reported.
@@ -213,12 +233,14 @@ class OpenAICompatibleLLM(BaseLLM):
                 stop: list[str]) -> Iterator[str]:
         payload = self._payload(messages, max_tokens, temperature, stop, stream=True)
         response = self._send(payload)
+        finished = False  # a [DONE] or a finish_reason: the server completed the text
         try:
             for line in response.iter_lines():
                 if not line.startswith("data:"):
                     continue  # SSE comments, event names and keep-alives
                 data = line[5:].strip()
                 if data == "[DONE]":
+                    finished = True
                     break
                 try:
                     event = json.loads(data)
@@ -227,6 +249,7 @@ class OpenAICompatibleLLM(BaseLLM):
                 if isinstance(event, dict) and event.get("error"):
                     raise LLMError(f"{self.name}: server error in stream: {event['error']}")
                 for choice in (event.get("choices") or []) if isinstance(event, dict) else []:
+                    finished = finished or bool(choice.get("finish_reason"))
                     piece = (choice.get("delta") or {}).get("content")
                     if piece:
                         yield piece
@@ -236,3 +259,6 @@ class OpenAICompatibleLLM(BaseLLM):
             raise LLMError(f"{self.name}: stream interrupted: {exc}") from exc
         finally:
             response.close()
+        if not finished:  # the connection closed mid-answer: an error, not a (cacheable) short text
+            raise LLMError(f"{self.name}: the stream ended before the server finished the completion "
+                           "(no finish_reason and no [DONE])")

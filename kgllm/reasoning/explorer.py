@@ -57,8 +57,10 @@ class LLMExplorer:
         walked = " then ".join(self.graph.code_text(c, self.relation_text) for c in chain) or "(nothing yet)"
         options = "\n".join(f"{i}. {self.graph.code_text(c, self.relation_text)}" for i, c in enumerate(codes, 1))
         prompt = PROMPT.format(question=question, walked=walked, options=options, width=self.width)
-        reply = self.llm.generate(prompt, max_tokens=16, temperature=0.0).text
-        self.calls += 1
+        generation = self.llm.generate(prompt, max_tokens=16, temperature=0.0)
+        reply = generation.text
+        if not getattr(generation, "cached", False):  # served from the LLM cache: no call was made
+            self.calls += 1
         picked: list[int] = []
         for token in _NUMBER.findall(reply):
             number = int(token)
@@ -82,12 +84,14 @@ class LLMExplorer:
                 current = frontiers[-1] if frontiers else topic
                 codes = self.graph.available(current).tolist()
                 picked = self._choose(question, chain, codes) if codes else []
-                if not picked and chain:
-                    finished.append((chain, frontiers))
+                longer: list[tuple[Chain, list[np.ndarray]]] = []
                 for code in picked:
                     nodes = np.setdiff1d(self.graph.expand(current, code), topic, assume_unique=True)
                     if nodes.size:
-                        grown.append((chain + (code,), frontiers + [nodes]))
+                        longer.append((chain + (code,), frontiers + [nodes]))
+                if not longer and chain:  # stopped, or every chosen step leads nowhere: the chain ends here
+                    finished.append((chain, frontiers))
+                grown.extend(longer)
             if not grown:
                 break
             open_chains = grown

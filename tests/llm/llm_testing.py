@@ -92,6 +92,8 @@ class Reply:
     body: Any = None                       # JSON body; None: a completion echoing the last user message
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0                     # seconds to wait before answering
+    body_delay: float = 0.0                # seconds between the headers and the body
+    cut: bool = False                      # close the connection halfway through the body
     events: list[Any] | None = None        # SSE events (dicts, or raw strings sent as-is)
 
 
@@ -150,7 +152,13 @@ class ChatServer:
                 for key, value in reply.headers.items():
                     self.send_header(key, value)
                 self.end_headers()
-                self.wfile.write(data)
+                if reply.body_delay:
+                    self.wfile.flush()
+                    time.sleep(reply.body_delay)
+                self.wfile.write(data[: len(data) // 2] if reply.cut else data)
+                if reply.cut:
+                    self.wfile.flush()
+                    self.close_connection = True
 
             def _sse(self, reply: Reply) -> None:
                 self.send_response(reply.status)

@@ -56,3 +56,4 @@ def test_stream_is_cached_once_read_to_the_end(tmp_path):
     assert "".join(llm.stream("abc")) == "cba"
     assert backend.calls == 1
     assert llm.generate("abc").cached  # a streamed completion serves later generate calls too
+

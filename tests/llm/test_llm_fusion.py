@@ -184,3 +184,27 @@ def test_after_the_facts_paths_and_candidates_give_way(movie_answer):
     assert len(fused.dropped_facts) == 5 and fused.dropped_paths
     [warning] = fused.warnings()
     assert "dropped 5 of 5 facts" in warning and "of 2 paths" in warning
+
+
+def test_facts_fill_the_room_a_dropped_document_leaves(movie_answer):
+    # A document too long for the budget goes, and the facts dropped before it come back where they fit:
+    # the prompt is not left without facts while half the budget is unused.
+    fusion = ContextFusion()
+    with_facts = fusion.build(movie_answer, None)
+    long_doc = Chunk(id="c1", domain="movies", text="Forrest Gump is a 1994 film. " * 200, score=0.5)
+    fused = fusion.build(movie_answer.model_copy(update={"chunks": [long_doc]}), None,
+                         budget=with_facts.prompt_tokens + 10)
+    assert fused.dropped_chunks == [long_doc] and not fused.chunks
+    assert len(fused.facts) == 5 and not fused.dropped_facts
+    assert fused.prompt_tokens == with_facts.prompt_tokens <= fused.budget
+    # many facts: as many of the best as fit, one exact count each only near the boundary
+    many = [movie_answer.facts[0].model_copy(update={"tail": f"Actor {i}", "score": 1 - i / 1000})
+            for i in range(300)]
+    crowded = movie_answer.model_copy(update={"facts": many, "chunks": [long_doc]})
+    fused = fusion.build(crowded, None, budget=600)
+    assert fused.budget - 20 < fused.prompt_tokens <= fused.budget
+    assert fused.dropped_chunks == [long_doc] and 20 < len(fused.facts) < 300
+    assert [f.tail for f in fused.facts[:3]] == ["Actor 0", "Actor 1", "Actor 2"]
+    total = len(fused.facts) + len(fused.dropped_facts)  # with the path hops missing from the facts
+    assert fused.warnings() == [f"context over the budget of 600 tokens: dropped {len(fused.dropped_facts)} of "
+                                f"{total} facts, 1 of 1 chunks (lowest score first)"]

@@ -55,6 +55,18 @@ def test_batch_and_ainvoke_agree_with_invoke(kb):
     assert all(d.metadata["kind"] == "fact" for d in single[1])
 
 
+def test_documents_use_the_packs_relation_texts_like_the_answer(kb):
+    # The pack's manifest writes starred_actors as "starring"; ask's text does, and so must the documents.
+    question = "Who starred in [Kismet]?"
+    docs = KGRetriever(kb=kb, top_k=5).invoke(question)
+    path = next(d for d in docs if d.metadata["kind"] == "path")
+    fact = next(d for d in docs if d.metadata["kind"] == "fact")
+    assert path.page_content.startswith("Kismet -[starring]-> ")
+    assert f"{fact.page_content} [{fact.metadata['citation']}]" in kb.ask(question, top_k=5).text
+    own = KGRetriever(kb=kb, top_k=5, include=("facts",), relation_text={"starred_actors": "features"})
+    assert own.invoke(question)[0].page_content.startswith("Kismet features ")
+
+
 def test_caps_and_options(kb):
     assert len(KGRetriever(kb=kb, top_k=5, max_documents=2).invoke("Who starred in [Kismet]?")) == 2
     with pytest.raises(ConfigError, match="unknown document kinds"):

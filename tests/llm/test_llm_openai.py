@@ -105,6 +105,22 @@ def test_slow_server_times_out(chat_server):
     assert len(chat_server.requests) == 2
 
 
+def test_body_that_stalls_or_breaks_off_is_retried_then_an_llm_error(chat_server):
+    # The headers arrive in time, the body does not (or is cut short): retried like any timeout, and
+    # reported as LLMError (the CLI's one-line error), not as an httpx exception.
+    chat_server.script = [Reply(body_delay=1.5), Reply(cut=True)]
+    with make(chat_server, timeout=0.3, max_retries=2) as llm:
+        assert llm.generate("hi").text == "echo: hi"
+    assert len(chat_server.requests) == 3
+    chat_server.script = [Reply(cut=True), Reply(body_delay=1.5)]
+    with make(chat_server, timeout=0.3, max_retries=1) as llm, \
+            pytest.raises(LLMError, match="2 attempt.*timed out after 0.3s reading the response"):
+        llm.generate("hi")
+    chat_server.script = [Reply(cut=True)]
+    with make(chat_server, max_retries=0) as llm, pytest.raises(LLMError, match="broke off"):
+        llm.generate("hi")
+
+
 def test_unreachable_endpoint():
     with socket.socket() as sock:  # a port with nobody listening
         sock.bind(("127.0.0.1", 0))
@@ -116,9 +132,22 @@ def test_unreachable_endpoint():
 
 
 def test_malformed_response(chat_server):
-    chat_server.script = [Reply(body={"unexpected": True})]
-    with make(chat_server) as llm, pytest.raises(LLMError, match="malformed"):
-        llm.generate("hi")
+    chat_server.script = [Reply(body={"unexpected": True}),
+                          Reply(body={"choices": [{"message": {"content": 42}}]}),
+                          Reply(body={"choices": [{"message": {"content": "x"}}], "usage": "none"})]
+    with make(chat_server) as llm:
+        for _ in range(3):
+            with pytest.raises(LLMError, match="malformed"):
+                llm.generate("hi")
+
+
+def test_content_given_as_text_parts(chat_server):
+    parts = [{"type": "text", "text": "Robert "}, {"type": "text", "text": "Zemeckis"}]
+    chat_server.script = [Reply(body={"choices": [{"message": {"role": "assistant", "content": parts}}]}),
+                          Reply(body={"choices": [{"message": {"role": "assistant", "content": None}}]})]
+    with make(chat_server) as llm:
+        assert llm.generate("Who directed Forrest Gump?").text == "Robert Zemeckis"
+        assert llm.generate("hi").text == ""
 
 
 def test_sse_streaming(chat_server):
@@ -138,6 +167,25 @@ def test_sse_streaming(chat_server):
     assert len(pieces) >= 2  # really streamed, not one block
     body = chat_server.requests[0].body
     assert body["stream"] is True and body["stop"] == [" and"] and body["max_tokens"] == 20
+
+
+def test_stream_cut_short_is_an_error_and_not_cached(chat_server, tmp_path):
+    # The server closes the connection mid-answer (no finish_reason, no [DONE]): the partial text must
+    # not be taken, nor cached, as the complete answer.
+    piece = {"choices": [{"index": 0, "delta": {"content": "Rob"}, "finish_reason": None}]}
+    done = {"choices": [{"index": 0, "delta": {"content": "ert"}, "finish_reason": "stop"}]}
+    chat_server.script = [Reply(events=[piece]), Reply(events=[piece]), Reply(events=[piece, done])]
+    llm = resolve_llm(f"openai:test-model@{chat_server.url}", cache=tmp_path, backoff=0.01)
+    pieces = []
+    with pytest.raises(LLMError, match="stream ended before the server finished"):
+        pieces.extend(llm.stream("Who directed Forrest Gump?"))
+    assert pieces == ["Rob"]
+    with pytest.raises(LLMError, match="stream ended before"):
+        list(llm.stream("Who directed Forrest Gump?"))
+    assert len(chat_server.requests) == 2 and len(llm.cache) == 0
+    assert "".join(llm.stream("Who directed Forrest Gump?")) == "Robert"  # complete without [DONE]: cached
+    assert llm.generate("Who directed Forrest Gump?").cached and len(chat_server.requests) == 3
+    llm.close()
 
 
 def test_stream_error_event(chat_server):

@@ -1,0 +1,60 @@
+"""``ask(explore=True)``: Think-on-Graph relation pruning by a language model, on a real KB, with its cost."""
+
+from __future__ import annotations
+
+import pytest
+
+import kgllm
+from kgllm.llm import BaseLLM, Generation
+
+QUESTION = "Who directed [Kismet]?"
+
+
+class Picks(BaseLLM):
+    """A real backend for the pruning prompts: always answers ``reply`` (``"1"``: follow relation 1). Counts calls."""
+
+    backend = "picks"
+
+    def __init__(self, reply: str = "1") -> None:
+        super().__init__(f"picks-{reply}")
+        self.reply = reply
+        self.calls = 0
+        self.prompts: list[str] = []
+
+    def _generate(self, messages, *, max_tokens, temperature, stop):
+        self.calls += 1
+        self.prompts.append(messages[-1]["content"])
+        return Generation(text=self.reply, prompt_tokens=len(messages[-1]["content"]), completion_tokens=1)
+
+
+@pytest.fixture()
+def kb(tmp_path, fixtures_dir):
+    with kgllm.open(tmp_path / "kb") as kb:
+        kb.load(fixtures_dir / "kb" / "tiny_movies")
+        yield kb
+
+
+def test_explored_questions_served_from_the_cache_cost_no_call(kb):
+    backend = Picks("1")
+    first = kb.ask(QUESTION, llm=backend, explore=True)
+    assert [a.name for a in first.answers] == ["William Dieterle"]
+    assert first.llm_calls == backend.calls == 3  # two relation choices, then the answer text
+    again = kb.ask(QUESTION, llm=backend, explore=True)
+    assert backend.calls == 3  # every request was served from the KB's cache
+    assert again.llm_calls == 0 and [a.name for a in again.answers] == ["William Dieterle"]
+
+
+def test_a_chosen_chain_whose_next_steps_lead_nowhere_still_answers(tmp_path):
+    # Hop 1: the model follows "directed by" and "written by". Hop 2: from William Dieterle the only step
+    # leads back to Kismet (nowhere), while "written by" continues to another film. The directed_by chain
+    # ends at hop 1 with the answer; it must not vanish because a sibling chain went on.
+    triples = tmp_path / "films.txt"
+    triples.write_text("Kismet|directed_by|William Dieterle\nKismet|written_by|Edward Knoblock\n"
+                       "Chu Chin Chow|written_by|Edward Knoblock\n")
+    backend = Picks("1, 2")
+    with kgllm.open(tmp_path / "kb") as kb:
+        kb.load_triples("films", triples, format="pipe")
+        answer = kb.ask(QUESTION, llm=backend, explore=True, llm_cache=False)
+    assert "1. directed by\n2. written by" in backend.prompts[0]
+    assert [h.relation for h in answer.paths[0].hops] == ["directed_by"]
+    assert answer.answers[0].name == "William Dieterle"
