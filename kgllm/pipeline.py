@@ -311,6 +311,11 @@ class Pipeline:
                     results.append(reasoner.reason(state, work.topic, top_k=top_k, max_hops=max_hops,
                                                    explorer=explorer, question=work.question))
                     work.answer.llm_calls += explorer.calls
+                    work.answer.tokens = {kind: work.answer.tokens.get(kind, 0) + explorer.tokens[kind]
+                                          for kind in ("prompt", "completion")}
+                    if not results[-1].answers:  # the graph may hold the chain the model did not choose
+                        work.answer.warnings.append("explore: the language model chose no relation that leads to "
+                                                    "an answer; without explore=True the beam search is used")
                     shares.append((time.perf_counter() - t0) * 1000)
             for work, result, ms in zip(works, results, shares, strict=True):
                 work.reasoning = result

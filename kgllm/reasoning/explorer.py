@@ -52,6 +52,7 @@ class LLMExplorer:
         self.max_hops = max_hops
         self.relation_text = relation_text or {}
         self.calls = 0
+        self.tokens = {"prompt": 0, "completion": 0}  # of the calls made (not those served from the cache)
 
     def _choose(self, question: str, chain: Chain, codes: Sequence[int]) -> list[int]:
         walked = " then ".join(self.graph.code_text(c, self.relation_text) for c in chain) or "(nothing yet)"
@@ -61,6 +62,8 @@ class LLMExplorer:
         reply = generation.text
         if not getattr(generation, "cached", False):  # served from the LLM cache: no call was made
             self.calls += 1
+            self.tokens["prompt"] += int(getattr(generation, "prompt_tokens", 0) or 0)
+            self.tokens["completion"] += int(getattr(generation, "completion_tokens", 0) or 0)
         picked: list[int] = []
         for token in _NUMBER.findall(reply):
             number = int(token)

@@ -58,3 +58,18 @@ def test_a_chosen_chain_whose_next_steps_lead_nowhere_still_answers(tmp_path):
     assert "1. directed by\n2. written by" in backend.prompts[0]
     assert [h.relation for h in answer.paths[0].hops] == ["directed_by"]
     assert answer.answers[0].name == "William Dieterle"
+
+
+def test_explored_answers_count_the_tokens_of_every_call(kb):
+    backend = Picks("1")
+    answer = kb.ask(QUESTION, llm=backend, explore=True, llm_cache=False)
+    # Picks reports a prompt's length in characters as its prompt tokens and one completion token per call
+    assert answer.llm_calls == backend.calls == 3
+    assert answer.tokens == {"prompt": sum(len(p) for p in backend.prompts), "completion": 3}
+
+
+def test_a_model_that_follows_nothing_says_so(kb):
+    answer = kb.ask(QUESTION, llm=Picks("0"), explore=True, llm_cache=False)
+    assert answer.answers == []
+    assert any(w.startswith("explore: the language model chose no relation") for w in answer.warnings)
+    assert not [w for w in kb.ask(QUESTION).warnings if w.startswith("explore:")]
