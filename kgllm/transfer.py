@@ -89,7 +89,8 @@ def _export_domain(store: GraphStore, domain: str, folder: Path, chunks: Sequenc
         files["chunks"] = "chunks.jsonl"
         _write_jsonl(folder / files["chunks"], (json.loads(chunk.to_json()) for chunk in chunks))
     return {"triples": n_triples, "entities": n_entities, "chunks": len(chunks),
-            "relations": store.relations(domain), "files": files,
+            "relations": store.relations(domain), "relation_order": list(store.snapshot(domain).relations),
+            "files": files,
             "sha256": {kind: sha256_file(folder / name) for kind, name in files.items()}}
 
 
@@ -250,6 +251,24 @@ def _triples(path: Path) -> Iterator[RawTriple]:
         yield RawTriple(head, relation, tail, row.get("source"), line)
 
 
+def _ordered(path: Path, order: Sequence[str]) -> Iterator[RawTriple]:
+    """The export's triples, led by the first triple of each relation in ``order`` (the source's numbering).
+
+    Stores number relations in first-seen order and a trained path scorer checks that numbering, but
+    an export lists triples in its source's reading order (Neo4j: by node key); leading with one
+    triple per relation, in the source's order, gives the target the same numbering (the repeat is
+    a duplicate, stored once).
+    """
+    if order:
+        first: dict[str, RawTriple] = {}
+        for triple in _triples(path):
+            first.setdefault(triple.relation, triple)
+            if len(first) == len(order):
+                break
+        yield from (first[r] for r in order if r in first)
+    yield from _triples(path)
+
+
 def _names(path: Path | None) -> dict[str, str]:
     if path is None:
         return {}
@@ -269,7 +288,7 @@ def _import_domain(store: GraphStore, domain: str, in_dir: Path, entry: dict[str
     if triples is None:
         return 0
     with store.writer(domain) as writer:
-        writer.add(_triples(triples))
+        writer.add(_ordered(triples, entry.get("relation_order") or []))
         if names:
             writer.set_names(names)
         return writer.commit()

@@ -14,6 +14,7 @@ import pytest
 
 from kgllm.exceptions import ConfigError, LoadError, StoreError
 from kgllm.stores.base import RawTriple
+from kgllm.stores.local import LocalGraphStore
 from kgllm.stores.neo4j import Neo4jGraphStore
 
 pytestmark = pytest.mark.neo4j
@@ -144,6 +145,22 @@ def test_snapshot_carries_provenance(store):
     assert snap.num_edges == 4 and snap.sources == ["chain.tsv"]
     facts = {(f.head, f.tail): (f.source, f.line) for f in map(snap.fact, range(4))}
     assert facts[("e2", "e3")] == ("chain.tsv", 3)
+
+
+def test_snapshot_numbers_relations_as_the_local_store_does(store, tmp_path):
+    # A trained path scorer refers to relations by number and refuses another numbering: first-seen
+    # order, as in the local store, over several batches and loads (not sorted).
+    loads = [[RawTriple(f"f{i}", rel, f"p{i}") for i, rel in enumerate(
+                ["starred_actors"] * 9 + ["directed_by", "has_genre", "starred_actors", "`odd` \"rel\""])],
+             [RawTriple("f0", "written_by", "p9"), RawTriple("f1", "directed_by", "p1"), RawTriple("f2", "aardvark", "x")]]
+    local = LocalGraphStore(tmp_path / "local")
+    for triples in loads:
+        store.add_triples("d", triples)
+        local.add_triples("d", triples)
+    expected = ["starred_actors", "directed_by", "has_genre", "`odd` \"rel\"", "written_by", "aardvark"]
+    assert local.snapshot("d").relations == expected
+    assert store.snapshot("d").relations == expected
+    assert store.relations("d") == sorted(expected)
 
 
 def test_snapshot_is_cached_until_the_domain_changes_anywhere(store, neo4j_server):

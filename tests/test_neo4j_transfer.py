@@ -63,6 +63,24 @@ def test_store_round_trip_local_neo4j_local(tmp_path, sample, neo4j_store):
         assert sorted(zip(snap_a.ids, snap_a.names, strict=True)) == sorted(zip(snap_b.ids, snap_b.names, strict=True))
 
 
+def test_relation_numbering_survives_a_round_trip_through_neo4j(tmp_path, sample, neo4j_store):
+    # A trained path scorer checks the relation numbering (first-seen order); Neo4j exports its
+    # triples by node key, so without care the numbering changed on the way back.
+    local = LocalGraphStore(tmp_path / "a")
+    local.add_triples("movies", read_triples(sample, "pipe"))
+    order = local.snapshot("movies").relations
+    assert order != sorted(order)
+    export_store(local, tmp_path / "export1")
+    import_store(neo4j_store, tmp_path / "export1")
+    assert neo4j_store.snapshot("movies").relations == order
+    manifest = export_store(neo4j_store, tmp_path / "export2")
+    assert manifest["domains"]["movies"]["relation_order"] == order
+    back = LocalGraphStore(tmp_path / "b")
+    assert import_store(back, tmp_path / "export2") == {"movies": 400}
+    assert back.snapshot("movies").relations == order
+    assert _content(back) == _content(local)
+
+
 def test_kb_round_trip_keeps_metadata_and_chunks(tmp_path, sample, neo4j_server, neo4j_store):
     chunks = [Chunk(id="doc-1", domain="movies", text="Kismet is a 1944 film by William Dieterle.", source="notes.md"),
               Chunk(id="doc-2", domain="movies", text="Marlene Dietrich starred in it.", source="notes.md", chunk=1)]

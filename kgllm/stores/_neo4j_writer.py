@@ -163,7 +163,7 @@ class Neo4jBulkWriter(WriterLifecycle):
         self._nodes: dict[str, str] = {}  # entity id -> element id, for nodes this load touched
         self._created: set[str] = set()  # entity ids of nodes this load created
         self._seen: set[tuple[str, str, str]] = set()
-        self._relations: set[str] = set()
+        self._relations: dict[str, None] = {}  # first-seen order, as the local store numbers them
         self._names: dict[str, str] = {}
         self._named: dict[str, str] = {}  # display names given to nodes at their creation
         self._new = 0
@@ -224,7 +224,7 @@ class Neo4jBulkWriter(WriterLifecycle):
         merge: list[list[Any]] = []
         for h, r, t, source, line in fresh:
             (create if h in created or t in created else merge).append([known[h], r, known[t], source, line])
-        self._relations.update(r for _, r, _, _, _ in fresh)
+        self._relations.update(dict.fromkeys(r for _, r, _, _, _ in fresh))
         self._settle()
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kgllm-neo4j-load")
@@ -273,7 +273,7 @@ class Neo4jBulkWriter(WriterLifecycle):
         if not tx.run(_END_LOAD, load=self.load_id).single()["n"]:
             raise StoreError(f"load {self.load_id} into domain {self.domain!r} was rolled back by someone else")
         if self._seen:
-            tx.run(_TOUCH_DOMAIN, domain=self.domain, relations=sorted(self._relations)).consume()
+            tx.run(_TOUCH_DOMAIN, domain=self.domain, relations=list(self._relations)).consume()
         elif self._names:
             tx.run(BUMP_DOMAIN, domain=self.domain).consume()
 

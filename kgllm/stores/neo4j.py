@@ -446,8 +446,8 @@ class Neo4jGraphStore:
         Every commit, rollback and rename bumps the domain's generation, so a cached snapshot is
         reused only while the domain is unchanged, whichever process changed it.
         """
-        rows = self._query("MATCH (d:KgllmDomain {name: $d}) RETURN d.uid AS uid, d.generation AS generation",
-                           d=domain)
+        rows = self._query("MATCH (d:KgllmDomain {name: $d}) RETURN d.uid AS uid, d.generation AS generation, "
+                           "d.relations AS relations", d=domain)
         if not rows:
             self._snapshots.pop(domain, None)
             raise DomainNotFound(domain, self.domains())
@@ -455,11 +455,13 @@ class Neo4jGraphStore:
         cached = self._snapshots.get(domain)
         if cached is not None and cached[0] == version:
             return cached[1]
-        snap = self._read_snapshot(domain)
+        snap = self._read_snapshot(domain, rows[0]["relations"] or [])
         self._snapshots[domain] = (version, snap)
         return snap
 
-    def _read_snapshot(self, domain: str) -> GraphSnapshot:
+    def _read_snapshot(self, domain: str, known: Sequence[str] = ()) -> GraphSnapshot:
+        """Relations numbered in the order the domain first saw them (``known``), as in the local store:
+        a trained scorer refers to relations by number and checks that list."""
         ids: list[str] = []
         names: list[str] = []
         edges: list[tuple[str, str, str, str | None, int | None]] = []
@@ -470,7 +472,8 @@ class Neo4jGraphStore:
                 edges.extend((row["id"], rel, tail, source, line) for rel, tail, source, line in row["out"]
                              if rel is not None)
         index = {eid: i for i, eid in enumerate(ids)}
-        relations = sorted({e[1] for e in edges})
+        present = {e[1] for e in edges}
+        relations = [r for r in known if r in present] + sorted(present.difference(known))
         rel_index = {r: i for i, r in enumerate(relations)}
         sources = sorted({e[3] for e in edges if e[3] is not None})
         source_index = {s: i for i, s in enumerate(sources)}
