@@ -149,6 +149,7 @@ class Pipeline:
             from kgllm.fusion.choices import answer_choices
 
             return [answer_choices(self.kb, question, choices, model_dir=adapter) for question in questions]
+        self._drop_stale_contexts()
         backend = _resolve_llm(llm, self._llm_cache(llm_cache))
         explorer_llm = backend if explore and getattr(backend, "generative", True) else None
         out: list[Answer] = []
@@ -183,6 +184,21 @@ class Pipeline:
                 raise DomainNotFound(domain, self.kb.domains)
             self._domains[domain] = build_context(self.kb, domain)
         return self._domains[domain]
+
+    def _drop_stale_contexts(self) -> None:
+        """Forget domains whose graph changed since their context was built: another client of a Neo4j
+        database (or another KB object) loaded into them. The store's snapshot is cached until the domain
+        changes, so an unchanged domain costs one lookup (one query on Neo4j) per call."""
+        for name, ctx in list(self._domains.items()):
+            if not ctx.snapshot.num_nodes:  # documents only: no graph to go stale
+                continue
+            try:
+                current = self.kb.store.snapshot(name)
+            except DomainNotFound:
+                current = None
+            if current is not ctx.snapshot:
+                del self._domains[name]
+                self._rules.pop(name, None)
 
     def reasoner(self, ctx: DomainContext, model: str | Path | None = None) -> PathReasoner:
         """The domain's reasoner with the learned scorer of ``model`` (or the default), else zero-shot."""

@@ -147,3 +147,20 @@ def test_corrupt_exports_are_load_errors(tmp_path, neo4j_store):
         read_export_manifest(tmp_path / "out")
     with pytest.raises(ConfigError, match="not empty"):
         export_store(local, tmp_path / "out")
+
+
+def test_a_kb_sees_what_another_client_loaded_into_neo4j(tmp_path, neo4j_server, neo4j_store):
+    conn = neo4j_server.connection()
+    options = {"store": "neo4j", "neo4j_uri": conn["uri"], "user": conn["user"], "password": conn["password"],
+               "database": conn["database"]}
+    first, second = tmp_path / "first.tsv", tmp_path / "second.tsv"
+    first.write_text("paris\tcapital_of\tfrance\nberlin\tcapital_of\tgermany\n", encoding="utf-8")
+    second.write_text("rome\tcapital_of\titaly\n", encoding="utf-8")
+    question = "Which country is [rome] the capital of?"
+    with kgllm.open(tmp_path / "kb", **options) as one:
+        one.load_triples("caps", first, format="tsv", description="capital cities of countries")
+        assert [a.name for a in one.ask("Which country is [paris] the capital of?", domain="caps").answers] == ["france"]
+        assert "italy" not in {a.name for a in one.ask(question, domain="caps").answers}  # rome is not there yet
+        with kgllm.open(tmp_path / "kb", **options) as other:  # another client of the same database
+            other.load_triples("caps", second, format="tsv")
+        assert [a.name for a in one.ask(question, domain="caps").answers] == ["italy"]
