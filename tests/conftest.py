@@ -33,6 +33,16 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
+@pytest.fixture()
+def tiny_movies_kb(tmp_path: Path):  # noqa: ANN201 - a generator fixture
+    """A fresh embedded KB holding the tiny movies pack."""
+    import kgllm
+
+    with kgllm.open(tmp_path / "kb") as kb:
+        kb.load(FIXTURES / "kb" / "tiny_movies")
+        yield kb
+
+
 try:  # the real Neo4j server fixture (session scoped); see tests/neo4j_testserver.py
     from neo4j_testserver import neo4j_server  # noqa: F401
 except ImportError:  # pragma: no cover - until the server module exists

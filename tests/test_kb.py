@@ -12,10 +12,8 @@ from kgllm.exceptions import ConfigError, DomainNotFound, IndexMismatch, KBNotFo
 
 
 @pytest.fixture()
-def kb(tmp_path, fixtures_dir):
-    with kgllm.open(tmp_path / "kb") as knowledge_base:
-        knowledge_base.load(fixtures_dir / "kb" / "tiny_movies")
-        yield knowledge_base
+def kb(tiny_movies_kb):
+    return tiny_movies_kb
 
 
 def _state(kb):

@@ -28,10 +28,8 @@ class Picks(BaseLLM):
 
 
 @pytest.fixture()
-def kb(tmp_path, fixtures_dir):
-    with kgllm.open(tmp_path / "kb") as kb:
-        kb.load(fixtures_dir / "kb" / "tiny_movies")
-        yield kb
+def kb(tiny_movies_kb):
+    return tiny_movies_kb
 
 
 def test_explored_questions_served_from_the_cache_cost_no_call(kb):
