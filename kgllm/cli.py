@@ -11,6 +11,8 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +98,23 @@ def _global(
     )
 
 
+@contextmanager
+def _undone_if_new(path: Path) -> Iterator[None]:
+    """A KB folder that a failing command created is removed (one that was empty is emptied again):
+    bad input leaves nothing behind."""
+    existed = path.exists()
+    was_empty = existed and path.is_dir() and not any(path.iterdir())
+    try:
+        yield
+    except BaseException:
+        if not existed and path.is_dir():
+            shutil.rmtree(path)
+        elif was_empty:
+            for child in path.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        raise
+
+
 @app.command(cls=_Command)
 def load(
     ctx: typer.Context,
@@ -115,7 +134,7 @@ def load(
     if pack is not None and given:  # the pack's manifest says all of that
         raise ConfigError(f"a pack directory takes none of {', '.join(given)} (its manifest.yaml names the "
                           "domain and files); give either a pack or --domain with --triples/--documents")
-    with opts.open() as kb:
+    with _undone_if_new(opts.kb), opts.open() as kb:  # a failed first load leaves no KB behind
         if pack is not None:
             report = kb.load(pack, progress=opts.progress)
         elif domain and (triples or documents):
@@ -220,18 +239,8 @@ def import_cmd(ctx: typer.Context, src: Path = typer.Argument(..., metavar="DUMP
     from kgllm.transfer import import_kb
 
     opts: Options = ctx.obj
-    existed = opts.kb.exists()
-    was_empty = existed and opts.kb.is_dir() and not any(opts.kb.iterdir())
-    try:
-        with opts.open() as kb:
-            report = import_kb(kb, src)
-    except BaseException:  # a failed import into a new KB leaves nothing behind (import_kb removed its domains)
-        if not existed and opts.kb.is_dir():
-            shutil.rmtree(opts.kb)
-        elif was_empty:
-            for child in opts.kb.iterdir():
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-        raise
+    with _undone_if_new(opts.kb), opts.open() as kb:  # import_kb removes the domains of a failed import
+        report = import_kb(kb, src)
     _emit(opts, report, f"imported {len(report)} domain(s) from {src}: "
                         + ", ".join(f"{domain} (+{added['triples_added']} triples, +{added['chunks_added']} chunks)"
                                     for domain, added in report.items()))

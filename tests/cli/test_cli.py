@@ -47,9 +47,10 @@ def test_errors_are_one_line_with_exit_code_1(tmp_path, capsys, fixtures_dir):
     # a pack with --domain used to load into the pack's own domain, ignoring the option
     code, out, err = run(capsys, "--kb", tmp_path / "kb", "load", fixtures_dir / "kb" / "tiny_geo", "--domain", "geo")
     assert code == 1 and err.startswith("ConfigError: a pack directory takes none of --domain")
-    assert json.loads(run(capsys, "--kb", tmp_path / "kb", "--json", "stats")[1])["domains"] == {}
+    assert not (tmp_path / "kb").exists()  # failed loads into a new KB leave none behind
     code, out, err = run(capsys, "--kb", tmp_path / "kb", "eval", "no-such-benchmark", "--data", tmp_path)
     assert code == 1 and err.startswith("BenchmarkError: ") and "metaqa-1hop" in err
+    assert run(capsys, "--kb", tmp_path / "kb", "load", fixtures_dir / "kb" / "tiny_geo")[0] == 0
     code, out, err = run(capsys, "--kb", tmp_path / "kb", "--store", "mongo", "stats")
     assert code == 1 and err.startswith("ConfigError: ")
 
@@ -208,3 +209,16 @@ def test_model_of_another_kind_is_named(tmp_path, capsys, fixtures_dir):
     assert result.stderr == (f"ModelError: {tmp_path / 'rules'} holds a rule set (from 'kgllm train rules'), but "
                              "'kgllm eval csqa' needs a multiple-choice adapter (from 'kgllm train csqa' or "
                              "'kgllm train obqa')\n")
+
+
+def test_failed_first_load_leaves_no_kb_behind(tmp_path, capsys):
+    triples = tmp_path / "ok.tsv"
+    triples.write_text("a\tb\tc\n", encoding="utf-8")
+    kb = tmp_path / "new-kb"
+    code, _, err = run(capsys, "--kb", kb, "load", "--domain", "bad dom", "--triples", triples)
+    assert code == 1 and err.startswith("ConfigError: ") and not kb.exists()
+    assert run(capsys, "--kb", kb, "load", "--domain", "good", "--triples", triples)[0] == 0
+    code, _, _ = run(capsys, "--kb", kb, "load", "--domain", "bad dom", "--triples", triples)
+    assert code == 1 and (kb / "kgllm.json").is_file()  # an existing KB stays, unchanged
+    code, out, _ = run(capsys, "--kb", kb, "--json", "stats")
+    assert code == 0 and set(json.loads(out)["domains"]) == {"good"}
