@@ -108,17 +108,8 @@ class KnowledgeBase:
         into lower-case words (``http://ex.org/capitalOf`` -> ``capital of``, ``directed_by`` ->
         ``directed by``); all-capital words stay (``hasURL`` -> ``has URL``)."""
         import re
-        from urllib.parse import unquote
 
-        def readable(rel: str) -> str:
-            tail = rel.rstrip("/#:")
-            for sep in ("#", "/", ":"):
-                if sep in tail:
-                    tail = tail.rsplit(sep, 1)[1]
-                    break
-            spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", unquote(tail).replace("_", " "))
-            words = [w if w.isupper() and len(w) > 1 else w.lower() for w in spaced.split()]
-            return " ".join(words) or rel
+        from kgllm.loaders.names import is_iri, relation_words
 
         def squeeze(text: str) -> str:
             return re.sub(r"[\W_]", "", text.lower())
@@ -127,14 +118,14 @@ class KnowledgeBase:
         if domain not in self.store.domains():  # documents only: no relations
             return {}
         relations = self.store.relations(domain)
-        texts = {rel: known[rel] if rel in known else readable(rel) for rel in relations}
-        iris = [rel for rel in relations if rel not in known and re.match(r"[A-Za-z][\w+.-]*:", rel)]
+        texts = {rel: known[rel] if rel in known else relation_words(rel) for rel in relations}
+        iris = [rel for rel in relations if rel not in known and is_iri(rel)]
         if iris:
             snapshot = self.store.snapshot(domain)
             for rel in iris:
                 node = snapshot.index.get(rel)
                 name = snapshot.names[node].strip() if node is not None else ""
-                if name and name != rel and squeeze(name) != squeeze(readable(rel)):
+                if name and name != rel and squeeze(name) != squeeze(relation_words(rel)):
                     texts[rel] = name  # the predicate's own label (an IRI without one is named by its local name)
         return texts
 
@@ -279,8 +270,11 @@ class KnowledgeBase:
         new_chunks = self.add_chunks(domain, chunks) if chunks else 0
         self.set_domain_info(domain, **info)
         self._indexes = {key: value for key, value in self._indexes.items() if key[0] != domain}
-        counts = self.store.count(domain) if domain in self.store.domains() else {"entities": 0, "triples": 0}
-        return {"domain": domain, "triples_added": added, "chunks_added": new_chunks, **counts}
+        return {"domain": domain, "triples_added": added, "chunks_added": new_chunks, **self._graph_counts(domain)}
+
+    def _graph_counts(self, domain: str) -> dict[str, int]:
+        """The store's entity and triple counts of ``domain`` (zeros for a domain with documents only)."""
+        return self.store.count(domain) if domain in self.store.domains() else {"entities": 0, "triples": 0}
 
     def delete_domain(self, domain: str) -> None:
         """Remove a domain: its graph, documents, indexes and metadata. Other domains are untouched."""
@@ -390,7 +384,7 @@ class KnowledgeBase:
         domains: dict[str, Any] = {}
         for name in self.domains:
             info = self._manifest["domains"][name]
-            counts = self.store.count(name) if name in self.store.domains() else {"entities": 0, "triples": 0}
+            counts = self._graph_counts(name)
             indexes = {}
             for kind in INDEX_KINDS:
                 manifest = self._index_dir(name, kind) / "manifest.json"

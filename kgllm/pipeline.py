@@ -139,10 +139,9 @@ class Pipeline:
         if isinstance(questions, str):
             raise ConfigError(f"ask_many takes a list of questions, got one string {questions[:60]!r}; "
                               "use ask() for one question")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise ConfigError(f"top_k must be an integer >= 1 (or None for all answers), got {top_k!r}")
+        _check_count("batch_size", batch_size)
+        if top_k is not None:
+            _check_count("top_k (or None for all answers)", top_k)
         if domain is not None and domain not in self.kb.domains:
             raise DomainNotFound(domain, self.kb.domains)
         if choices is not None:
@@ -425,6 +424,12 @@ class Pipeline:
         elapsed = (time.perf_counter() - started) * 1000 / max(1, len(batch))
         for work in batch:
             work.answer.timings[stage] = round(elapsed, 3)
+
+
+def _check_count(name: str, value: Any) -> None:
+    """Refuse a count that is not an integer >= 1 (a bool is not a count)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def _merge_experts(work: _Work, top_k: int | None) -> None:

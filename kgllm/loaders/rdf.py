@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
-from urllib.parse import unquote
 
 from rdflib import BNode, Graph, Literal, URIRef
 from rdflib.namespace import FOAF, RDFS, SKOS
@@ -26,6 +25,7 @@ from rdflib.term import Node
 
 from kgllm.exceptions import LoadError
 from kgllm.loaders._io import check_file, iter_lines, open_binary, shorten
+from kgllm.loaders.names import local_name
 from kgllm.stores.base import RawTriple
 
 __all__ = ["LABEL_PREDICATES", "iter_ntriples", "iter_turtle", "read_rdf_names", "local_name"]
@@ -34,20 +34,6 @@ LABEL_PREDICATES: frozenset[str] = frozenset({
     str(RDFS.label), str(SKOS.prefLabel), str(FOAF.name),
     "http://schema.org/name", "https://schema.org/name",
 })
-
-
-def local_name(iri: str) -> str:
-    """The readable last part of an IRI: after ``#``, else after the last ``/`` (``%``-decoded).
-
-    >>> local_name("http://dbpedia.org/resource/Blade_Runner")
-    'Blade Runner'
-    """
-    tail = iri.rstrip("/#")
-    for sep in ("#", "/", ":"):
-        if sep in tail:
-            tail = tail.rsplit(sep, 1)[1]
-            break
-    return unquote(tail).replace("_", " ") or iri
 
 
 def _term_id(term: Node) -> str:
