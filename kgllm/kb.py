@@ -16,6 +16,7 @@ up to date incrementally (only new items are embedded) when first needed after a
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["KnowledgeBase", "open_kb", "MANIFEST", "INDEX_KINDS"]
 
 INDEX_KINDS = ("entities", "facts", "chunks")
+log = logging.getLogger(__name__)
 _BATCH = 50_000
 
 
@@ -277,9 +279,21 @@ class KnowledgeBase:
         return self.store.count(domain) if domain in self.store.domains() else {"entities": 0, "triples": 0}
 
     def delete_domain(self, domain: str) -> None:
-        """Remove a domain: its graph, documents, indexes and metadata. Other domains are untouched."""
+        """Remove a domain: its graph, documents, indexes and metadata. Other domains are untouched.
+
+        A domain whose graph the store does not hold (documents only, an expert without data, or a graph
+        removed by another client of the store) is removed all the same, with a logged warning unless it
+        is a domain of documents only.
+        """
         self.domain_info(domain)
-        self.store.delete_domain(domain)
+        try:
+            self.store.delete_domain(domain)
+        except DomainNotFound:
+            entities = self._index_dir(domain, "entities") / "manifest.json"
+            indexed = entities.exists() and json.loads(entities.read_text(encoding="utf-8")).get("count", 0)
+            if indexed or not self._docs_file(domain).exists():
+                log.warning("domain %r has no graph in the %s store (removed outside kgllm, or never loaded); "
+                            "removing its indexes, documents and metadata", domain, self.settings.backend)
         shutil.rmtree(self.path / "index" / domain, ignore_errors=True)
         self._docs_file(domain).unlink(missing_ok=True)
         self._update_manifest(lambda manifest: manifest["domains"].pop(domain, None))

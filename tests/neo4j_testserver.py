@@ -149,13 +149,50 @@ def _serve(auth: bool, heap: str, pagecache: str) -> Iterator[Neo4jServer]:
             server.stop()
 
 
+def _kgllm_data(server: Neo4jServer) -> list[str]:
+    """The kgllm domains and loads in progress in the server's database, described."""
+    from kgllm.exceptions import StoreUnavailable
+    from kgllm.stores.neo4j import Neo4jGraphStore
+
+    try:
+        with Neo4jGraphStore(**server.connection()) as store:
+            return [*map(repr, store.domains()),
+                    *(f"a load into {row['domain']!r} in progress" for row in store.pending_loads())]
+    except StoreUnavailable as exc:
+        pytest.fail(f"cannot use NEO4J_URI {server.uri} for the Neo4j tests: {exc}", pytrace=False)
+
+
+def _clear(server: Neo4jServer) -> None:
+    from kgllm.stores.neo4j import Neo4jGraphStore
+
+    with Neo4jGraphStore(**server.connection()) as store:
+        store.rollback_pending_loads()
+        for domain in store.domains():
+            store.delete_domain(domain)
+
+
 @pytest.fixture(scope="session")
 def neo4j_server() -> Iterator[Neo4jServer]:
-    """The Neo4j server for the session: ``NEO4J_URI`` if set, else a fresh one (auth on)."""
+    """The Neo4j server for the session: ``NEO4J_URI`` if set, else a fresh one (auth on).
+
+    The tests delete every kgllm domain (and load in progress) they find there before each test, so
+    a ``NEO4J_URI`` database that already holds any is refused, untouched; at the end the domains the
+    session created are deleted.
+    """
     uri = os.environ.get("NEO4J_URI")
     if uri:
-        yield Neo4jServer(uri=uri, user=os.environ.get("NEO4J_USER", "neo4j"),
-                          password=os.environ.get("NEO4J_PASSWORD"), database=os.environ.get("NEO4J_DATABASE"))
+        server = Neo4jServer(uri=uri, user=os.environ.get("NEO4J_USER", "neo4j"),
+                             password=os.environ.get("NEO4J_PASSWORD"), database=os.environ.get("NEO4J_DATABASE"))
+        found = _kgllm_data(server)
+        if found:
+            pytest.fail(f"NEO4J_URI {uri} (database {server.database or 'default'}) holds kgllm data: "
+                        f"{', '.join(found)}; the Neo4j tests delete every kgllm domain they find, so "
+                        "they need a database without any (a scratch server, or no NEO4J_URI for a fresh one)",
+                        pytrace=False)
+        try:
+            yield server
+        finally:
+            _clear(server)
         return
     yield from _serve(auth=True, heap="1g", pagecache="256m")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import pytest
@@ -182,6 +183,29 @@ def test_delete_domain_keeps_others(kb, fixtures_dir):
     kb.delete_domain("tiny_movies")
     assert kb.domains == ["tiny_geo"]
     assert sorted((f.head, f.relation, f.tail) for f in kb.store.iter_triples("tiny_geo")) == geo_before
+
+
+def test_delete_domain_whose_graph_the_store_no_longer_holds(kb, fixtures_dir, tmp_path, caplog):
+    # The graph went away behind the KB's back (another client of the store removed it): the manifest
+    # entry and its indexes used to be stuck, every delete_domain raising DomainNotFound
+    kb.load(fixtures_dir / "kb" / "tiny_geo")
+    kb.index("tiny_movies", "entities")
+    kb.store.delete_domain("tiny_movies")
+    with caplog.at_level(logging.WARNING, logger="kgllm.kb"):
+        kb.delete_domain("tiny_movies")
+    assert "'tiny_movies' has no graph in the local store" in caplog.text
+    assert kb.domains == ["tiny_geo"] and not (kb.path / "index" / "tiny_movies").exists()
+    with kgllm.open(tmp_path / "kb", create=False) as reopened:
+        assert reopened.domains == ["tiny_geo"]
+    # documents only, or an expert without data: nothing was lost, so no warning
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Kismet\n\nKismet is a 1944 film directed by William Dieterle.\n", encoding="utf-8")
+    kb.load_documents("notes", [notes], description="Notes about old films.")
+    kb.index("notes", "entities")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="kgllm.kb"):
+        kb.delete_domain("notes")
+    assert caplog.text == "" and kb.domains == ["tiny_geo"] and not (kb.path / "docs" / "notes.jsonl").exists()
 
 
 def test_domain_with_documents_only(kb, tmp_path):

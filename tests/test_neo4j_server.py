@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from neo4j_testserver import start_server
 
@@ -19,6 +24,28 @@ def test_session_server_is_neo4j_5_with_authentication(neo4j_server):
         pytest.fail("the session's Neo4j server must run with authentication")
     with pytest.raises(StoreUnavailable, match="refused the credentials"):
         Neo4jGraphStore(uri=neo4j_server.uri)  # no credentials at all
+
+
+def test_a_neo4j_uri_database_with_kgllm_domains_is_refused_untouched(neo4j_server, tmp_path):
+    # NEO4J_URI tests used to delete every kgllm domain of that database before each test
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "NEO4J_URI": neo4j_server.uri, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    for name, value in (("NEO4J_USER", neo4j_server.user), ("NEO4J_PASSWORD", neo4j_server.password),
+                        ("NEO4J_DATABASE", neo4j_server.database)):
+        env.pop(name, None)
+        if value is not None:
+            env[name] = value
+    with Neo4jGraphStore(**neo4j_server.connection()) as store:
+        store.add_triples("someone-elses", [RawTriple("keep", "me", "safe")])
+        try:
+            done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                   f"{tests / 'test_neo4j_security.py'}::test_schema_survives_hostile_loads"],
+                                  cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+            assert done.returncode != 0
+            assert "holds kgllm data: " in done.stdout and "'someone-elses'" in done.stdout, done.stdout[-3000:]
+            assert store.count("someone-elses") == {"entities": 2, "triples": 1}
+        finally:
+            store.delete_domain("someone-elses")
 
 
 def test_server_without_auth_then_with_auth_keeps_its_data(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -164,3 +165,19 @@ def test_a_kb_sees_what_another_client_loaded_into_neo4j(tmp_path, neo4j_server,
         with kgllm.open(tmp_path / "kb", **options) as other:  # another client of the same database
             other.load_triples("caps", second, format="tsv")
         assert [a.name for a in one.ask(question, domain="caps").answers] == ["italy"]
+
+
+def test_a_kb_deletes_a_domain_another_client_wiped_from_neo4j(tmp_path, neo4j_server, neo4j_store, caplog):
+    conn = neo4j_server.connection()
+    options = {"store": "neo4j", "neo4j_uri": conn["uri"], "user": conn["user"], "password": conn["password"],
+               "database": conn["database"]}
+    triples = tmp_path / "caps.tsv"
+    triples.write_text("paris\tcapital_of\tfrance\n", encoding="utf-8")
+    with kgllm.open(tmp_path / "kb", **options) as kb:
+        kb.load_triples("caps", triples, format="tsv", description="capital cities of countries")
+        kb.index("caps", "facts")
+        neo4j_store.delete_domain("caps")  # another client of the database
+        with caplog.at_level(logging.WARNING, logger="kgllm.kb"):
+            kb.delete_domain("caps")  # used to raise DomainNotFound, the entry stuck in the manifest
+        assert "'caps' has no graph in the neo4j store" in caplog.text
+        assert kb.domains == [] and not (tmp_path / "kb" / "index" / "caps").exists()

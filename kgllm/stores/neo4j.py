@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,6 +42,8 @@ __all__ = ["Neo4jGraphStore", "Neo4jBulkWriter", "SEPARATOR", "URI_SCHEMES"]
 URI_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 SEPARATOR = "\u001f"  # joins domain and id into the unique node key; not allowed in domain names
 T = TypeVar("T")
+CONNECT_TIMEOUT = 5.0  # seconds to open a connection: how long a host that does not answer is waited for
+RETRY_TIME = 15.0  # seconds a transaction is retried on transient errors of a server that answers
 
 _SCHEMA = (
     "CREATE CONSTRAINT kgllm_entity_key IF NOT EXISTS FOR (n:Entity) REQUIRE n.key IS UNIQUE",
@@ -114,8 +117,9 @@ class Neo4jGraphStore:
                               f"(e.g. bolt://127.0.0.1:7687)")
         auth = (user or "neo4j", password) if password is not None else None
         try:
-            self._driver = neo4j.GraphDatabase.driver(uri, auth=auth, connection_timeout=10.0,
-                                                      max_transaction_retry_time=15.0,
+            # Transactions are retried by _transaction (not by the driver, which would also retry a
+            # server that is down); connection_timeout bounds the wait for a host that does not answer.
+            self._driver = neo4j.GraphDatabase.driver(uri, auth=auth, connection_timeout=CONNECT_TIMEOUT,
                                                       notifications_min_severity="OFF")
         except (ValueError, neo4j.exceptions.ConfigurationError) as exc:
             raise ConfigError(f"invalid Neo4j URI {uri!r}: {exc}") from exc
@@ -167,14 +171,54 @@ class Neo4jGraphStore:
         except ne.DriverError as exc:
             raise StoreError(f"Neo4j driver error: {exc}") from exc
 
+    def _transaction(self, work: Callable[[Any], T], access_mode: str) -> T:
+        """Run ``work(tx)`` in a transaction, retried with backoff for up to ``RETRY_TIME`` seconds on
+        transient errors while the server answers; a server that cannot be reached fails at once.
+
+        The driver's managed transactions (``execute_read``/``execute_write``) retry a server that is
+        down too, for ``max_transaction_retry_time`` (with 15 s: 16-32 s a call), logging a warning each time.
+        """
+        from neo4j import exceptions as ne
+
+        deadline = time.monotonic() + RETRY_TIME
+        delay = 0.1
+        with self._errors():
+            while True:
+                try:
+                    with self._driver.session(database=self.database, default_access_mode=access_mode) as session, \
+                            session.begin_transaction() as tx:
+                        result = work(tx)
+                        tx.commit()
+                        return result
+                except (ne.Neo4jError, ne.DriverError) as exc:
+                    if not exc.is_retryable() or time.monotonic() + delay > deadline or not self._reachable(exc):
+                        raise
+                time.sleep(delay)
+                delay = min(2 * delay, 2.0)
+
+    def _reachable(self, exc: Exception) -> bool:
+        """Whether the server answers after ``exc``: a lost connection is retried only when a new one opens
+        (the server restarted, or dropped idle connections); other retryable errors come from the server."""
+        from neo4j import exceptions as ne
+
+        if not isinstance(exc, (ne.ServiceUnavailable, ne.SessionExpired)):
+            return True
+        try:
+            self._driver.verify_connectivity()
+        except (ne.ServiceUnavailable, ne.SessionExpired, OSError):
+            return False
+        return True
+
     def _read(self, work: Callable[[Any], T]) -> T:
-        with self._errors(), self._driver.session(database=self.database) as session:
-            return session.execute_read(work)
+        import neo4j
+
+        return self._transaction(work, neo4j.READ_ACCESS)
 
     def _write(self, work: Callable[[Any], T]) -> T:
-        """Run ``work(tx)`` in a managed write transaction (retried on transient errors)."""
-        with self._errors(), self._driver.session(database=self.database) as session:
-            return session.execute_write(work)
+        """Run ``work(tx)`` in a write transaction (retried on transient errors, see :meth:`_transaction`)."""
+        import neo4j
+
+        return self._transaction(work, neo4j.WRITE_ACCESS)
 
     def _query(self, query: str, **params: Any) -> list[dict[str, Any]]:
         return self._read(lambda tx: tx.run(query, params).data())
