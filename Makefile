@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test install neo4j-server lint bench clean
+.PHONY: demo test install neo4j-server wordnet lint bench clean
 
 install: $(VENV)/.installed
 
@@ -22,9 +22,17 @@ demo: install
 	rm -rf .kgllm/demo
 	$(BIN)/kgllm --kb .kgllm/demo demo
 
-# Everything the tests need (Neo4j jars from Maven Central), then the whole suite against a real Neo4j.
-test: install neo4j-server
+# Everything the tests need (Neo4j jars from Maven Central, WordNet from Debian), then the whole suite
+# against a real Neo4j.
+test: install neo4j-server wordnet
 	$(PY) -m pytest -q
+
+# WordNet 3.0 for the second concept graph of the multiple-choice adapter (Debian packages; needs root).
+wordnet:
+	@test -f /usr/share/wordnet/index.sense || test -n "$$KGLLM_WORDNET" || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base wordnet-sense-index >/dev/null; } || \
+	  echo "WordNet is not installed (apt-get install wordnet-base wordnet-sense-index): its tests will skip"
 
 neo4j-server:
 	$(MAKE) -C tests/neo4j_server

@@ -12,7 +12,7 @@ both (2-hop paths). Reported per dev set:
 
 Connections that wrong choices have as often as right ones carry no signal for the adapter.
 
-    python bench/mc_graph_signal.py --data-root DATA
+    python bench/mc_graph_signal.py --data-root DATA [--wordnet]
 
 Writes ``bench/results/mc_graph_signal.json``.
 """
@@ -68,15 +68,24 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path, required=True,
                         help="folder with commonsenseqa/, openbookqa/ and conceptnet_100k/")
     parser.add_argument("--graph", type=Path, default=None, help="concept triples (default: CN-100K train.txt)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "mc_graph_signal.json")
+    parser.add_argument("--wordnet", nargs="?", const="", default=None, metavar="FOLDER",
+                        help="add WordNet's triples (the installed WordNet 3.0, or the one in FOLDER)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="result file [bench/results/mc_graph_signal.json, _wordnet.json with --wordnet]")
     args = parser.parse_args()
     graph_path = args.graph or args.data_root / "conceptnet_100k" / "train.txt"
+    if args.wordnet is not None:
+        from kgllm.fusion.wordnet import with_wordnet
+
+        graph_path = with_wordnet(graph_path, args.wordnet or None, cache_dir=Path.home() / ".cache" / "kgllm" / "mcqa")
+    suffix = "" if args.wordnet is None else "_wordnet"
+    out = args.out or Path(__file__).parent / "results" / f"mc_graph_signal{suffix}.json"
     graph = ConceptGraph.from_triples(graph_path)
     grounder = ConceptGrounder(graph)
     results = {name: signal(read_mc_jsonl(args.data_root / rel), graph, grounder)
                for name, rel in DEV_SETS.items() if (args.data_root / rel).is_file()}
-    write_result(args.out, {"benchmark": "mc_graph_signal", "graph": graph_path.name, "dev": results,
-                            "machine": machine_info()})
+    write_result(out, {"benchmark": "mc_graph_signal", "graph": graph_path.name,
+                       "wordnet": args.wordnet is not None, "dev": results, "machine": machine_info()})
 
 
 if __name__ == "__main__":

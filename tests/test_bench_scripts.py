@@ -155,3 +155,30 @@ def test_mc_graph_signal_counts_connections_on_a_hand_made_graph(tmp_path):
     assert result["right"]["two_hop"] == round(1 / 3, 4) and result["wrong"]["two_hop"] == 0.0
     assert result["right"]["grounded"] == 1.0 and result["wrong"]["grounded"] == 1.0
     assert result["graph_only_accuracy"] == round((1 + 1 + 0.5) / 3, 4)
+
+
+def test_mc_graph_headroom_features_and_cross_validated_logit(tmp_path):
+    import numpy as np
+
+    from kgllm.fusion.features import MCQuestion
+    from kgllm.fusion.grounding import ConceptGraph, ConceptGrounder
+
+    bench = _module("mc_graph_headroom")
+    triples = tmp_path / "graph.txt"
+    triples.write_text("AtLocation\tmilk\tfridge\nUsedFor\toven\tbaking\nAtLocation\tcake\toven\n", encoding="utf-8")
+    graph = ConceptGraph.from_triples(triples)
+    questions = [MCQuestion(id="1", stem="where is milk kept", choices=["fridge", "oven", "moon"],
+                            labels=["A", "B", "C"], answer=0)]
+    x = bench.connection_features(questions, graph, ConceptGrounder(graph))
+    at_location = graph.relations.index("AtLocation")
+    assert x.shape == (1, 3, graph.n_relation_ids + 3)
+    assert x[0, 0, at_location] == 1 and x[0, 0, :graph.n_relation_ids].sum() == 1  # milk -AtLocation-> fridge
+    assert x[0, 1, :graph.n_relation_ids].sum() == 0 and x[0, 1, -2] == 1  # oven: grounded, not linked to milk
+    assert x[0, 2].sum() == 0  # moon: not in the graph
+    # the logit uses a feature that marks the right choice, and cannot beat chance with noise alone
+    rng = np.random.default_rng(0)
+    answers = rng.integers(0, 4, size=400)
+    marked = rng.normal(size=(400, 4, 2)).astype(np.float32)
+    marked[np.arange(400), answers, 0] += 3.0
+    assert bench.cross_validated_accuracy(marked, answers) > 0.9
+    assert bench.cross_validated_accuracy(marked[..., 1:], answers) < 0.4

@@ -4,6 +4,7 @@ Both train the multiple-choice graph adapter (:mod:`kgllm.fusion.adapter`) on fr
 features, or with ``--no-graph`` the same encoder and head without the graph (the baseline).
 
 Options (``-o KEY=VALUE``): ``graph`` (concept triples, default ``<data>/../conceptnet_100k/train.txt``),
+``wordnet`` (``true`` or a WordNet 3.0 folder: add WordNet's triples to the graph, see :mod:`kgllm.fusion.wordnet`),
 ``cache_dir`` (feature cache, default ``~/.cache/kgllm/mcqa``), ``max_nodes``, ``hops``, ``hidden``,
 ``layers``, ``heads``, ``dropout``, ``batch_size``, ``interaction``, ``dev_fraction`` (share of the
 training questions held out to pick the best epoch), ``threads`` (torch CPU threads).
@@ -38,6 +39,7 @@ SPLIT_FILES: dict[str, dict[str, str]] = {
 #: Open-book facts retrieved as documents (OpenBookQA only).
 DOCUMENTS = {"obqa": "openbook.txt"}
 _FEATURE_OPTIONS = ("max_nodes", "hops", "top_documents")
+_NO = {"false", "0", "no", "off", ""}
 
 
 def _split_file(name: str, data: Path, split: str) -> Path:
@@ -79,6 +81,16 @@ def _graph_path(data: Path, options: dict[str, Any]) -> Path:
     return path
 
 
+def _with_wordnet(graph_path: Path, options: dict[str, Any]) -> Path:
+    """``graph_path`` joined with WordNet's triples when ``-o wordnet=`` asks for it (written once, cached)."""
+    value = options.get("wordnet")
+    if value is None or value is False or (isinstance(value, str) and value.strip().lower() in _NO):
+        return graph_path
+    from kgllm.fusion.wordnet import with_wordnet
+
+    return with_wordnet(graph_path, None if flag(value) else value, cache_dir=_cache_dir(options))
+
+
 def _documents(name: str, data: Path) -> list[str]:
     from kgllm.fusion.features import read_facts
 
@@ -114,7 +126,7 @@ def run_training(name: str, request: TrainRequest) -> dict[str, Any]:
         raise ConfigError(f"dev_fraction must be at least 0 and below 1, got {opts['dev_fraction']!r}")
     _set_threads(opts)
     train_path = _split_file(name, request.data, request.split)
-    graph_path = _graph_path(request.data, opts)
+    graph_path = _with_wordnet(_graph_path(request.data, opts), opts)
     graph = ConceptGraph.from_triples(graph_path)
     documents = _documents(name, request.data)
     embedder = Embedder(opts.get("encoder"), cache_dir=_cache_dir(opts))
