@@ -8,6 +8,7 @@ Neo4j connection options and ``--json`` (also accepted after the command); libra
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sys
@@ -392,6 +393,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app, turning kgllm errors into one line and exit code 1; usage errors
     (an unknown option, a missing argument) print click's usage message and exit 2."""
     args = _hoist_flags(list(sys.argv[1:] if argv is None else argv))
+    # The Neo4j driver logs what kgllm then reports as its one-line error ("Unable to retrieve routing
+    # information"); without a handler Python would print those records on stderr too.
+    driver_log = logging.getLogger("neo4j")
+    if not driver_log.handlers:
+        driver_log.addHandler(logging.NullHandler())
+        driver_log.propagate = False
     try:
         app(args=args, standalone_mode=False)
     except KGLLMError as exc:

@@ -222,3 +222,19 @@ def test_failed_first_load_leaves_no_kb_behind(tmp_path, capsys):
     assert code == 1 and (kb / "kgllm.json").is_file()  # an existing KB stays, unchanged
     code, out, _ = run(capsys, "--kb", kb, "--json", "stats")
     assert code == 0 and set(json.loads(out)["domains"]) == {"good"}
+
+
+def test_unreachable_neo4j_is_one_line_on_stderr(tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    exe = os.path.join(os.path.dirname(sys.executable), "kgllm")
+    uri = f"neo4j://127.0.0.1:{port}"  # routing URIs made the driver log its own line first
+    result = subprocess.run([exe, "--kb", str(tmp_path / "kb"), "--store", "neo4j", "--neo4j-uri", uri, "load",
+                             "--domain", "d", "--triples", str(tmp_path / "none.tsv")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"StoreUnavailable: cannot reach Neo4j at {uri}")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
