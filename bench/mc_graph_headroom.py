@@ -94,7 +94,7 @@ def headroom(name: str, data: Path, model_dir: Path, links_graph: Path) -> dict[
     from kgllm.eval.multiple_choice import SPLIT_FILES
     from kgllm.fusion.features import FeatureBuilder, read_mc_jsonl
     from kgllm.fusion.grounding import ConceptGraph, ConceptGrounder
-    from kgllm.fusion.training import GraphData, accuracy, load_model, load_node_vectors, predict
+    from kgllm.fusion.training import GraphData, accuracy, load_model, load_saved_vectors, predict
 
     graph = ConceptGraph.from_triples(model_dir / "graph.tsv")
     model, manifest = load_model(model_dir, vocab_hash=graph.vocab_hash)
@@ -104,7 +104,7 @@ def headroom(name: str, data: Path, model_dir: Path, links_graph: Path) -> dict[
     documents = docs.read_text(encoding="utf-8").splitlines() if docs.exists() else []
     builder = FeatureBuilder(graph, Embedder(manifest["encoder"], cache_dir=CACHE), documents=documents, cache_dir=CACHE,
                              **manifest.get("features", {}))
-    load_node_vectors(model_dir, builder)
+    load_saved_vectors(model_dir, builder)
     questions = read_mc_jsonl(data / SPLIT_FILES[name]["dev"])
     feats = builder.build(questions)
     encoder = predict(model, GraphData(feats, graph.n_relation_ids))

@@ -155,7 +155,8 @@ def run_training(name: str, request: TrainRequest) -> dict[str, Any]:
                          "top_documents": builder.top_documents}}
     save_model(request.out, model, cfg, encoder=embedder.model_name, encoder_dim=embedder.dim, graph_path=graph_path,
                vocab_hash=graph.vocab_hash, n_graph_relations=graph.n_relation_ids, node_dim=embedder.dim,
-               documents=documents, node_vectors=builder.node_vectors, info=info)
+               documents=documents, node_vectors=builder.node_vectors, document_vectors=builder.document_vectors,
+               info=info)
     epoch_seconds = [h["seconds"] for h in history]
     return {"model_dir": str(request.out), "n": len(kept), "history": history, "seconds_per_epoch":
             float(np.mean(epoch_seconds)) if epoch_seconds else 0.0, "feature_seconds": feature_seconds,
@@ -181,7 +182,7 @@ def run_benchmark(name: str, request: EvalRequest) -> dict[str, Any]:
         GraphData,
         accuracy,
         load_model,
-        load_node_vectors,
+        load_saved_vectors,
         predict,
         read_manifest,
     )
@@ -200,7 +201,7 @@ def run_benchmark(name: str, request: EvalRequest) -> dict[str, Any]:
     documents = docs.read_text(encoding="utf-8").splitlines() if docs.exists() else []
     builder = FeatureBuilder(graph, embedder, documents=documents, cache_dir=_cache_dir(opts),
                              **manifest.get("features", {}))
-    load_node_vectors(Path(request.model), builder)
+    load_saved_vectors(Path(request.model), builder)
     questions = _read_questions(name, path, request.limit)
     started = time.perf_counter()
     feats = builder.build(questions, progress=request.progress)

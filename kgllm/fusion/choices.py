@@ -17,7 +17,7 @@ import numpy as np
 from kgllm.exceptions import ConfigError, ModelError
 from kgllm.fusion.features import FeatureBuilder, MCFeatures, MCQuestion
 from kgllm.fusion.grounding import ConceptGraph
-from kgllm.fusion.training import GraphData, load_model, load_node_vectors, predict, read_manifest
+from kgllm.fusion.training import GraphData, load_model, load_saved_vectors, predict, read_manifest
 from kgllm.types import Answer, Fact, ScoredAnswer
 
 __all__ = ["ChoiceAnswerer", "answer_choices", "validate_choices"]
@@ -75,7 +75,7 @@ class ChoiceAnswerer:
                                       cache_dir=cache_dir or self.model_dir / "cache",
                                       max_nodes=extra.get("max_nodes", 32), hops=extra.get("hops", 3),
                                       top_documents=extra.get("top_documents", 2))
-        load_node_vectors(self.model_dir, self.builder)
+        load_saved_vectors(self.model_dir, self.builder)
         self.graph = graph
 
     def __repr__(self) -> str:

@@ -201,15 +201,32 @@ class FeatureBuilder:
             raise ValueError(f"node vectors of shape {vectors.shape} do not fit the graph and encoder {expected}")
         self._node_vectors = vectors.astype(np.float32)
 
+    @property
+    def document_vectors(self) -> np.ndarray:
+        """Embeddings of the fact sentences, shape ``(len(documents), dim)`` (computed once)."""
+        if self._doc_vectors is None:
+            self._doc_vectors = self.embedder.encode(self.documents) if self.documents else \
+                np.zeros((0, int(self.embedder.dim)), dtype=np.float32)
+        return self._doc_vectors
+
+    def use_document_vectors(self, vectors: np.ndarray) -> None:
+        """Use precomputed fact embeddings (e.g. saved in a model directory) instead of encoding.
+
+        Raises:
+            ValueError: the array does not have one row per fact and the encoder's width.
+        """
+        expected = (len(self.documents), int(self.embedder.dim))
+        if vectors.shape != expected:
+            raise ValueError(f"document vectors of shape {vectors.shape} do not fit the facts and encoder {expected}")
+        self._doc_vectors = vectors.astype(np.float32)
+
     def _documents_for(self, joint: np.ndarray) -> np.ndarray:
         """Mean embedding of the ``top_documents`` facts nearest each row of ``joint`` (zeros without facts)."""
         if not self.documents or self.top_documents <= 0:
             return np.zeros_like(joint)
-        if self._doc_vectors is None:
-            self._doc_vectors = self.embedder.encode(self.documents)
-        sims = joint @ self._doc_vectors.T
+        sims = joint @ self.document_vectors.T
         top = np.argpartition(-sims, min(self.top_documents, sims.shape[1]) - 1, axis=1)[:, :self.top_documents]
-        return self._doc_vectors[top].mean(axis=1)
+        return self.document_vectors[top].mean(axis=1)
 
     def build(self, questions: Sequence[MCQuestion], *, progress: bool = False) -> MCFeatures:
         """Features for ``questions`` (all with the same number of choices), from the cache when present."""
@@ -250,7 +267,7 @@ class FeatureBuilder:
             q = questions[i]
             q_concepts = self.grounder.ground(q.stem)
             if self.documents:  # concepts of the retrieved fact join the question side
-                best = int(np.argmax(self._doc_vectors @ q_vec[i]))
+                best = int(np.argmax(self.document_vectors @ q_vec[i]))
                 q_concepts += [c for c in self.grounder.ground(self.documents[best]) if c not in q_concepts]
             a_concepts = [self.grounder.ground(choice, whole=True) for choice in q.choices]
             graphs += extract_subgraphs(self.graph, q_concepts, a_concepts, nodes, joint[i * k:(i + 1) * k],

@@ -29,11 +29,12 @@ from kgllm.fusion.pyg import Batch, Data
 from kgllm.model_manifest import read_model_manifest
 
 __all__ = ["TrainConfig", "GraphData", "qa_batch", "train_adapter", "predict", "save_model", "load_model",
-           "MANIFEST", "CONTEXT_RELATIONS", "load_node_vectors"]
+           "MANIFEST", "CONTEXT_RELATIONS", "load_saved_vectors"]
 
 MANIFEST = "manifest.json"
 WEIGHTS = "adapter.pt"
 NODE_VECTORS = "node_vectors.npy"
+DOCUMENT_VECTORS = "document_vectors.npy"
 #: Extra relation ids after the graph's: context->question, context->choice and their inverses.
 CONTEXT_RELATIONS = 4
 
@@ -201,11 +202,14 @@ def accuracy(scores: np.ndarray, answers: np.ndarray) -> float:
 def save_model(model_dir: Path, model: MultipleChoiceAdapter, cfg: TrainConfig, *, encoder: str, encoder_dim: int,
                graph_path: Path, vocab_hash: str, n_graph_relations: int, node_dim: int,
                documents: list[str] | None = None, node_vectors: np.ndarray | None = None,
-               info: dict[str, Any] | None = None) -> Path:
+               document_vectors: np.ndarray | None = None, info: dict[str, Any] | None = None) -> Path:
     """Write weights, the concept graph, its node embeddings, documents and a manifest into ``model_dir``."""
     model_dir.mkdir(parents=True, exist_ok=True)
-    if node_vectors is not None:  # saves re-encoding every concept name when the model is loaded
+    # Saved embeddings spare every process that loads the model re-encoding each concept name and fact.
+    if node_vectors is not None:
         np.save(model_dir / NODE_VECTORS, node_vectors.astype(np.float16))
+    if documents and document_vectors is not None:  # float32: the values the training features used
+        np.save(model_dir / DOCUMENT_VECTORS, document_vectors.astype(np.float32))
     torch.save(model.state_dict(), model_dir / WEIGHTS)
     if Path(graph_path).resolve() != (model_dir / "graph.tsv").resolve():
         shutil.copyfile(graph_path, model_dir / "graph.tsv")
@@ -246,15 +250,16 @@ def load_model(model_dir: Path, *, encoder: str | None = None, vocab_hash: str |
     return model, manifest
 
 
-def load_node_vectors(model_dir: Path, builder: Any) -> None:
-    """Give ``builder`` the concept embeddings saved in ``model_dir`` (if any).
+def load_saved_vectors(model_dir: Path, builder: Any) -> None:
+    """Give ``builder`` the concept and fact embeddings saved in ``model_dir`` (those present).
 
     Raises:
-        ModelError: the saved embeddings do not fit the graph or the encoder.
+        ModelError: the saved embeddings do not fit the graph, the facts or the encoder.
     """
-    path = Path(model_dir) / NODE_VECTORS
-    if path.exists():
-        try:
-            builder.use_node_vectors(np.load(path))
-        except ValueError as exc:
-            raise ModelError(f"{path}: {exc}") from exc
+    for name, use in ((NODE_VECTORS, builder.use_node_vectors), (DOCUMENT_VECTORS, builder.use_document_vectors)):
+        path = Path(model_dir) / name
+        if path.exists():
+            try:
+                use(np.load(path))
+            except ValueError as exc:
+                raise ModelError(f"{path}: {exc}") from exc

@@ -117,6 +117,20 @@ def test_obqa_no_graph_baseline_with_open_book(mcqa_dir: Path, cache: Path, tmp_
     evaluated = get_benchmark("obqa").run(EvalRequest(data=mcqa_dir / "openbookqa", split="dev", model=out,
                                                       options={"cache_dir": str(cache)}))
     assert evaluated["n"] == 12 and evaluated["config"]["use_graph"] is False
+    # the facts' embeddings are saved: loading the model encodes no fact again
+    saved = np.load(out / "document_vectors.npy")
+    assert saved.shape == (60, 384) and saved.dtype == np.float32
+    answerer = ChoiceAnswerer(out)
+    calls: list[int] = []
+    encode = answerer.builder.embedder.encode
+    answerer.builder.embedder.encode = lambda texts, **kw: calls.append(len(texts)) or encode(texts, **kw)
+    question = json.loads((mcqa_dir / "openbookqa" / "dev.jsonl").read_text().splitlines()[0])["question"]
+    choices = [c["text"] for c in question["choices"]]
+    answer = answerer.answer_many([(question["stem"], choices)])[0]
+    assert answer.answers and calls == [1 + 2 * len(choices)]  # stem, choices, stem + choice: no facts
+    np.save(out / "document_vectors.npy", saved[:10])
+    with pytest.raises(ModelError, match="do not fit the facts"):
+        ChoiceAnswerer(out)
 
 
 def test_answer_choices_ranks_the_choices(csqa_model: Path) -> None:
