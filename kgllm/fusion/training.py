@@ -3,8 +3,9 @@
 The frozen encoder's features come from :class:`kgllm.fusion.features.FeatureBuilder`; here only the
 trainable :class:`~kgllm.fusion.adapter.MultipleChoiceAdapter` runs. A model directory holds
 ``manifest.json`` (encoder name and width, adapter dims, graph vocabulary hash, seed, metrics),
-``adapter.pt`` (weights), ``graph.tsv`` (the concept graph it was trained with) and optionally
-``documents.txt`` (retrieved facts); :func:`load_model` refuses a directory that does not fit.
+``adapter.pt`` (weights), ``graph.tsv`` (the concept graph it was trained with), ``node_vectors.npy`` (its
+concepts' embeddings) and optionally ``documents.txt`` and ``document_vectors.npy`` (retrieved facts and
+their embeddings); :func:`load_model` refuses a directory that does not fit.
 """
 
 from __future__ import annotations
