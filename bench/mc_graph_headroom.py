@@ -27,11 +27,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchjson import machine_info, write_result  # noqa: E402
+from concept_graphs import CACHE, add_graph_options, graph_and_out  # noqa: E402
 
 DEV_SETS = {"csqa": "commonsenseqa", "obqa": "openbookqa"}
 FOLDS = 10
 L2_GRID = (1e-3, 1e-2, 1e-1, 1.0)
-CACHE = Path.home() / ".cache" / "kgllm" / "mcqa"  # kgllm's own feature cache: the models' features are there
 
 
 def connection_features(questions: list[Any], graph: Any, grounder: Any) -> np.ndarray:
@@ -131,22 +131,12 @@ def headroom(name: str, data: Path, model_dir: Path, links_graph: Path) -> dict[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", type=Path, required=True, help="folder with commonsenseqa/ and openbookqa/")
+    parser.add_argument("--data-root", type=Path, required=True, help="folder with commonsenseqa/, openbookqa/ and conceptnet_100k/")
     parser.add_argument("--model", action="append", default=[], metavar="NAME=DIR",
                         help="encoder-alone model directory per benchmark (csqa=..., obqa=...)")
-    parser.add_argument("--graph", type=Path, default=None, help="concept triples (default: CN-100K train.txt)")
-    parser.add_argument("--wordnet", nargs="?", const="", default=None, metavar="FOLDER",
-                        help="add WordNet's triples (the installed WordNet 3.0, or the one in FOLDER)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="result file [bench/results/mc_graph_headroom.json, _wordnet.json with --wordnet]")
+    add_graph_options(parser)
     args = parser.parse_args()
-    links_graph = args.graph or args.data_root / "conceptnet_100k" / "train.txt"
-    if args.wordnet is not None:
-        from kgllm.fusion.wordnet import with_wordnet
-
-        links_graph = with_wordnet(links_graph, args.wordnet or None, cache_dir=CACHE)
-    out = args.out or Path(__file__).parent / "results" / \
-        f"mc_graph_headroom{'' if args.wordnet is None else '_wordnet'}.json"
+    links_graph, out = graph_and_out(args, "mc_graph_headroom")
     models = dict(item.split("=", 1) for item in args.model)
     unknown = set(models) - set(DEV_SETS)
     if unknown or not models:

@@ -28,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchjson import machine_info, write_result  # noqa: E402
+from concept_graphs import add_graph_options, graph_and_out  # noqa: E402
 
 DEV_SETS = {"csqa": "commonsenseqa/dev.jsonl", "obqa": "openbookqa/dev.jsonl"}
 
@@ -67,19 +68,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, required=True,
                         help="folder with commonsenseqa/, openbookqa/ and conceptnet_100k/")
-    parser.add_argument("--graph", type=Path, default=None, help="concept triples (default: CN-100K train.txt)")
-    parser.add_argument("--wordnet", nargs="?", const="", default=None, metavar="FOLDER",
-                        help="add WordNet's triples (the installed WordNet 3.0, or the one in FOLDER)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="result file [bench/results/mc_graph_signal.json, _wordnet.json with --wordnet]")
+    add_graph_options(parser)
     args = parser.parse_args()
-    graph_path = args.graph or args.data_root / "conceptnet_100k" / "train.txt"
-    if args.wordnet is not None:
-        from kgllm.fusion.wordnet import with_wordnet
-
-        graph_path = with_wordnet(graph_path, args.wordnet or None, cache_dir=Path.home() / ".cache" / "kgllm" / "mcqa")
-    suffix = "" if args.wordnet is None else "_wordnet"
-    out = args.out or Path(__file__).parent / "results" / f"mc_graph_signal{suffix}.json"
+    graph_path, out = graph_and_out(args, "mc_graph_signal")
     graph = ConceptGraph.from_triples(graph_path)
     grounder = ConceptGrounder(graph)
     results = {name: signal(read_mc_jsonl(args.data_root / rel), graph, grounder)

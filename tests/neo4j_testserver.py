@@ -51,6 +51,16 @@ class Neo4jServer:
         """Keyword arguments for ``Neo4jGraphStore``."""
         return {"uri": self.uri, "user": self.user, "password": self.password, "database": self.database}
 
+    def environment(self) -> dict[str, str]:
+        """``os.environ`` pointing a subprocess (a benchmark script, a nested pytest) at this server."""
+        env = {**os.environ, "NEO4J_URI": self.uri, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        for name, value in (("NEO4J_USER", self.user), ("NEO4J_PASSWORD", self.password),
+                            ("NEO4J_DATABASE", self.database)):
+            env.pop(name, None)
+            if value is not None:
+                env[name] = value
+        return env
+
     def stop(self, timeout: float = 60.0) -> None:
         """SIGTERM (clean shutdown through the launcher's hook), then SIGKILL if it hangs."""
         proc = self.process

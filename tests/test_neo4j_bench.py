@@ -9,7 +9,6 @@ removed afterwards.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,12 +25,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "neo4j_bench.py"
 def test_neo4j_bench_loads_every_triple_and_reports_the_warmup(neo4j_server, fixtures_dir, tmp_path):
     kb = fixtures_dir / "metaqa" / "kb.txt"
     n = sum(1 for line in kb.read_text(encoding="utf-8").splitlines() if line.strip())
-    env = {**os.environ, "NEO4J_URI": neo4j_server.uri, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    for name, value in (("NEO4J_USER", neo4j_server.user), ("NEO4J_PASSWORD", neo4j_server.password),
-                        ("NEO4J_DATABASE", neo4j_server.database)):
-        env.pop(name, None)
-        if value is not None:
-            env[name] = value
+    env = neo4j_server.environment()
     out = tmp_path / "neo4j_bench.json"
     done = subprocess.run([sys.executable, str(SCRIPT), "--data", str(fixtures_dir / "metaqa"), "--seeds", "5",
                            "--warmup-loads", "1", "--batch-size", "1000", "--out", str(out)],

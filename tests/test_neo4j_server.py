@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,12 +28,7 @@ def test_session_server_is_neo4j_5_with_authentication(neo4j_server):
 def test_a_neo4j_uri_database_with_kgllm_domains_is_refused_untouched(neo4j_server, tmp_path):
     # NEO4J_URI tests used to delete every kgllm domain of that database before each test
     tests = Path(__file__).resolve().parent
-    env = {**os.environ, "NEO4J_URI": neo4j_server.uri, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    for name, value in (("NEO4J_USER", neo4j_server.user), ("NEO4J_PASSWORD", neo4j_server.password),
-                        ("NEO4J_DATABASE", neo4j_server.database)):
-        env.pop(name, None)
-        if value is not None:
-            env[name] = value
+    env = neo4j_server.environment()
     with Neo4jGraphStore(**neo4j_server.connection()) as store:
         store.add_triples("someone-elses", [RawTriple("keep", "me", "safe")])
         try:

@@ -196,10 +196,13 @@ class FeatureBuilder:
         Raises:
             ValueError: the array does not have one row per concept and the encoder's width.
         """
-        expected = (len(self.graph), int(self.embedder.dim))
+        self._node_vectors = self._fitting(vectors, len(self.graph), "node vectors", "the graph")
+
+    def _fitting(self, vectors: np.ndarray, rows: int, what: str, of: str) -> np.ndarray:
+        expected = (rows, int(self.embedder.dim))
         if vectors.shape != expected:
-            raise ValueError(f"node vectors of shape {vectors.shape} do not fit the graph and encoder {expected}")
-        self._node_vectors = vectors.astype(np.float32)
+            raise ValueError(f"{what} of shape {vectors.shape} do not fit {of} and encoder {expected}")
+        return vectors.astype(np.float32)
 
     @property
     def document_vectors(self) -> np.ndarray:
@@ -215,10 +218,7 @@ class FeatureBuilder:
         Raises:
             ValueError: the array does not have one row per fact and the encoder's width.
         """
-        expected = (len(self.documents), int(self.embedder.dim))
-        if vectors.shape != expected:
-            raise ValueError(f"document vectors of shape {vectors.shape} do not fit the facts and encoder {expected}")
-        self._doc_vectors = vectors.astype(np.float32)
+        self._doc_vectors = self._fitting(vectors, len(self.documents), "document vectors", "the facts")
 
     def _documents_for(self, joint: np.ndarray) -> np.ndarray:
         """Mean embedding of the ``top_documents`` facts nearest each row of ``joint`` (zeros without facts)."""
