@@ -71,6 +71,8 @@ def _name_key(text: str) -> str:
 FUZZY_MIN_CHARS = 5
 FUZZY_CHARS_PER_EDIT = 8
 FUZZY_MIN_WORD_CHARS = 9
+# vector links: extra neighbours fetched so that ties at the third place are broken by name, not index order
+VECTOR_TIE_SLACK = 5
 
 # inflections undone for a lone word of a plain question ("animals" -> "animal"): (suffix, replacement)
 _INFLECTIONS = (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"))
@@ -148,7 +150,10 @@ class EntityLinker:
         self.question_vector_cutoff = question_vector_cutoff
         self._table: dict[str, list[int]] = {}
         self._alias: set[str] = set()
-        for i, name in enumerate(self.names):
+        # names in (name, id) order, not node order (which differs between backends): ties between
+        # candidates (fuzzy matches, nodes sharing a key) then come out the same on every backend
+        for i in sorted(range(len(self.names)), key=lambda i: (self.names[i], self.ids[i])):
+            name = self.names[i]
             key = _name_key(name)
             if key:
                 self._table.setdefault(key, []).append(i)
@@ -347,10 +352,13 @@ class EntityLinker:
         vectors = self._embedder.encode(queries)
         cutoff = self.vector_cutoff if mentions else self.question_vector_cutoff
         out: list[Mention] = []
-        for (start, end), text, hits in zip(spans, queries, index.search(vectors, 3), strict=False):
-            nodes = [(position[eid], score) for eid, score in hits
+        for (start, end), text, hits in zip(spans, queries, index.search(vectors, 3 + VECTOR_TIE_SLACK), strict=False):
+            nodes = [(position[eid], float(score)) for eid, score in hits
                      if eid in position and float(score) >= cutoff]
-            links = tuple(link for node, score in nodes
+            # names differing only in case ("Rolf de Heer", "rolf de heer") embed alike; the index returns
+            # such ties in insertion order, so they are ordered by name, then id
+            nodes.sort(key=lambda item: (-round(item[1], 6), self.names[item[0]], self.ids[item[0]]))
+            links = tuple(link for node, score in nodes[:3]
                           for link in self._links(text, [node], 0.8 * max(float(score), 0.0), "vector"))
             out.append(Mention(start, end, text, links))
         return out

@@ -2,7 +2,8 @@
 
 Chain scores become weights by a softmax over the kept chains (``temperature``); an answer's score is
 the total weight of the chains that reach it, so an answer reached by several good chains ranks above
-one reached by a single chain. Ties keep the order of the best chain.
+one reached by a single chain. Equally scored answers are ordered by name, then id, so that every backend
+ranks them alike (node indices follow each store's own order).
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ def chain_weights(results: Sequence[ChainResult], temperature: float) -> np.ndar
     return weights / weights.sum()
 
 
-def aggregate(results: Sequence[ChainResult], *, temperature: float = 1.0, min_weight: float = 1e-3) -> AggregatedAnswers:
+def aggregate(results: Sequence[ChainResult], *, temperature: float = 1.0, min_weight: float = 1e-3,
+              name_rank: np.ndarray | None = None) -> AggregatedAnswers:
     """Sum chain weights per answer node; chains below ``min_weight`` of the total are ignored.
 
-    Answers are ranked by total weight, then by the rank of the best chain reaching them, then by node
-    index (the order the KB was loaded in).
+    Answers are ranked by total weight, then by ``name_rank`` (each node's position in (name, id) order:
+    :attr:`GraphSnapshot.name_rank <kgllm.stores.snapshot.GraphSnapshot.name_rank>`), or by node index
+    without it.
     """
     weights = chain_weights(results, temperature)
     used = [i for i, w in enumerate(weights) if w >= min_weight]
@@ -51,9 +54,7 @@ def aggregate(results: Sequence[ChainResult], *, temperature: float = 1.0, min_w
     unique, inverse = np.unique(nodes, return_inverse=True)
     scores = np.zeros(unique.size)
     np.add.at(scores, inverse, weights[owners])
-    best_chain = np.full(unique.size, len(results))
-    np.minimum.at(best_chain, inverse, owners)
-    order = np.lexsort((best_chain, -np.round(scores, 9)))
+    order = np.lexsort((unique if name_rank is None else name_rank[unique], -np.round(scores, 9)))
     chains: list[list[int]] = [[] for _ in range(unique.size)]
     position = np.empty(unique.size, dtype=np.int64)
     position[order] = np.arange(unique.size)

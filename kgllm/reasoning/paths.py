@@ -116,9 +116,11 @@ class RelationGraph:
         """Edge indices of one concrete walk of ``chain`` from ``start`` that ends in ``answer``.
 
         Walks backwards: at each hop picks an edge of the right relation and direction whose other end
-        lies in the previous frontier. Returns ``[]`` when ``answer`` is not reached.
+        lies in the previous frontier, the one whose other end comes first in (name, id) order, so that
+        every backend shows the same walk. Returns ``[]`` when ``answer`` is not reached.
         """
         snap = self.snapshot
+        rank = snap.name_rank
         edges: list[int] = []
         node = answer
         for hop in range(len(chain) - 1, -1, -1):
@@ -128,10 +130,10 @@ class RelationGraph:
             candidates = snap.out_edges(node) if inverse else snap.in_edges(node)
             candidates = candidates[snap.rel[candidates] == relation]
             others = snap.tail[candidates] if inverse else snap.head[candidates]
-            hit = _member(others, previous)
-            if not hit.any():
+            hits = np.flatnonzero(_member(others, previous))
+            if hits.size == 0:
                 return []
-            first = int(np.argmax(hit))
+            first = int(hits[np.argmin(rank[others[hits]])])
             edges.append(int(candidates[first]))
             node = int(others[first])
         return edges[::-1]

@@ -53,9 +53,9 @@ class PathReasoner:
             likely one. 0.05 was chosen on the training half of MetaQA dev (1-hop Hits@1 97.52
             against 97.46 with 0.001; within noise).
 
-    Equally scored answers keep node order. They are common on MetaQA, where films sharing a name
-    share one node: "who directed [King Kong]" reaches the directors of three films, and the
-    question cannot say which film is meant.
+    Equally scored answers are ordered by name, then id (the same on every backend). They are common on
+    MetaQA, where films sharing a name share one node: "who directed [King Kong]" reaches the directors
+    of three films, and the question cannot say which film is meant.
     """
 
     def __init__(self, graph: RelationGraph, scorer: PathScorer, *, max_hops: int = 3, beam: int = 8,
@@ -132,7 +132,8 @@ class PathReasoner:
         if not reasoning.chains:
             return reasoning
         topic_nodes = np.unique(np.asarray(list(topic), dtype=np.int64))
-        answers = aggregate(reasoning.chains, temperature=self.temperature, min_weight=self.min_weight)
+        answers = aggregate(reasoning.chains, temperature=self.temperature, min_weight=self.min_weight,
+                            name_rank=self.graph.snapshot.name_rank)
         scored, paths, facts = explain(self.graph, topic_nodes, reasoning.chains, answers, top_k=top_k,
                                        max_paths=max_paths, relation_text=self.relation_text,
                                        method=self.scorer.name)
@@ -142,7 +143,8 @@ class PathReasoner:
         """Answers aggregated over ``chains``, explained by traced paths and their facts."""
         if not chains:
             return Reasoning(chains=[])
-        answers = aggregate(chains, temperature=self.temperature, min_weight=self.min_weight)
+        answers = aggregate(chains, temperature=self.temperature, min_weight=self.min_weight,
+                            name_rank=self.graph.snapshot.name_rank)
         scored, paths, facts = explain(self.graph, topic_nodes, chains, answers, top_k=top_k,
                                        relation_text=self.relation_text, method=self.scorer.name)
         ids = self.graph.snapshot.ids

@@ -212,7 +212,8 @@ class RuleSet:
         drop those already in the graph.
         """
         scores = self.score(snapshot, [head_index], relation, inverse=inverse, aggregation=aggregation)[0]
-        order = [int(i) for i in np.argsort(-scores, kind="stable")[:top_k] if scores[i] > min_score]
+        ranked = np.lexsort((snapshot.name_rank, -np.round(scores, 9)))  # ties: by name, then id
+        order = [int(i) for i in ranked[:top_k] if scores[i] > min_score]
         out: list[tuple[int, float, Inference]] = []
         for tail in order:
             explained = self.explain(snapshot, head_index, tail, relation, inverse=inverse)
@@ -268,15 +269,19 @@ class RuleSet:
 
 
 def _step(snapshot: GraphSnapshot, node: int, atom: Atom) -> list[tuple[int, int]]:
-    """(edge index, next node) for one atom from ``node``."""
+    """(edge index, next node) for one atom from ``node``, next nodes in (name, id) order (the same
+    grounding on every backend)."""
     rel = snapshot.relation_index(atom[0])
     if rel is None:
         return []
     if atom[1]:
         edges = snapshot.in_edges(node)
-        return [(int(e), int(snapshot.head[e])) for e in edges if snapshot.rel[e] == rel]
-    edges = snapshot.out_edges(node)
-    return [(int(e), int(snapshot.tail[e])) for e in edges if snapshot.rel[e] == rel]
+        found = [(int(e), int(snapshot.head[e])) for e in edges if snapshot.rel[e] == rel]
+    else:
+        edges = snapshot.out_edges(node)
+        found = [(int(e), int(snapshot.tail[e])) for e in edges if snapshot.rel[e] == rel]
+    rank = snapshot.name_rank
+    return sorted(found, key=lambda pair: int(rank[pair[1]]))
 
 
 def _hop(snapshot: GraphSnapshot, edge: int, atom: Atom) -> Hop:

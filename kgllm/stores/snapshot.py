@@ -52,6 +52,7 @@ class GraphSnapshot:
     source: np.ndarray | None = None
     line: np.ndarray | None = None
     _index: dict[str, int] | None = field(default=None, repr=False)
+    _name_rank: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -76,6 +77,20 @@ class GraphSnapshot:
         if self._index is None:
             self._index = {eid: i for i, eid in enumerate(self.ids)}
         return self._index
+
+    @property
+    def name_rank(self) -> np.ndarray:
+        """Each node's position in (name, id) order (built on first use).
+
+        Node indices follow each store's own order (load order in the local store, key order in Neo4j);
+        this rank breaks ties between equally scored nodes the same way on every backend.
+        """
+        if self._name_rank is None:
+            order = sorted(range(len(self.ids)), key=lambda i: (self.names[i], self.ids[i]))
+            rank = np.empty(len(order), dtype=np.int64)
+            rank[order] = np.arange(len(order), dtype=np.int64)
+            self._name_rank = rank
+        return self._name_rank
 
     def node(self, entity_id: str) -> int | None:
         return self.index.get(entity_id)

@@ -53,6 +53,21 @@ def test_mines_the_neighbour_rule_and_explains_with_a_real_path(fixtures_dir):
     assert snap.ids[rules.infer(snap, vietnam, "locatedin", top_k=1)[0][0]] == "asia"
 
 
+
+def test_tied_inferences_and_their_groundings_do_not_depend_on_node_order():
+    # each store numbers nodes and orders edges its own way (load order locally, key order in Neo4j)
+    entities = sorted({x for h, _, t in GEO for x in (h, t)})
+    rules = RuleSet.mine(snapshot_from_triples(GEO, domain="geo"), max_length=2, constants=False)
+    seen = []
+    for triples, order in ((GEO, entities), (GEO[::-1], entities[::-1])):
+        snap = snapshot_from_triples(triples, domain="geo", entities=order)
+        seen.append([[(snap.ids[tail], round(score, 6), why.path.text())
+                      for tail, score, why in rules.infer(snap, snap.index[head], "locatedin", inverse=inverse, top_k=2)]
+                     for head, inverse in (("europe", True), ("germany", False), ("vietnam", False))])
+    assert seen[0] == seen[1]
+    assert [tail for tail, _, _ in seen[0][0]] == ["austria", "france"]  # equal scores: by name
+    assert seen[0][1][0][2] == "germany -[neighbor]-> austria -[locatedin]-> europe"  # neighbours by name
+
 def test_inverse_heads_and_distinct_variables():
     snap = snapshot_from_triples(GEO, domain="geo")
     rules = RuleSet.mine(snap, max_length=3, constants=False, min_support=1)

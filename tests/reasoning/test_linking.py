@@ -157,3 +157,22 @@ def test_equal_mentions_prefer_the_better_connected_entity():
     mentions = linker.mentions("Where is a fox usually found?")
     assert [m.text for m in mentions][:2] == ["fox", "usually"]  # equal exact links; "fox" has 4 edges, "usually" 1
     assert mentions[0].score == mentions[1].score
+
+
+def test_equal_candidates_link_in_name_order_whatever_the_node_order(embedder):
+    # names differing only in case embed alike (MiniLM is uncased) and tie for the fuzzy matcher; the
+    # stores number nodes differently (load order locally, key order in Neo4j): links come in (name, id) order
+    from kgllm.index import VectorIndex
+
+    names = ["Big", "Tom Hanks", "tom hanks", "TOM HANKS", "Forrest Gump"]
+    questions = ["who acted in [Hanks, Tom]", "which films did [Tom Hank's] star in"]
+    seen = []
+    for order in (names, names[::-1]):  # node order = insertion order of the vector index
+        index = VectorIndex.create(embedder.dim, model=embedder.model_name)
+        index.add(order, embedder.encode(order))
+        lk = EntityLinker("movies", order, order, vector_index=lambda index=index: index, embedder=embedder)
+        seen.append([[(link.id, link.method) for link in lk.link(q)] for q in questions])
+    assert seen[0] == seen[1]
+    vector, fuzzy = seen[0]
+    assert vector == [(name, "vector") for name in ["TOM HANKS", "Tom Hanks", "tom hanks"]]
+    assert fuzzy == [(name, "fuzzy") for name in ["TOM HANKS", "Tom Hanks", "tom hanks"]]

@@ -140,6 +140,29 @@ def test_reasoner_inverse_hop_direction(movies):
     assert "inverse of starred actors" in result.paths[0].text()
 
 
+def test_tied_answers_and_traced_paths_do_not_depend_on_node_order():
+    # the same graph numbered in two orders, as two backends number it (load order, key order in Neo4j)
+    from reasoning_graphs import MOVIE_TRIPLES, make_snapshot
+
+    seen = []
+    for triples in (MOVIE_TRIPLES, MOVIE_TRIPLES[::-1]):
+        snap = make_snapshot(triples)
+        graph = RelationGraph(snap)
+        tom_hanks = [snap.node("Tom Hanks")]
+        out = []
+        for chain in [("~starred_actors",), ("~starred_actors", "directed_by")]:
+            scorer = TableScorer(graph, {chain: 3.0})
+            result = PathReasoner(graph, scorer).reason(scorer.prepare(["q"])[0], tom_hanks, top_k=None)
+            out.append(([(a.name, a.score) for a in result.answers], [p.text() for p in result.paths]))
+        seen.append(out)
+    assert seen[0] == seen[1]
+    (films, _), (directors, paths) = seen[0]
+    assert [name for name, _ in films] == ["Big", "Cast Away", "Forrest Gump"]  # equal scores: by name
+    assert [name for name, _ in directors] == ["Penny Marshall", "Robert Zemeckis"]
+    # Zemeckis directed two of the films: the path shown goes through the first by name
+    assert paths[1] == "Tom Hanks -[inverse of starred actors]-> Cast Away -[directed by]-> Robert Zemeckis"
+
+
 def test_mask_replaces_bracketed_mention():
     q = "who directed [Kismet] in 1944"
     start = q.index("Kismet")
