@@ -77,19 +77,24 @@ def _readable_copy(folder: Path, cache_dir: Path | None) -> Path:
     """A private NLTK data folder holding ``corpora/wordnet``: the database with ``lexnames`` added."""
     key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12]
     base = (cache_dir if cache_dir is not None else Path(tempfile.gettempdir())) / f"kgllm-wordnet-{key}"
-    target = base / "corpora" / "wordnet"
-    if not (target / "lexnames").is_file():
-        target.mkdir(parents=True, exist_ok=True)
-        for name in _DATABASE:
-            shutil.copyfile(folder / name, target / name)
-        # lexnames last: its presence marks a complete copy
-        tmp = target / "lexnames.tmp"
-        if (folder / "lexnames").is_file():
-            shutil.copyfile(folder / "lexnames", tmp)
-        else:
-            lines = [f"{i:02d}\t{name}\t{_syntactic_category(name)}" for i, name in enumerate(LEXNAMES)]
-            tmp.write_text("\n".join(lines) + "\n", encoding="ascii")
-        tmp.replace(target / "lexnames")
+    if base.is_dir():
+        return base
+    # Built beside and renamed into place: a process reading the copy never sees it half-written.
+    base.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{base.name}.", dir=base.parent))
+    target = staging / "corpora" / "wordnet"
+    target.mkdir(parents=True)
+    for name in _DATABASE:
+        shutil.copyfile(folder / name, target / name)
+    if (folder / "lexnames").is_file():
+        shutil.copyfile(folder / "lexnames", target / "lexnames")
+    else:
+        lines = [f"{i:02d}\t{name}\t{_syntactic_category(name)}" for i, name in enumerate(LEXNAMES)]
+        (target / "lexnames").write_text("\n".join(lines) + "\n", encoding="ascii")
+    try:
+        staging.rename(base)
+    except OSError:  # another process got there first
+        shutil.rmtree(staging, ignore_errors=True)
     return base
 
 
@@ -119,9 +124,11 @@ def _name(lemma: Any) -> str:
 
 
 def synset_triples(synset: Any) -> Iterator[tuple[str, str, str]]:
-    """``(relation, head, tail)`` lemma triples of one synset's links (may repeat; self-loops dropped)."""
+    """``(relation, head, tail)`` lemma triples of one synset's links (may repeat; links between two synsets
+    or two lemmas never join a name to itself)."""
     lemmas = synset.lemmas()
     names = [_name(lemma) for lemma in lemmas]
+    # kept as measured: a synset spelling a lemma in two cases ("Baroque", "baroque") gives a self-loop
     yield from (("wn_synonym", head, tail) for head, tail in zip(names, names[1:]))
     for method, relation in SYNSET_RELATIONS.items():
         for other in getattr(synset, method)():
