@@ -15,9 +15,7 @@ up to date incrementally (only new items are embedded) when first needed after a
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
@@ -25,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from kgllm.config import StoreSettings, validate_domain_name
 from kgllm.exceptions import ConfigError, DomainNotFound, KBNotFound
+from kgllm.kb_indexes import INDEX_KINDS, DomainIndexes
 from kgllm.kb_manifest import (
     MANIFEST,
-    atomic_write_text,
     check_index_models,
     new_kb_manifest,
     read_kb_manifest,
@@ -43,7 +41,6 @@ if TYPE_CHECKING:
 
 __all__ = ["KnowledgeBase", "open_kb", "MANIFEST", "INDEX_KINDS"]
 
-INDEX_KINDS = ("entities", "facts", "chunks")
 log = logging.getLogger(__name__)
 _BATCH = 50_000
 
@@ -54,7 +51,7 @@ def _batched(items: Iterable[RawTriple], size: int) -> Iterator[list[RawTriple]]
         yield batch
 
 
-class KnowledgeBase:
+class KnowledgeBase(DomainIndexes):
     """Domains of knowledge behind one ``ask``. Create with :func:`kgllm.open`."""
 
     def __init__(self, path: Path, *, store: GraphStore, settings: StoreSettings, manifest: dict[str, Any],
@@ -131,80 +128,6 @@ class KnowledgeBase:
                     texts[rel] = name  # the predicate's own label (an IRI without one is named by its local name)
         return texts
 
-    # -- embedder and indexes --------------------------------------------------------------------
-    @property
-    def embedder(self) -> Embedder:
-        """The embedding model (loaded on first use; the KB remembers which model built its indexes)."""
-        if self._embedder is None:
-            from kgllm.embed import Embedder
-
-            self._embedder = Embedder(self._manifest.get("embedder"), cache_dir=self.path / "cache")
-        return self._embedder
-
-    def _index_dir(self, domain: str, kind: str) -> Path:
-        return self.path / "index" / domain / kind
-
-    def index(self, domain: str, kind: str) -> VectorIndex:
-        """The ``kind`` index of ``domain``, brought up to date: only items not yet indexed are embedded."""
-        from kgllm.index import VectorIndex
-
-        if kind not in INDEX_KINDS:
-            raise ConfigError(f"unknown index kind {kind!r}; expected one of {', '.join(INDEX_KINDS)}")
-        self.domain_info(domain)
-        cached = self._indexes.get((domain, kind))
-        if cached is not None:  # up to date: loads and deletes drop the domain's cached indexes
-            return cached
-        directory = self._index_dir(domain, kind)
-        if (directory / "manifest.json").exists():
-            index = VectorIndex.load(directory, model=self.embedder.model_name, dim=self.embedder.dim)
-        else:
-            index = VectorIndex.create(self.embedder.dim, model=self.embedder.model_name)
-        items = self._index_items(domain, kind)
-        missing = [(item_id, text) for item_id, text in items if item_id not in index]
-        if missing:
-            ids, texts = zip(*missing)
-            index.add(list(ids), self.embedder.encode(list(texts)))
-            index.save(directory)
-        self._indexes[(domain, kind)] = index
-        return index
-
-    def _index_items(self, domain: str, kind: str) -> list[tuple[str, str]]:
-        if kind == "chunks":
-            return [(chunk.id, chunk.text) for chunk in self.chunks(domain)]
-        if domain not in self.store.domains():  # a domain with documents only
-            return []
-        snapshot = self.store.snapshot(domain)
-        if kind == "entities":
-            return list(zip(snapshot.ids, snapshot.names))
-        texts = self.relation_text(domain)
-        rel_text = [texts.get(rel, rel) for rel in snapshot.relations]
-        return [(f"{snapshot.ids[h]}\x1f{snapshot.relations[r]}\x1f{snapshot.ids[t]}",
-                 f"{snapshot.names[h]} {rel_text[r]} {snapshot.names[t]}")
-                for h, r, t in zip(snapshot.head.tolist(), snapshot.rel.tolist(), snapshot.tail.tolist())]
-
-    # -- documents ---------------------------------------------------------------------------------
-    def _docs_file(self, domain: str) -> Path:
-        return self.path / "docs" / f"{domain}.jsonl"
-
-    def chunks(self, domain: str) -> list[Chunk]:
-        """Document chunks stored for ``domain``."""
-        path = self._docs_file(domain)
-        if not path.exists():
-            return []
-        with path.open(encoding="utf-8") as handle:
-            return [Chunk.model_validate_json(line) for line in handle if line.strip()]
-
-    def add_chunks(self, domain: str, chunks: Sequence[Chunk]) -> int:
-        """Append chunks (same id = same chunk, kept once); returns how many were new."""
-        existing = self.chunks(domain)
-        seen = {chunk.id for chunk in existing}
-        new = [chunk.model_copy(update={"domain": domain}) for chunk in chunks if chunk.id not in seen]
-        if new:
-            text = "".join(chunk.to_json() + "\n" for chunk in existing + new)
-            atomic_write_text(self._docs_file(domain), text)
-            self._indexes.pop((domain, "chunks"), None)
-        return len(new)
-
     # -- loading -------------------------------------------------------------------------------------
     def load(self, pack_dir: str | Path, *, progress: bool = False) -> dict[str, Any]:
         """Load a domain pack (``manifest.yaml`` + files). Atomic: all or nothing."""
@@ -271,7 +194,7 @@ class KnowledgeBase:
                 bar.close()
         new_chunks = self.add_chunks(domain, chunks) if chunks else 0
         self.set_domain_info(domain, **info)
-        self._indexes = {key: value for key, value in self._indexes.items() if key[0] != domain}
+        self._forget_indexes(domain)
         return {"domain": domain, "triples_added": added, "chunks_added": new_chunks, **self._graph_counts(domain)}
 
     def _graph_counts(self, domain: str) -> dict[str, int]:
@@ -289,15 +212,11 @@ class KnowledgeBase:
         try:
             self.store.delete_domain(domain)
         except DomainNotFound:
-            entities = self._index_dir(domain, "entities") / "manifest.json"
-            indexed = entities.exists() and json.loads(entities.read_text(encoding="utf-8")).get("count", 0)
-            if indexed or not self._docs_file(domain).exists():
+            if self._indexed_counts(domain).get("entities") or not self._docs_file(domain).exists():
                 log.warning("domain %r has no graph in the %s store (removed outside kgllm, or never loaded); "
                             "removing its indexes, documents and metadata", domain, self.settings.backend)
-        shutil.rmtree(self.path / "index" / domain, ignore_errors=True)
-        self._docs_file(domain).unlink(missing_ok=True)
+        self._remove_indexes_and_documents(domain)
         self._update_manifest(lambda manifest: manifest["domains"].pop(domain, None))
-        self._indexes = {key: value for key, value in self._indexes.items() if key[0] != domain}
         self._pipeline = None
         self._router = None
 
@@ -399,11 +318,7 @@ class KnowledgeBase:
         for name in self.domains:
             info = self._manifest["domains"][name]
             counts = self._graph_counts(name)
-            indexes = {}
-            for kind in INDEX_KINDS:
-                manifest = self._index_dir(name, kind) / "manifest.json"
-                if manifest.exists():
-                    indexes[kind] = json.loads(manifest.read_text(encoding="utf-8")).get("count", 0)
+            indexes = self._indexed_counts(name)
             domains[name] = {**counts, "relations": len(self.store.relations(name)) if counts["triples"] else 0,
                              "chunks": len(self.chunks(name)), "indexes": indexes,
                              "description": info.get("description")}

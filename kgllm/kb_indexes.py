@@ -1,0 +1,138 @@
+"""The vector indexes and document chunks of a knowledge base's domains (a part of :class:`KnowledgeBase`).
+
+Indexes are derived data under ``index/<domain>/<kind>``: brought up to date incrementally (only items not
+yet indexed are embedded) when first asked for after a load, and forgotten when the domain changes.
+Document chunks live in ``docs/<domain>.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kgllm.exceptions import ConfigError
+from kgllm.kb_manifest import atomic_write_text
+from kgllm.types import Chunk
+
+if TYPE_CHECKING:
+    from kgllm.embed import Embedder
+    from kgllm.index import VectorIndex
+    from kgllm.stores.base import GraphStore
+
+__all__ = ["DomainIndexes", "INDEX_KINDS"]
+
+INDEX_KINDS = ("entities", "facts", "chunks")
+
+
+class DomainIndexes:
+    """The embedder, vector indexes and document chunks of a KB's domains.
+
+    A base of :class:`kgllm.kb.KnowledgeBase`, which provides the attributes and the two methods below.
+    """
+
+    path: Path
+    store: GraphStore
+    _manifest: dict[str, Any]
+    _embedder: Embedder | None
+    _indexes: dict[tuple[str, str], VectorIndex]
+
+    def domain_info(self, domain: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def relation_text(self, domain: str) -> dict[str, str]:
+        raise NotImplementedError
+
+    # -- embedder and indexes --------------------------------------------------------------------
+    @property
+    def embedder(self) -> Embedder:
+        """The embedding model (loaded on first use; the KB remembers which model built its indexes)."""
+        if self._embedder is None:
+            from kgllm.embed import Embedder
+
+            self._embedder = Embedder(self._manifest.get("embedder"), cache_dir=self.path / "cache")
+        return self._embedder
+
+    def _index_dir(self, domain: str, kind: str) -> Path:
+        return self.path / "index" / domain / kind
+
+    def index(self, domain: str, kind: str) -> VectorIndex:
+        """The ``kind`` index of ``domain``, brought up to date: only items not yet indexed are embedded."""
+        from kgllm.index import VectorIndex
+
+        if kind not in INDEX_KINDS:
+            raise ConfigError(f"unknown index kind {kind!r}; expected one of {', '.join(INDEX_KINDS)}")
+        self.domain_info(domain)
+        cached = self._indexes.get((domain, kind))
+        if cached is not None:  # up to date: loads and deletes drop the domain's cached indexes
+            return cached
+        directory = self._index_dir(domain, kind)
+        if (directory / "manifest.json").exists():
+            index = VectorIndex.load(directory, model=self.embedder.model_name, dim=self.embedder.dim)
+        else:
+            index = VectorIndex.create(self.embedder.dim, model=self.embedder.model_name)
+        items = self._index_items(domain, kind)
+        missing = [(item_id, text) for item_id, text in items if item_id not in index]
+        if missing:
+            ids, texts = zip(*missing)
+            index.add(list(ids), self.embedder.encode(list(texts)))
+            index.save(directory)
+        self._indexes[(domain, kind)] = index
+        return index
+
+    def _index_items(self, domain: str, kind: str) -> list[tuple[str, str]]:
+        if kind == "chunks":
+            return [(chunk.id, chunk.text) for chunk in self.chunks(domain)]
+        if domain not in self.store.domains():  # a domain with documents only
+            return []
+        snapshot = self.store.snapshot(domain)
+        if kind == "entities":
+            return list(zip(snapshot.ids, snapshot.names))
+        texts = self.relation_text(domain)
+        rel_text = [texts.get(rel, rel) for rel in snapshot.relations]
+        return [(f"{snapshot.ids[h]}\x1f{snapshot.relations[r]}\x1f{snapshot.ids[t]}",
+                 f"{snapshot.names[h]} {rel_text[r]} {snapshot.names[t]}")
+                for h, r, t in zip(snapshot.head.tolist(), snapshot.rel.tolist(), snapshot.tail.tolist())]
+
+    # -- documents ---------------------------------------------------------------------------------
+    def _docs_file(self, domain: str) -> Path:
+        return self.path / "docs" / f"{domain}.jsonl"
+
+    def chunks(self, domain: str) -> list[Chunk]:
+        """Document chunks stored for ``domain``."""
+        path = self._docs_file(domain)
+        if not path.exists():
+            return []
+        with path.open(encoding="utf-8") as handle:
+            return [Chunk.model_validate_json(line) for line in handle if line.strip()]
+
+    def add_chunks(self, domain: str, chunks: Sequence[Chunk]) -> int:
+        """Append chunks (same id = same chunk, kept once); returns how many were new."""
+        existing = self.chunks(domain)
+        seen = {chunk.id for chunk in existing}
+        new = [chunk.model_copy(update={"domain": domain}) for chunk in chunks if chunk.id not in seen]
+        if new:
+            text = "".join(chunk.to_json() + "\n" for chunk in existing + new)
+            atomic_write_text(self._docs_file(domain), text)
+            self._indexes.pop((domain, "chunks"), None)
+        return len(new)
+
+    def _indexed_counts(self, domain: str) -> dict[str, int]:
+        """Items in each index of ``domain`` that has been built."""
+        counts = {}
+        for kind in INDEX_KINDS:
+            manifest = self._index_dir(domain, kind) / "manifest.json"
+            if manifest.exists():
+                counts[kind] = json.loads(manifest.read_text(encoding="utf-8")).get("count", 0)
+        return counts
+
+    def _forget_indexes(self, domain: str) -> None:
+        """Drop ``domain``'s indexes held in memory (they are brought up to date when next asked for)."""
+        self._indexes = {key: value for key, value in self._indexes.items() if key[0] != domain}
+
+    def _remove_indexes_and_documents(self, domain: str) -> None:
+        shutil.rmtree(self.path / "index" / domain, ignore_errors=True)
+        self._docs_file(domain).unlink(missing_ok=True)
+        self._forget_indexes(domain)
