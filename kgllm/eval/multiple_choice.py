@@ -84,7 +84,8 @@ def _graph_path(data: Path, options: dict[str, Any]) -> Path:
 def _with_wordnet(graph_path: Path, options: dict[str, Any]) -> Path:
     """``graph_path`` joined with WordNet's triples when ``-o wordnet=`` asks for it (written once, cached)."""
     value = options.get("wordnet")
-    if value is None or value is False or (isinstance(value, str) and value.strip().lower() in _NO):
+    off = value.strip().lower() in _NO if isinstance(value, str) else not value  # -o wordnet=0 arrives as 0
+    if off:
         return graph_path
     from kgllm.fusion.wordnet import with_wordnet
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,11 @@ def read_facts(path: str | Path) -> list[str]:
     return [line.strip().strip('"').strip() for line in lines if line.strip().strip('"').strip()]
 
 
+def _private_temporary(path: Path) -> Path:
+    """A name beside ``path`` that no other process writes (runs sharing a cache may save at once)."""
+    return path.with_name(f"{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+
 @dataclass
 class MCFeatures:
     """Cached features of a list of questions with the same number of choices.
@@ -113,7 +119,7 @@ class MCFeatures:
             flat["edge_type"].append(g.edge_type)
         node_off = np.cumsum([0] + [len(g.nodes) for g in self.graphs])
         edge_off = np.cumsum([0] + [g.edge_index.shape[1] for g in self.graphs])
-        tmp = path.with_suffix(".tmp.npz")
+        tmp = _private_temporary(path)
         np.savez(tmp, lm=self.lm.astype(np.float16), answers=self.answers, ids=np.asarray(self.ids),
                  node_off=node_off, edge_off=edge_off,
                  nodes=np.concatenate(flat["nodes"]).astype(np.int32),
@@ -121,7 +127,7 @@ class MCFeatures:
                  relevance=np.concatenate(flat["relevance"]).astype(np.float16),
                  edge_index=np.concatenate(flat["edge_index"], axis=1).astype(np.int16),
                  edge_type=np.concatenate(flat["edge_type"]).astype(np.int16))
-        tmp.replace(path)  # atomic: a killed run leaves no half-written cache
+        tmp.replace(path)  # atomic: a killed run, or one reading meanwhile, never sees a half-written cache
 
     @classmethod
     def load(cls, path: Path, node_vectors: np.ndarray) -> MCFeatures:
@@ -186,7 +192,9 @@ class FeatureBuilder:
             vectors = self.embedder.encode(self.graph.names).astype(np.float16)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                np.save(path, vectors)
+                tmp = _private_temporary(path)
+                np.save(tmp, vectors)
+                tmp.replace(path)
             self._node_vectors = vectors.astype(np.float32)
         return self._node_vectors
 

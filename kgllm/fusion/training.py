@@ -255,12 +255,13 @@ def load_saved_vectors(model_dir: Path, builder: Any) -> None:
     """Give ``builder`` the concept and fact embeddings saved in ``model_dir`` (those present).
 
     Raises:
-        ModelError: the saved embeddings do not fit the graph, the facts or the encoder.
+        ModelError: a saved embeddings file is unreadable or does not fit the graph, the facts or the
+            encoder.
     """
     for name, use in ((NODE_VECTORS, builder.use_node_vectors), (DOCUMENT_VECTORS, builder.use_document_vectors)):
         path = Path(model_dir) / name
         if path.exists():
             try:
                 use(np.load(path))
-            except ValueError as exc:
+            except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty (cut) file
                 raise ModelError(f"{path}: {exc}") from exc

@@ -32,7 +32,7 @@ __all__ = ["find_wordnet", "open_wordnet", "synset_triples", "wordnet_triples", 
            "SYNSET_RELATIONS",
            "LEXNAMES"]
 
-#: Where WordNet is looked for when no folder is given (after ``$KGLLM_WORDNET``).
+#: Where WordNet is looked for when neither a folder nor ``$KGLLM_WORDNET`` is given.
 DEFAULT_FOLDERS = ("/usr/share/wordnet", "/usr/local/share/wordnet", "/usr/share/nltk_data/corpora/wordnet")
 #: The database files NLTK's reader opens.
 _DATABASE = ("data.noun", "data.verb", "data.adj", "data.adv", "index.noun", "index.verb", "index.adj",
@@ -60,15 +60,18 @@ _FORMAT = 1  # bump when the triples written change: cached joined graphs are ke
 def find_wordnet(folder: str | Path | None = None) -> Path:
     """The WordNet database folder: ``folder``, else ``$KGLLM_WORDNET``, else a usual install place.
 
+    A folder named by ``folder`` or ``$KGLLM_WORDNET`` is the only one looked at: when it lacks the
+    database, another WordNet found elsewhere is not used in its place.
+
     Raises:
         ConfigError: no folder holding the WordNet database files, with what was looked at.
     """
-    candidates = [Path(folder)] if folder else \
-        [Path(p) for p in (os.environ.get("KGLLM_WORDNET"), *DEFAULT_FOLDERS) if p]
+    named = folder or os.environ.get("KGLLM_WORDNET")
+    candidates = [Path(named)] if named else [Path(p) for p in DEFAULT_FOLDERS]
     for path in candidates:
         if all((path / name).is_file() for name in _DATABASE):
             return path
-    looked = ", ".join(str(p) for p in candidates)
+    looked = ", ".join(str(p) for p in candidates) + ("" if folder or not named else " ($KGLLM_WORDNET)")
     raise ConfigError(f"no WordNet 3.0 database (data.noun, index.noun, ...) in {looked}; install it with "
                       "`apt-get install wordnet-base wordnet-sense-index` or pass its folder")
 
@@ -82,19 +85,23 @@ def _readable_copy(folder: Path, cache_dir: Path | None) -> Path:
     # Built beside and renamed into place: a process reading the copy never sees it half-written.
     base.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{base.name}.", dir=base.parent))
-    target = staging / "corpora" / "wordnet"
-    target.mkdir(parents=True)
-    for name in _DATABASE:
-        shutil.copyfile(folder / name, target / name)
-    if (folder / "lexnames").is_file():
-        shutil.copyfile(folder / "lexnames", target / "lexnames")
-    else:
-        lines = [f"{i:02d}\t{name}\t{_syntactic_category(name)}" for i, name in enumerate(LEXNAMES)]
-        (target / "lexnames").write_text("\n".join(lines) + "\n", encoding="ascii")
     try:
-        staging.rename(base)
-    except OSError:  # another process got there first
-        shutil.rmtree(staging, ignore_errors=True)
+        target = staging / "corpora" / "wordnet"
+        target.mkdir(parents=True)
+        for name in _DATABASE:
+            shutil.copyfile(folder / name, target / name)
+        if (folder / "lexnames").is_file():
+            shutil.copyfile(folder / "lexnames", target / "lexnames")
+        else:
+            lines = [f"{i:02d}\t{name}\t{_syntactic_category(name)}" for i, name in enumerate(LEXNAMES)]
+            (target / "lexnames").write_text("\n".join(lines) + "\n", encoding="ascii")
+        try:
+            staging.rename(base)
+        except OSError:
+            if not base.is_dir():
+                raise  # else another process got there first: its copy is used
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when renamed
     return base
 
 
@@ -159,15 +166,18 @@ def write_concept_graph(out: Path, graphs: Iterable[Path] = (), *, wordnet: Any 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")  # runs writing the same cached graph do not collide
-    with tmp.open("w", encoding="utf-8") as handle:
-        for path in graphs:
-            with Path(path).open(encoding="utf-8") as source:
-                for line in source:
-                    handle.write(line if line.endswith("\n") else line + "\n")
-        if wordnet is not None:
-            for relation, head, tail in wordnet_triples(wordnet):
-                handle.write(f"{relation}\t{head}\t{tail}\n")
-    tmp.replace(out)
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            for path in graphs:
+                with Path(path).open(encoding="utf-8") as source:
+                    for line in source:
+                        handle.write(line if line.endswith("\n") else line + "\n")
+            if wordnet is not None:
+                for relation, head, tail in wordnet_triples(wordnet):
+                    handle.write(f"{relation}\t{head}\t{tail}\n")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
 
 
@@ -181,5 +191,8 @@ def with_wordnet(graph_path: str | Path, folder: str | Path | None = None, *, ca
     digest.update(f"\0{wordnet_folder.resolve()}\0{_FORMAT}".encode())
     out = Path(cache_dir) / f"graph-wordnet-{digest.hexdigest()[:16]}.tsv"
     if not out.is_file():
-        write_concept_graph(out, [Path(graph_path)], wordnet=open_wordnet(wordnet_folder, cache_dir=cache_dir))
+        try:
+            write_concept_graph(out, [Path(graph_path)], wordnet=open_wordnet(wordnet_folder, cache_dir=cache_dir))
+        except OSError as exc:  # a read-only or full cache_dir
+            raise ConfigError(f"cannot build the WordNet graph in cache_dir {str(cache_dir)!r}: {exc}") from exc
     return out

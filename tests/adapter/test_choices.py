@@ -133,6 +133,14 @@ def test_obqa_no_graph_baseline_with_open_book(mcqa_dir: Path, cache: Path, tmp_
         ChoiceAnswerer(out)
 
 
+def test_an_empty_saved_vectors_file_is_a_model_error_naming_it(csqa_model: Path, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(csqa_model, model)
+    (model / "node_vectors.npy").write_bytes(b"")  # a copy cut short (a full disk)
+    with pytest.raises(ModelError, match=r"node_vectors\.npy: No data left in file"):
+        ChoiceAnswerer(model)
+
+
 def test_answer_choices_ranks_the_choices(csqa_model: Path) -> None:
     answer = answer_choices(None, QUESTION, CHOICES, model_dir=csqa_model)
     assert sorted(a.name for a in answer.answers) == sorted(CHOICES)

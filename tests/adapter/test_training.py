@@ -52,6 +52,24 @@ def test_cached_features_load_back_identically(csqa_features, concept_graph: Con
                and np.array_equal(a.edge_type, b.edge_type) for a, b in zip(first.graphs, again.graphs, strict=True))
 
 
+def test_saving_the_cache_leaves_another_process_s_temporary_files_alone(concept_graph: ConceptGraph, embedder,
+                                                                        mcqa_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    from kgllm.fusion.features import FeatureBuilder, read_mc_jsonl
+
+    builder = FeatureBuilder(concept_graph, embedder, cache_dir=tmp_path)
+    questions = read_mc_jsonl(mcqa_dir / "commonsenseqa" / "dev.jsonl")
+    builder.build(questions)
+    cached = next(tmp_path.glob("features-*.npz"))
+    cached.unlink()
+    # what a run sharing this cache is writing now, under the one temporary name every run used to share
+    theirs = cached.with_suffix(".tmp.npz")
+    theirs.write_bytes(b"half written by another run")
+    builder.build(questions)
+    assert theirs.read_bytes() == b"half written by another run"
+    assert cached.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir() if ".tmp" in p.name) == [theirs.name]
+
+
 def test_small_data_training_loss_falls_and_adapter_gets_gradients(csqa_features, concept_graph: ConceptGraph
                                                                     ) -> None:  # noqa: ANN001
     train, _ = csqa_features

@@ -25,6 +25,20 @@ def test_missing_database_names_the_places_looked_at(tmp_path):
     assert "wordnet-base" in str(err.value)
 
 
+def test_a_wordnet_folder_named_by_the_environment_is_not_replaced_by_another(tmp_path, monkeypatch):
+    monkeypatch.setenv("KGLLM_WORDNET", str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match=r"nowhere \(\$KGLLM_WORDNET\)"):
+        find_wordnet()
+
+
+def test_a_cache_dir_that_cannot_be_written_is_a_clear_error(wordnet, tmp_path):
+    cn = tmp_path / "cn.txt"
+    cn.write_text("AtLocation\tdog\tkennel\n", encoding="utf-8")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="cannot build the WordNet graph in cache_dir .*file/cache"):
+        with_wordnet(cn, cache_dir=tmp_path / "file" / "cache")
+
+
 def test_reader_works_on_a_folder_without_lexnames(wordnet):
     dog = wordnet.synset("dog.n.01")
     assert "domestic_dog" in dog.lemma_names()
@@ -69,7 +83,7 @@ def test_joined_graph_is_written_once_per_graph_content(wordnet, tmp_path):
     assert second.read_text(encoding="utf-8").startswith("AtLocation\tcat\tbasket\n")
 
 
-@pytest.mark.parametrize("value", [None, False, "false", "no", "0"])
+@pytest.mark.parametrize("value", [None, False, "false", "no", "0", 0])  # the CLI reads `-o wordnet=0` as 0
 def test_training_option_off_keeps_the_graph(value, tmp_path):
     from kgllm.eval.multiple_choice import _with_wordnet
 
