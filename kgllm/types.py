@@ -162,6 +162,10 @@ class ScoredAnswer(KGModel):
     domain: str | None = None
     paths: list[int] = Field(default_factory=list)
 
+    def rank_key(self) -> tuple[float, str, str, str]:
+        """Sort key, best first: equal scores by name, then domain and id, the same on every backend."""
+        return -self.score, self.name, self.domain or "", self.id
+
 
 class ExpertChoice(KGModel):
     """An expert consulted for a question, with its routing score and the reasons for it."""

@@ -138,5 +138,5 @@ def merge_answers(parts: Sequence[tuple[Answer, str | None]], *, top_k: int | No
             key = (item.id, domain)
             if key not in merged or merged[key].score < moved.score:
                 merged[key] = moved
-    ranked = sorted(merged.values(), key=lambda a: (-a.score, a.name))
+    ranked = sorted(merged.values(), key=ScoredAnswer.rank_key)
     return MergedAnswers(ranked[:top_k] if top_k else ranked, paths, facts, linked)

@@ -95,7 +95,7 @@ def cross_expert_answers(pipeline: Any, answer: Answer, first: str, target: Doma
         return None
     crossed = [ScoredAnswer(id=eid, name=snapshot.names[snapshot.index[eid]], score=round(score, 6),
                             domain=target.name, paths=ids) for eid, (score, ids) in scores.items()]
-    crossed.sort(key=lambda a: (-a.score, a.name))
+    crossed.sort(key=ScoredAnswer.rank_key)
     seen = {f.key for f in answer.facts}
     facts = list(answer.facts) + [f for f in result.facts if f.key not in seen]
     return answer.model_copy(update={"answers": crossed[:top_k] if top_k else crossed,

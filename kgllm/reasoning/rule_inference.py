@@ -126,7 +126,7 @@ def infer_missing_edges(answer: Answer, expert: ExpertRules, graph: RelationGrap
         paths = [len(answer.paths) - 1, *(old.paths if old else [])]
         answers[ident] = ScoredAnswer(id=ident, name=snap.names[tail], score=max(score, old.score if old else 0.0),
                                       domain=snap.domain, paths=paths)
-    ranked = sorted(answers.values(), key=lambda a: (-a.score, a.name))
+    ranked = sorted(answers.values(), key=ScoredAnswer.rank_key)
     answer.answers = ranked[:top_k] if top_k else ranked
     known = {f.key for f in answer.facts}
     for fact in facts:
