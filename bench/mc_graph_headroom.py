@@ -109,13 +109,13 @@ def headroom(name: str, data: Path, model_dir: Path, links_graph: Path) -> dict[
     feats = builder.build(questions)
     encoder = predict(model, GraphData(feats, graph.n_relation_ids))
     answers = feats.answers.astype(np.int64)
-    graph = ConceptGraph.from_triples(links_graph)
-    links = connection_features(questions, graph, ConceptGrounder(graph))
+    concepts = ConceptGraph.from_triples(links_graph)  # may differ from the model's own graph
+    links = connection_features(questions, concepts, ConceptGrounder(concepts))
     alone = encoder[..., None].astype(np.float32)
-    n_rel = graph.n_relation_ids
+    n_rel = concepts.n_relation_ids
     feature_sets = {"link_counts": np.concatenate([links[..., :n_rel].sum(-1, keepdims=True), links[..., n_rel:]], -1),
                     "per_relation": links}
-    result: dict[str, Any] = {"questions": len(questions), "graph": links_graph.name, "graph_edges": graph.n_edges,
+    result: dict[str, Any] = {"questions": len(questions), "graph": links_graph.name, "graph_edges": concepts.n_edges,
                               "model": str(model_dir),
                               "encoder_alone_accuracy": round(accuracy(encoder, answers), 4),
                               "cv_encoder_score": round(cross_validated_accuracy(alone, answers), 4)}

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kgllm.stores.snapshot import name_order
 from kgllm.types import LinkedEntity
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ class EntityLinker:
         self._alias: set[str] = set()
         # names in (name, id) order, not node order (which differs between backends): ties between
         # candidates (fuzzy matches, nodes sharing a key) then come out the same on every backend
-        for i in sorted(range(len(self.names)), key=lambda i: (self.names[i], self.ids[i])):
+        for i in name_order(self.names, self.ids):
             name = self.names[i]
             key = _name_key(name)
             if key:

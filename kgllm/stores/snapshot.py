@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from kgllm.types import Entity, Fact
 
-__all__ = ["GraphSnapshot"]
+__all__ = ["GraphSnapshot", "name_order"]
 
 
 def _csr_order(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -25,6 +25,11 @@ def _csr_order(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
     return order, indptr
+
+
+def name_order(names: Sequence[str], ids: Sequence[str]) -> list[int]:
+    """Node positions sorted by (name, id): an order every backend agrees on, unlike node indices."""
+    return sorted(range(len(ids)), key=lambda i: (names[i], ids[i]))
 
 
 @dataclass
@@ -86,7 +91,7 @@ class GraphSnapshot:
         this rank breaks ties between equally scored nodes the same way on every backend.
         """
         if self._name_rank is None:
-            order = sorted(range(len(self.ids)), key=lambda i: (self.names[i], self.ids[i]))
+            order = name_order(self.names, self.ids)
             rank = np.empty(len(order), dtype=np.int64)
             rank[order] = np.arange(len(order), dtype=np.int64)
             self._name_rank = rank
