@@ -117,6 +117,9 @@ class PersonalizedPageRank:
 class PPRRetriever(BaseRetriever):
     """Nodes ranked by PPR from the seeds, and the facts joining the top nodes (scored by both ends).
 
+    Equal scores are ordered by name, then id (facts by head, relation, tail), so that every store
+    returns the same nodes and facts.
+
     Args:
         snapshot: the domain graph.
         alpha: restart probability.
@@ -144,7 +147,13 @@ class PPRRetriever(BaseRetriever):
         if not self.include_seeds:
             ranking[start] = -1.0
         candidates = np.flatnonzero(ranking > 0)
-        top = candidates[np.lexsort((candidates, -ranking[candidates]))][:k]
+        # ranked by the score shown (rounded), equal ones by name then id: the same on every backend;
+        # only the candidates scoring at least the k-th best are sorted
+        key = -np.round(ranking[candidates], 8)
+        if candidates.size > k:
+            best = key <= np.partition(key, k - 1)[k - 1]
+            candidates, key = candidates[best], key[best]
+        top = candidates[snap.node_order(candidates, key)][:k]
         nodes = [(snap.ids[int(i)], round(float(scores[i]), 8)) for i in top]
         keep = np.union1d(top, start)
         edges = snap.edges_of(keep, "both")
@@ -152,6 +161,6 @@ class PPRRetriever(BaseRetriever):
         inside[keep] = True
         edges = edges[inside[snap.head[edges]] & inside[snap.tail[edges]]]
         weight = np.sqrt(scores[snap.head[edges]] * scores[snap.tail[edges]])
-        order = np.lexsort((edges, -weight))[:k]
+        order = snap.edge_order(edges, -np.round(weight, 8))[:k]
         facts = [snap.fact(int(edges[i])).model_copy(update={"score": round(float(weight[i]), 8)}) for i in order]
         return Retrieved(facts=facts, nodes=nodes)

@@ -13,32 +13,40 @@ __all__ = ["SubgraphRetriever", "k_hop_nodes"]
 def k_hop_nodes(snapshot: GraphSnapshot, seeds: np.ndarray, hops: int, *, limit: int) -> tuple[np.ndarray, np.ndarray, bool]:
     """Nodes within ``hops`` undirected hops of ``seeds`` (at most ``limit``, nearest first) and their distance.
 
+    Seeds come first (in the given order), then each level in (name, id) order; a level that does not
+    fit under ``limit`` keeps its first nodes in that order, so every store keeps the same ones.
     Returns ``(nodes, distance, truncated)``.
     """
-    distance = {int(s): 0 for s in seeds}
-    frontier = np.unique(seeds)
+    seeds = np.asarray(seeds, dtype=np.int64)
+    seen, first = np.unique(seeds, return_index=True)
+    levels = [seeds[np.sort(first)]]
+    frontier = seen
     truncated = False
-    for depth in range(1, hops + 1):
+    for _ in range(hops):
         if frontier.size == 0:
             break
         edges = snapshot.edges_of(frontier, "both")
         reached = np.unique(np.concatenate([snapshot.head[edges], snapshot.tail[edges]]))
-        new = [int(n) for n in reached.tolist() if n not in distance]
-        room = limit - len(distance)
-        if len(new) > room:  # keep the lowest node ids: deterministic, and a stable order
+        new = np.setdiff1d(reached, seen, assume_unique=True)
+        new = new[snapshot.node_order(new)]
+        room = limit - seen.size
+        if new.size > room:
             new, truncated = new[:max(room, 0)], True
-        for node in new:
-            distance[node] = depth
-        frontier = np.array(new, dtype=np.int64)
+        levels.append(new)
+        seen = np.concatenate([seen, new])  # distinct, unsorted: all setdiff1d needs
+        frontier = new
         if truncated:
             break
-    nodes = np.fromiter(distance.keys(), dtype=np.int64, count=len(distance))
-    dist = np.fromiter(distance.values(), dtype=np.int64, count=len(distance))
+    nodes = np.concatenate(levels)
+    dist = np.repeat(np.arange(len(levels), dtype=np.int64), [level.size for level in levels])
     return nodes, dist, truncated
 
 
 class SubgraphRetriever(BaseRetriever):
     """Facts among the nodes within ``hops`` of the seeds; nodes scored ``1 / (1 + distance)``.
+
+    Equally near nodes are ordered by name, then id (facts by head, relation, tail), so that every
+    store returns the same nodes and facts.
 
     Args:
         snapshot: the domain graph.
@@ -66,12 +74,12 @@ class SubgraphRetriever(BaseRetriever):
         depth[nodes] = dist
         edges = snap.edges_of(nodes[dist < self.hops] if self.hops > 0 else nodes, "both")
         edges = edges[inside[snap.head[edges]] & inside[snap.tail[edges]]]
-        # nearest facts first: by the depth of their nearer end, then edge order
+        # nearest facts first: by the depth of their nearer end, then by (head, relation, tail) names
         near = np.minimum(depth[snap.head[edges]], depth[snap.tail[edges]])
-        order = np.lexsort((edges, near))
+        order = snap.edge_order(edges, near)
         edges, near = edges[order], near[order]
         facts = [snap.fact(int(e)).model_copy(update={"score": round(1.0 / (2 + float(d)), 4)})
                  for e, d in zip(edges[:k].tolist(), near[:k].tolist(), strict=False)]
-        order = np.lexsort((nodes, dist))[:k]
+        order = snap.node_order(nodes, dist)[:k]
         ranked = [(snap.ids[int(nodes[i])], round(1.0 / (1 + float(dist[i])), 4)) for i in order]
         return Retrieved(facts=facts, nodes=ranked, truncated=truncated or edges.size > k)

@@ -14,6 +14,8 @@ from kgllm.retrieval.base import BaseRetriever, Retrieved
 from kgllm.types import Chunk, Fact
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from kgllm.embed import Embedder
     from kgllm.index import VectorIndex
     from kgllm.stores.snapshot import GraphSnapshot
@@ -51,6 +53,9 @@ class FactResolver:
 class VectorRetriever(BaseRetriever):
     """Nearest facts or chunks to the question embedding.
 
+    Equally scored facts are ordered by (head, relation, tail) names, then ids, whatever order the index
+    was filled in (it follows each store's edge order); a tie at the ``k``-th place is settled the same way.
+
     Args:
         index: returns the :class:`~kgllm.index.VectorIndex` (called on first use only).
         embedder: encodes the question (same model as the index).
@@ -81,15 +86,36 @@ class VectorRetriever(BaseRetriever):
     def _retrieve(self, query: str, seeds: list[str], k: int) -> Retrieved:
         if not query.strip() or len(self.index) == 0:
             return Retrieved()
-        hits = self.index.search(self.embedder.encode([query]), k)[0]
+        vector = self.embedder.encode([query])
         out = Retrieved()
-        for item_id, score in hits:
-            if self.kind == "facts":
+        if self.kind == "facts":
+            for item_id, score in self._search_with_ties(vector, k):
                 fact = self.resolve(item_id) if self.resolve is not None else None
                 if fact is not None:  # ids of facts deleted since the index was built are skipped
                     out.facts.append(fact.model_copy(update={"score": round(float(score), 6)}))
-            else:
-                chunk = self.chunks.get(item_id)
-                if chunk is not None:
-                    out.chunks.append(chunk.model_copy(update={"score": round(float(score), 6)}))
+            # the index lists equal scores in an order that depends on how it was filled (the store's
+            # edge order): order them by (head, relation, tail) names, then ids, as the graph retrievers do
+            out.facts = sorted(out.facts, key=_fact_rank_key)[:k]
+            return out
+        for item_id, score in self.index.search(vector, k)[0]:
+            chunk = self.chunks.get(item_id)
+            if chunk is not None:
+                out.chunks.append(chunk.model_copy(update={"score": round(float(score), 6)}))
         return out
+
+    def _search_with_ties(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """The ``k`` nearest ids and every further one whose (rounded) score equals the ``k``-th's."""
+        fetch = k
+        while True:
+            hits = self.index.search(vector, fetch + 1)[0]
+            if len(hits) <= k:
+                return hits
+            last = round(hits[k - 1][1], 6)
+            if len(hits) <= fetch or round(hits[fetch][1], 6) != last:
+                return [hit for hit in hits if round(hit[1], 6) >= last]
+            fetch *= 2
+
+
+def _fact_rank_key(fact: Fact) -> tuple[float, str, str, str, str, str]:
+    """Best score first; equal ones in the order of :meth:`GraphSnapshot.edge_order`."""
+    return (-(fact.score or 0.0), fact.head_name or "", fact.head, fact.relation, fact.tail_name or "", fact.tail)

@@ -58,6 +58,7 @@ class GraphSnapshot:
     line: np.ndarray | None = None
     _index: dict[str, int] | None = field(default=None, repr=False)
     _name_rank: np.ndarray | None = field(default=None, repr=False)
+    _relation_rank: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -96,6 +97,32 @@ class GraphSnapshot:
             rank[order] = np.arange(len(order), dtype=np.int64)
             self._name_rank = rank
         return self._name_rank
+
+    @property
+    def relation_rank(self) -> np.ndarray:
+        """Each relation's position in name order (built on first use), like :attr:`name_rank` for nodes."""
+        if self._relation_rank is None:
+            order = sorted(range(len(self.relations)), key=self.relations.__getitem__)
+            rank = np.empty(len(order), dtype=np.int64)
+            rank[order] = np.arange(len(order), dtype=np.int64)
+            self._relation_rank = rank
+        return self._relation_rank
+
+    def node_order(self, nodes: np.ndarray, *keys: np.ndarray) -> np.ndarray:
+        """Positions that sort ``nodes`` by ``keys`` (the first is the primary key), ties by (name, id).
+
+        The same order on every backend, unlike one that falls back on node indices.
+        """
+        nodes = np.asarray(nodes, dtype=np.int64)
+        return np.lexsort((self.name_rank[nodes], *keys[::-1]))
+
+    def edge_order(self, edges: np.ndarray, *keys: np.ndarray) -> np.ndarray:
+        """Positions that sort ``edges`` by ``keys`` (the first is the primary key), ties by
+        (head name, head id, relation, tail name, tail id): the same order on every backend."""
+        edges = np.asarray(edges, dtype=np.int64)
+        rank = self.name_rank
+        return np.lexsort((rank[self.tail[edges]], self.relation_rank[self.rel[edges]], rank[self.head[edges]],
+                           *keys[::-1]))
 
     def node(self, entity_id: str) -> int | None:
         return self.index.get(entity_id)

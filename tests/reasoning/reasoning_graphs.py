@@ -32,7 +32,9 @@ MOVIE_TRIPLES = [
 ]
 
 
-def make_snapshot(triples: list[tuple[str, str, str]], domain: str = "movies") -> GraphSnapshot:
+def make_snapshot(triples: list[tuple[str, str, str]], domain: str = "movies",
+                  names: dict[str, str] | None = None) -> GraphSnapshot:
+    """Nodes and relations numbered in order of first appearance; ``names`` gives display names (default: the id)."""
     ids: dict[str, int] = {}
     relations: dict[str, int] = {}
     head, rel, tail = [], [], []
@@ -40,7 +42,7 @@ def make_snapshot(triples: list[tuple[str, str, str]], domain: str = "movies") -
         head.append(ids.setdefault(h, len(ids)))
         rel.append(relations.setdefault(r, len(relations)))
         tail.append(ids.setdefault(t, len(ids)))
-    names = list(ids)
-    return GraphSnapshot(domain, names, names, list(relations), np.array(head), np.array(rel), np.array(tail),
+    return GraphSnapshot(domain, list(ids), [(names or {}).get(i, i) for i in ids], list(relations), np.array(head),
+                         np.array(rel), np.array(tail),
                          sources=["hand.txt"], source=np.zeros(len(head), dtype=np.int32),
                          line=np.arange(1, len(head) + 1, dtype=np.int32))

@@ -16,6 +16,7 @@ from kgllm.retrieval import (
     SubgraphRetriever,
     VectorRetriever,
     fact_id,
+    k_hop_nodes,
     reciprocal_rank_fusion,
 )
 
@@ -104,6 +105,51 @@ def test_vector_retriever_finds_the_fact(movies, embedder, fact_index):
     assert retriever.retrieve("   ").facts == []
 
 
+def _shown(found) -> tuple:
+    return found.nodes, [(f.head, f.relation, f.tail, f.score) for f in found.facts], found.truncated
+
+
+def test_retrieval_does_not_depend_on_load_order(embedder):
+    """The same triples loaded in opposite orders (other node, relation and edge numbers, as in the local
+    store and Neo4j) retrieve the same nodes and facts: ties go by name, then id, not by index."""
+    from reasoning_graphs import MOVIE_TRIPLES, make_snapshot
+
+    from kgllm.index import VectorIndex
+
+    remake = [("Kismet 1955", "has_genre", "Drama"), ("Kismet 1955", "directed_by", "Vincente Minnelli")]
+    triples = [*MOVIE_TRIPLES, *remake]
+    graph, near, vector = [], [], []
+    for order in (triples, triples[::-1]):
+        snap = make_snapshot(order, names={"Kismet 1955": "Kismet"})  # a remake: same name, other id
+        retrievers = {"1-hop": SubgraphRetriever(snap, hops=1), "2-hop": SubgraphRetriever(snap, hops=2, node_limit=6),
+                      "ppr": PPRRetriever(snap)}
+        graph.append({(name, seed, k): _shown(r.retrieve("", seeds=[seed], k=k)) for name, r in retrievers.items()
+                      for seed in ("Kismet", "Tom Hanks", "Drama") for k in (1, 3, 50)})
+        nodes, dist, truncated = k_hop_nodes(snap, np.array([snap.node("Drama")]), 2, limit=4)
+        near.append(([snap.ids[i] for i in nodes], dist.tolist(), truncated))
+        # the facts index filled in the snapshot's edge order, as the knowledge base fills it
+        edges = range(snap.num_edges)
+        index = VectorIndex.create(embedder.dim, model=embedder.model_name)
+        index.add([fact_id(snap.ids[snap.head[e]], snap.relations[snap.rel[e]], snap.ids[snap.tail[e]]) for e in edges],
+                  embedder.encode([snap.fact(e).text() for e in edges]))
+        retriever = VectorRetriever(lambda index=index: index, embedder, resolve=FactResolver(snap))
+        vector.append([_shown(retriever.retrieve("Kismet has genre Drama", k=k)) for k in (1, 2, 5)])
+    assert graph[0] == graph[1]
+    assert near[0] == near[1]
+    assert vector[0] == vector[1]
+    # Tom Hanks' three films are one hop away, equally near: they come by name, k cuts that order
+    nodes, _, _ = graph[0]["1-hop", "Tom Hanks", 3]
+    assert nodes == [("Tom Hanks", 1.0), ("Big", 0.5), ("Cast Away", 0.5)]
+    # Drama's four films do not fit under limit=4 with Drama itself: the first three by (name, id) do
+    assert near[0] == (["Drama", "Cast Away", "Forrest Gump", "Kismet"], [0, 1, 1, 1], True)
+    # both films named Kismet have the genre Drama: equal scores, then the head ids decide, at any k
+    _, facts, _ = vector[0][0]
+    assert [f[:3] for f in facts] == [("Kismet", "has_genre", "Drama")]
+    _, facts, _ = vector[0][1]
+    assert [f[:3] for f in facts] == [("Kismet", "has_genre", "Drama"), ("Kismet 1955", "has_genre", "Drama")]
+    assert facts[0][3] == facts[1][3]
+
+
 def test_reciprocal_rank_fusion_by_hand():
     fused = dict(reciprocal_rank_fusion([["a", "b"], ["b", "c"]], k=60))
     assert fused["b"] == pytest.approx(1 / 62 + 1 / 61)
@@ -120,6 +166,7 @@ def test_hybrid_fuses_graph_and_vector_retrievers(movies, embedder, fact_index):
     found = hybrid.retrieve("who directed Kismet", seeds=["Kismet"], k=5)
     assert (found.facts[0].head, found.facts[0].relation) == ("Kismet", "directed_by")
     assert len(found.facts) == 5 and len({f.key for f in found.facts}) == 5
-    assert found.nodes and found.nodes[0][0] in {"William Dieterle", "Kismet"}
+    # PPR's first node; the subgraph ties Kismet's four neighbours and lists them by name
+    assert found.nodes and found.nodes[0][0] == "Drama"
     with pytest.raises(ConfigError):
         HybridRetriever([])
