@@ -132,6 +132,9 @@ def load(
     given = [name for name, value in (("--domain", domain), ("--triples", triples), ("--format", fmt),
                                       ("--order", order), ("--documents", documents),
                                       ("--description", description)) if value]
+    if pack is not None and documents and not pack.is_dir():  # `--documents a.txt b.txt` took b.txt for a pack
+        raise ConfigError(f"{str(pack)!r} is not a pack directory; to load several documents, give each with its "
+                          f"own --documents (--documents {documents[-1]} --documents {pack})")
     if pack is not None and given:  # the pack's manifest says all of that
         raise ConfigError(f"a pack directory takes none of {', '.join(given)} (its manifest.yaml names the "
                           "domain and files); give either a pack or --domain with --triples/--documents")
@@ -148,8 +151,9 @@ def load(
             if triples:
                 report = kb.load_triples(domain, triples, format=fmt, order=order, description=description,
                                          progress=opts.progress)
-            if documents:
-                report = {**report, **kb.load_documents(domain, documents, description=description)}
+            if documents:  # the documents' report counts no triples: keep those the triples file added
+                report = {**report, **kb.load_documents(domain, documents, description=description),
+                          "triples_added": report.get("triples_added", 0)}
         else:
             raise ConfigError("give a pack directory, or --domain with --triples and/or --documents")
         _emit(opts, report, "\n".join([f"{report['domain']}: +{report.get('triples_added', 0)} triples, "
@@ -250,13 +254,15 @@ def import_cmd(ctx: typer.Context, src: Path = typer.Argument(..., metavar="DUMP
 @app.command(cls=_Command)
 def demo(
     ctx: typer.Context,
-    graphs: Path | None = typer.Option(None, "--graphs", help="Folder of domain packs [the bundled graphs/]."),
+    graphs: Path | None = typer.Option(None, "--graphs", help="Folder of domain packs (default: the bundled graphs/)."),
 ) -> None:
     """Load the bundled domain packs into the KB and ask each pack's example questions."""
     from kgllm.demo import run_demo
 
     opts: Options = ctx.obj
-    with opts.open() as kb:
+    if graphs is not None and not any(graphs.glob("*/manifest.yaml")):  # the demo would load and ask nothing
+        raise ConfigError(f"--graphs {str(graphs)!r} holds no domain packs (folders with a manifest.yaml)")
+    with _undone_if_new(opts.kb), opts.open() as kb:  # a failed demo into a new KB leaves none behind
         result = run_demo(kb, graphs, progress=opts.progress, echo=None if opts.json else typer.echo)
     if opts.json:
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False, default=str))
@@ -349,17 +355,17 @@ def train(
 
 
 @app.command(cls=_Command)
-def version() -> None:
+def version(ctx: typer.Context) -> None:
     """Print the kgllm version."""
     from kgllm import __version__
 
-    typer.echo(__version__)
+    _emit(ctx.obj, {"version": __version__}, __version__)
 
 
 def _hoist_flags(argv: list[str]) -> list[str]:
     """Accept ``--json`` after the command too (``kgllm stats --json``): it is an option of the group,
     so it moves before the command name. A ``--json`` given as the value of ``-o``/``--option`` stays."""
-    command = next((i for i, arg in enumerate(argv) if arg in _command_names()), None)
+    command = _command_index(argv)
     if command is None:
         return argv
     tail = argv[command:]
@@ -367,6 +373,20 @@ def _hoist_flags(argv: list[str]) -> list[str]:
     if not moved:
         return argv
     return argv[:command] + ["--json"] + [arg for i, arg in enumerate(tail) if i not in moved]
+
+
+def _command_index(argv: list[str]) -> int | None:
+    """Where the command name is: the first argument that is neither a global option nor its value
+    (``kgllm --kb demo stats`` names a KB folder ``demo``, not the ``demo`` command)."""
+    import typer.main
+
+    takes_value = {name for param in typer.main.get_command(app).params
+                   if param.param_type_name == "option" and not getattr(param, "is_flag", False)
+                   for name in param.opts}
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] in takes_value else 1
+    return i if i < len(argv) and argv[i] in _command_names() else None
 
 
 def _command_names() -> set[str]:
@@ -390,8 +410,9 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: runs the app, turning kgllm errors into one line and exit code 1; usage errors
-    (an unknown option, a missing argument) print click's usage message and exit 2."""
+    """Entry point: runs the app, turning kgllm errors (and OS errors, such as an output path that cannot
+    be created) into one line and exit code 1; usage errors (an unknown option, a missing argument) print
+    click's usage message and exit 2."""
     args = _hoist_flags(list(sys.argv[1:] if argv is None else argv))
     # The Neo4j driver logs what kgllm then reports as its one-line error ("Unable to retrieve routing
     # information"); without a handler Python would print those records on stderr too.
@@ -402,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=args, standalone_mode=False)
     except KGLLMError as exc:
+        typer.echo(f"{type(exc).__name__}: {exc}", err=True)
+        return 1
+    except OSError as exc:  # a path that cannot be written (--kb, --out, an export folder): one line too
         typer.echo(f"{type(exc).__name__}: {exc}", err=True)
         return 1
     except typer.Exit as exc:

@@ -225,27 +225,38 @@ class KnowledgeBase(DomainIndexes):
         """Every domain of the KB as an :class:`~kgllm.experts.Expert`."""
         from kgllm.experts import Expert
 
-        return [Expert.from_info(name, self._manifest["domains"][name]) for name in self.domains]
+        return [Expert.from_info(name, _expert_info(self._manifest["domains"][name])) for name in self.domains]
 
     def expert(self, name: str) -> Expert:
         from kgllm.experts import Expert
 
-        return Expert.from_info(name, self.domain_info(name))
+        return Expert.from_info(name, _expert_info(self.domain_info(name)))
 
     def add_expert(self, name: str, *, description: str, relation_text: dict[str, str] | None = None,
                    reasoning: dict[str, Any] | None = None, scorer: str | Path | None = None,
                    prompt_template: str | None = None) -> Expert:
         """Declare a new expert (domain); load its data with ``load_triples``/``load_documents``.
 
+        ``reasoning`` takes the settings of a pack manifest's ``reasoning``: ``hops`` (or ``max_hops``,
+        1-4), ``beam`` (1-256) and ``retrievers``.
+
         Raises:
-            ConfigError: an expert with this name exists already.
+            ConfigError: an expert with this name exists already, or a reasoning setting is unknown or out of range.
         """
+        from pydantic import ValidationError
+
         from kgllm.experts import Expert, ReasoningConfig
 
         if name in self._manifest["domains"]:
             raise ConfigError(f"an expert named {name!r} exists already; experts: {', '.join(self.domains)}")
+        try:
+            settings = ReasoningConfig(**_reasoning_settings(reasoning))
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            raise ConfigError(f"expert {name!r}: bad reasoning setting {'.'.join(map(str, error['loc']))!r}: "
+                              f"{error['msg']} (settings: hops or max_hops 1-4, beam 1-256, retrievers)") from exc
         expert = Expert(name=validate_domain_name(name), description=description,
-                        relation_text=relation_text or {}, reasoning=ReasoningConfig(**(reasoning or {})),
+                        relation_text=relation_text or {}, reasoning=settings,
                         scorer=str(scorer) if scorer else None, prompt_template=prompt_template)
         self.set_domain_info(name, **expert.model_dump(exclude={"name"}))
         return expert
@@ -337,6 +348,24 @@ class KnowledgeBase(DomainIndexes):
 
     def __repr__(self) -> str:
         return f"KnowledgeBase({str(self.path)!r}, store={self.settings.backend!r}, domains={self.domains})"
+
+
+def _reasoning_settings(reasoning: dict[str, Any] | None) -> dict[str, Any]:
+    """Reasoning settings named as :class:`~kgllm.experts.ReasoningConfig` names them: a pack manifest's
+    ``hops`` (read by the reasoner as well) is ``max_hops``."""
+    settings = dict(reasoning or {})
+    if "hops" in settings:
+        hops = settings.pop("hops")
+        settings.setdefault("max_hops", hops)
+    return settings
+
+
+def _expert_info(info: dict[str, Any]) -> dict[str, Any]:
+    """A domain's manifest entry as :meth:`Expert.from_info <kgllm.experts.Expert.from_info>` reads it:
+    reasoning settings by their config names, and ``same_as`` pairs without unset keys (a pack's pair
+    that names no ``domain`` is recorded with ``domain: null``)."""
+    pairs = [{key: value for key, value in pair.items() if value is not None} for pair in info.get("same_as") or []]
+    return {**info, "reasoning": _reasoning_settings(info.get("reasoning")), "same_as": pairs}
 
 
 def _registered_llms() -> list[str]:

@@ -259,3 +259,22 @@ def test_manifest_never_stores_password(kb):
     assert "secret" not in repr(settings)
     manifest = json.loads((kb.path / "kgllm.json").read_text(encoding="utf-8"))
     assert manifest["format"] == "kgllm-kb" and manifest["store"] == {"backend": "local"}
+
+
+def test_experts_of_a_pack_with_same_as_and_hops(tmp_path, fixtures_dir):
+    # the pack's same_as pair names no `domain` (recorded as null) and its reasoning says `hops: 2`:
+    # kb.expert() and kb.experts() failed with pydantic's ValidationError, and add_expert refused `hops`
+    with kgllm.open(tmp_path / "kb") as kb:
+        kb.load(fixtures_dir / "loaders" / "pack")
+        expert = kb.expert("tiny-movies")
+        assert expert.same_as == [{"entity": "English", "same_as_domain": "languages", "same_as_entity": "english"}]
+        assert expert.reasoning.max_hops == 2
+        assert [e.name for e in kb.experts()] == ["tiny-movies"]
+        assert kb.add_expert("cooking", description="Recipes.", reasoning={"hops": 1}).reasoning.max_hops == 1
+        with pytest.raises(ConfigError, match="expert 'baking': bad reasoning setting 'depth'"):
+            kb.add_expert("baking", description="Bread.", reasoning={"depth": 2})
+        with pytest.raises(ConfigError, match="bad reasoning setting 'max_hops'"):
+            kb.add_expert("baking", description="Bread.", reasoning={"hops": 9})
+        assert kb.domains == ["cooking", "tiny-movies"]
+    with kgllm.open(tmp_path / "kb", create=False) as reopened:
+        assert reopened.expert("cooking").reasoning.max_hops == 1

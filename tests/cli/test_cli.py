@@ -238,3 +238,78 @@ def test_unreachable_neo4j_is_one_line_on_stderr(tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith(f"StoreUnavailable: cannot reach Neo4j at {uri}")
     assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_load_of_triples_with_documents_reports_both(tmp_path, capsys, fixtures_dir):
+    kb = tmp_path / "kb"
+    notes, more = tmp_path / "notes.txt", tmp_path / "more.txt"
+    notes.write_text("France borders Spain.\n", encoding="utf-8")
+    more.write_text("Spain borders Portugal.\n", encoding="utf-8")
+    code, out, _ = run(capsys, "--kb", kb, "--json", "load", "--domain", "geo", "--triples",
+                       fixtures_dir / "kb" / "tiny_geo" / "countries.tsv", "--documents", notes)
+    report = json.loads(out)  # the documents' report used to overwrite the triples' count with 0
+    assert code == 0 and (report["triples_added"], report["chunks_added"], report["triples"]) == (46, 1, 46)
+    # `--documents FILE FILE` took the second file for a pack directory
+    code, out, err = run(capsys, "--kb", kb, "load", "--domain", "geo", "--documents", notes, more)
+    assert code == 1 and err.strip() == (f"ConfigError: {str(more)!r} is not a pack directory; to load several "
+                                         f"documents, give each with its own --documents (--documents {notes} "
+                                         f"--documents {more})")
+    code, out, _ = run(capsys, "--kb", kb, "load", "--domain", "geo", "--documents", notes, "--documents", more)
+    assert code == 0 and out.startswith("geo: +0 triples, +1 chunks")
+
+
+def test_help_shows_every_option_text(capsys):
+    # rich markup took "[the bundled graphs/]" for a style tag: `demo --help` read "Folder of domain packs ."
+    import typer.main
+
+    from kgllm.cli import app
+
+    group = typer.main.get_command(app)
+    for name, command in [("", group), *group.commands.items()]:  # type: ignore[attr-defined]
+        code, out, _ = run(capsys, *([name] if name else []), "--help")
+        shown = " ".join(out.replace("│", " ").split())
+        for param in command.params:
+            text = " ".join((getattr(param, "help", None) or "").split())
+            assert code == 0 and text in shown, (name, text)
+
+
+def test_version_honours_json(capsys):
+    import kgllm
+
+    code, out, _ = run(capsys, "version")
+    assert code == 0 and out.strip() == kgllm.__version__
+    for args in (("--json", "version"), ("version", "--json")):  # printed the bare version, not JSON
+        code, out, _ = run(capsys, *args)
+        assert code == 0 and json.loads(out) == {"version": kgllm.__version__}
+
+
+def test_json_with_a_kb_folder_named_like_a_command(tmp_path, capsys, fixtures_dir, monkeypatch):
+    # `--kb demo` names a folder: --json was moved before "demo", taken as the value of --kb, and the
+    # command run was `demo` with an extra argument "stats" (usage error, exit 2)
+    monkeypatch.chdir(tmp_path)
+    assert run(capsys, "--kb", "demo", "load", fixtures_dir / "kb" / "tiny_geo")[0] == 0
+    for args in (("--kb", "demo", "stats", "--json"), ("--kb", "demo", "--json", "stats"),
+                 ("--kb", "demo", "--store", "local", "stats", "--json")):
+        code, out, err = run(capsys, *args)
+        assert code == 0 and json.loads(out)["domains"]["tiny_geo"]["triples"] == 46, err
+
+
+def test_demo_without_packs_is_an_error(tmp_path, capsys):
+    # a --graphs folder without packs used to exit 0 silently, leaving an empty KB behind
+    (tmp_path / "empty").mkdir()
+    for graphs in (tmp_path / "empty", tmp_path / "absent"):
+        code, out, err = run(capsys, "--kb", tmp_path / "kb", "demo", "--graphs", graphs)
+        assert code == 1 and err.strip() == (f"ConfigError: --graphs {str(graphs)!r} holds no domain packs "
+                                             "(folders with a manifest.yaml)")
+        assert not (tmp_path / "kb").exists()
+
+
+def test_paths_that_cannot_be_written_are_one_line(tmp_path, capsys, fixtures_dir):
+    # an output path under a file printed a traceback
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder\n", encoding="utf-8")
+    code, out, err = run(capsys, "eval", "countries-s1", "--data", fixtures_dir / "eval" / "countries_S1",
+                         "--limit", 2, "--out", blocker / "report.json")
+    assert code == 1 and err.startswith("FileExistsError: ") and len(err.strip().splitlines()) == 1
+    code, out, err = run(capsys, "--kb", blocker / "kb", "load", fixtures_dir / "kb" / "tiny_geo")
+    assert code == 1 and err.startswith("NotADirectoryError: ") and len(err.strip().splitlines()) == 1
