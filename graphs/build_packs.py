@@ -459,12 +459,12 @@ def verify(directory: Path) -> dict[str, object]:
     relations: set[str] = set()
     entities: set[str] = set()
     edges: set[tuple[str, str, bool]] = set()  # (entity, relation, inverse) that exist
-    triples = 0
+    triples: set[tuple[str, str, str]] = set()  # distinct, as stores keep them: a repeated line is one triple
     for head, relation, tail, _, _ in pack.read_triples():
         relations.add(relation)
         entities.update((head, tail))
         edges.update(((head, relation, False), (tail, relation, True)))
-        triples += 1
+        triples.add((head, relation, tail))
     for link in pack.same_as:
         if link.entity not in entities:
             raise LoadError(f"same_as names {link.entity!r}, not an entity of the pack", path=pack.manifest_path)
@@ -484,7 +484,7 @@ def verify(directory: Path) -> dict[str, object]:
                                 path=pack.manifest_path, value=example)
     chunks = sum(1 for _ in pack.read_documents())
     size = sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
-    return {"triples": triples, "entities": len(entities), "relations": len(relations), "chunks": chunks,
+    return {"triples": len(triples), "entities": len(entities), "relations": len(relations), "chunks": chunks,
             "kib": round(size / 1024)}
 
 

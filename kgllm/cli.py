@@ -125,12 +125,14 @@ def load(
     fmt: str | None = typer.Option(None, "--format", help="tsv | csv | jsonl | pipe | nt | ttl (default: by suffix)."),
     order: str | None = typer.Option(None, "--order", help="Column order for tsv/csv: hrt (default) or rht."),
     documents: list[Path] = typer.Option([], "--documents", help="Text/Markdown files to chunk and index."),
+    chunking: str | None = typer.Option(None, "--chunking", help="How --documents are cut: paragraph (default) | "
+                                                                 "line (one chunk per line)."),
     description: str | None = typer.Option(None, "--description", help="What the domain knows (used for routing)."),
 ) -> None:
     """Load a domain pack, or triples/documents into one domain."""
     opts: Options = ctx.obj
     given = [name for name, value in (("--domain", domain), ("--triples", triples), ("--format", fmt),
-                                      ("--order", order), ("--documents", documents),
+                                      ("--order", order), ("--documents", documents), ("--chunking", chunking),
                                       ("--description", description)) if value]
     if pack is not None and documents and not pack.is_dir():  # `--documents a.txt b.txt` took b.txt for a pack
         raise ConfigError(f"{str(pack)!r} is not a pack directory; to load several documents, give each with its "
@@ -138,6 +140,8 @@ def load(
     if pack is not None and given:  # the pack's manifest says all of that
         raise ConfigError(f"a pack directory takes none of {', '.join(given)} (its manifest.yaml names the "
                           "domain and files); give either a pack or --domain with --triples/--documents")
+    if chunking and not documents:
+        raise ConfigError("--chunking says how --documents are cut; give the documents with --documents")
     with _undone_if_new(opts.kb), opts.open() as kb:  # a failed first load leaves no KB behind
         if pack is not None:
             report = kb.load(pack, progress=opts.progress)
@@ -146,13 +150,13 @@ def load(
             if triples and documents:  # a bad document fails before the triples are stored
                 from kgllm.loaders import read_documents
 
-                for _ in read_documents(documents):
+                for _ in read_documents(documents, chunking=chunking or "paragraph"):  # type: ignore[arg-type]
                     pass
             if triples:
                 report = kb.load_triples(domain, triples, format=fmt, order=order, description=description,
                                          progress=opts.progress)
             if documents:  # the documents' report counts no triples: keep those the triples file added
-                report = {**report, **kb.load_documents(domain, documents, description=description),
+                report = {**report, **kb.load_documents(domain, documents, chunking=chunking, description=description),
                           "triples_added": report.get("triples_added", 0)}
         else:
             raise ConfigError("give a pack directory, or --domain with --triples and/or --documents")
@@ -238,14 +242,17 @@ def export_cmd(ctx: typer.Context, out: Path = typer.Argument(..., metavar="OUT_
 
 
 @app.command("import", cls=_Command)
-def import_cmd(ctx: typer.Context, src: Path = typer.Argument(..., metavar="DUMP_DIR",
-                                                              help="A directory written by `kgllm export`.")) -> None:
+def import_cmd(
+    ctx: typer.Context,
+    src: Path = typer.Argument(..., metavar="DUMP_DIR", help="A directory written by `kgllm export`."),
+    replace: bool = typer.Option(False, "--replace", help="Replace the KB's domains of the same name (default: refuse)."),
+) -> None:
     """Load a KB dump into this KB (any backend)."""
     from kgllm.transfer import import_kb
 
     opts: Options = ctx.obj
     with _undone_if_new(opts.kb), opts.open() as kb:  # import_kb removes the domains of a failed import
-        report = import_kb(kb, src)
+        report = import_kb(kb, src, replace=replace)
     _emit(opts, report, f"imported {len(report)} domain(s) from {src}: "
                         + ", ".join(f"{domain} (+{added['triples_added']} triples, +{added['chunks_added']} chunks)"
                                     for domain, added in report.items()))
@@ -294,7 +301,8 @@ def eval_cmd(
     report: Path | None = typer.Option(None, "--report", help="Write report.md, JSON and plots here."),
     option: list[str] = typer.Option([], "--option", "-o", help="Benchmark-specific KEY=VALUE (repeatable)."),
 ) -> None:
-    """Evaluate on a benchmark; prints the report JSON (see DESIGN.md).
+    """Evaluate on a benchmark; prints a JSON summary (metrics, latency, warnings), with --json the whole
+    report JSON (see DESIGN.md). 'all' prints a table of the benchmarks (with --json their reports).
 
     Benchmarks build their own knowledge bases and ignore --kb: MetaQA's is cached under the system
     temp dir (one per kb.txt checksum), so your KB is never changed.

@@ -300,7 +300,7 @@ def _plan(manifest: dict[str, Any], existing: Sequence[str], domains: Sequence[s
     clash = [d for d in chosen if d in existing]
     if clash and not replace:
         raise ConfigError(f"domain(s) {', '.join(map(repr, clash))} exist in the target already; "
-                          "delete them first or import with replace=True")
+                          "delete them first or import with replace=True (kgllm import --replace)")
     return chosen
 
 

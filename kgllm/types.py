@@ -89,8 +89,8 @@ class Chunk(KGModel):
 class Hop(KGModel):
     """One step of a reasoning chain: a real edge, walked forwards or backwards (``inverse``).
 
-    ``rule`` is set when the edge was inferred by a learned rule rather than stored; ``expert``
-    names the domain whose graph holds the edge (chains may cross experts).
+    ``rule`` is set when the edge was inferred by a learned rule rather than stored; ``domain``
+    names the domain (expert) whose graph holds the edge (chains may cross experts).
     """
 
     head: str

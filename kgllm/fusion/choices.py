@@ -23,6 +23,9 @@ from kgllm.types import Answer, Fact, ScoredAnswer
 __all__ = ["ChoiceAnswerer", "answer_choices", "validate_choices"]
 
 UNGROUNDED = "no concept of the question or its choices is in the concept graph; answered by the LM alone"
+# names the option of the command line (kgllm ask --adapter) and of kb.ask, through which users give one
+NO_ADAPTER = ("no trained adapter given (--adapter on the command line, adapter= in kb.ask); "
+              "choices ranked by embedding similarity")
 
 
 def validate_choices(question: str, choices: Sequence[str] | None) -> list[str]:
@@ -135,7 +138,7 @@ def _zero_shot(question: str, choices: list[str], embedder: Any) -> Answer:
     order = np.argsort(-scores, kind="stable")
     return Answer(question=question, text=choices[int(order[0])],
                   answers=[ScoredAnswer(id=chr(65 + j), name=choices[j], score=float(scores[j])) for j in order],
-                  warnings=["no trained adapter given (model_dir); choices ranked by embedding similarity"],
+                  warnings=[NO_ADAPTER],
                   timings={"zero_shot": time.perf_counter() - started})
 
 

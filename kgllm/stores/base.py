@@ -125,7 +125,11 @@ class GraphStore(Protocol):
         ...
 
     def k_hop(self, seeds: Sequence[str], k: int, *, domain: str, limit: int = 10_000) -> Subgraph:
-        """Nodes within ``k`` undirected hops of ``seeds`` and the facts among them (at most ``limit``)."""
+        """Nodes within ``k`` undirected hops of ``seeds`` and the facts among them (at most ``limit``).
+
+        Facts come nearest first, then by (head name, head id, relation, tail name, tail id); when ``limit``
+        cuts, the first ones in that order are kept, so every backend returns the same subgraph.
+        """
         ...
 
     def relations(self, domain: str) -> list[str]: ...

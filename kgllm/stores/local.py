@@ -319,9 +319,10 @@ class LocalGraphStore:
     def k_hop(self, seeds: Sequence[str], k: int, *, domain: str, limit: int = 10_000) -> Subgraph:
         """Nodes within ``k`` undirected hops of ``seeds`` and the facts on paths of length ≤ k from them.
 
-        Those facts are the ones touching a node fewer than ``k`` hops away. Expansion is breadth-first;
-        once ``limit`` facts are gathered it stops (``truncated``), keeping the nodes those facts reach.
-        Unknown seeds are ignored.
+        Those facts are the ones touching a node fewer than ``k`` hops away. Expansion is breadth-first,
+        each level's facts in (head name, head id, relation, tail name, tail id) order; once ``limit`` facts
+        are gathered it stops (``truncated``), keeping the first facts in that order and the nodes they
+        reach (in the order they are reached). Unknown seeds are ignored.
         """
         if k < 0 or limit < 0:
             raise ValueError(f"k and limit must be >= 0, got k={k!r}, limit={limit!r}")
@@ -340,12 +341,15 @@ class LocalGraphStore:
                                               _gather(snap.in_ptr, snap.in_order, frontier)]))
             # edges already taken from an earlier level touch a node of smaller depth
             edges = edges[np.minimum(depth[snap.head[edges]], depth[snap.tail[edges]]) == level]
+            edges = edges[snap.edge_order(edges)]  # the order every backend agrees on
             if total + edges.shape[0] > limit:
                 edges, truncated = edges[:limit - total], True
             kept.append(edges)
             total += edges.shape[0]
-            ends = np.concatenate([snap.head[edges], snap.tail[edges]])
-            frontier = np.unique(ends[depth[ends] == unseen]).astype(np.int64)
+            ends = np.stack([snap.head[edges], snap.tail[edges]], axis=1).ravel()  # each fact's head, then tail
+            ends = ends[depth[ends] == unseen]
+            _, first = np.unique(ends, return_index=True)
+            frontier = ends[np.sort(first)].astype(np.int64)
             depth[frontier] = level + 1
             found.append(frontier)
         nodes = [state.entity(int(i)) for part in found for i in part]

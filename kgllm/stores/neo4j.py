@@ -31,7 +31,7 @@ import numpy as np
 from kgllm.exceptions import ConfigError, DomainNotFound, KGLLMError, StoreError, StoreUnavailable
 from kgllm.stores._neo4j_writer import BUMP_DOMAIN, DROP_QUERIES, Neo4jBulkWriter
 from kgllm.stores.base import Direction, RawTriple, subgraph_to_networkx
-from kgllm.stores.snapshot import GraphSnapshot
+from kgllm.stores.snapshot import GraphSnapshot, fact_key
 from kgllm.types import Entity, Fact, Subgraph
 
 if TYPE_CHECKING:
@@ -67,11 +67,13 @@ MATCH (n:Entity {{key: $keys[i]}})
 WHERE $relations IS NULL OR r.type IN $relations
 RETURN i, {fact}
 """
+# The first $cap edges touching the nodes, in fact_key order (kgllm/stores/snapshot.py).
 _EXPAND = """
 UNWIND $keys AS key
 MATCH (n:Entity {key: key})-[r:REL]-()
-WITH DISTINCT r LIMIT $cap
+WITH DISTINCT r
 WITH r, startNode(r) AS h, endNode(r) AS t
+ORDER BY h.name, h.id, r.type, t.name, t.id LIMIT $cap
 RETURN """ + _FACT
 _PAGE = """
 MATCH (n:Entity) WHERE n.key STARTS WITH $prefix AND n.key > $after
@@ -415,8 +417,9 @@ class Neo4jGraphStore:
     def k_hop(self, seeds: Sequence[str], k: int, *, domain: str, limit: int = 10_000) -> Subgraph:
         """Nodes within ``k`` undirected hops of ``seeds`` and the facts on paths of length ≤ k from them.
 
-        Breadth-first, one query per level; once ``limit`` facts are gathered it stops (``truncated``),
-        keeping the nodes those facts reach. Unknown seeds are ignored.
+        Breadth-first, one query per level, each level's facts in (head name, head id, relation, tail name,
+        tail id) order; once ``limit`` facts are gathered it stops (``truncated``), keeping the first facts
+        in that order and the nodes they reach (in the order they are reached). Unknown seeds are ignored.
         """
         if k < 0 or limit < 0:
             raise ValueError(f"k and limit must be >= 0, got k={k!r}, limit={limit!r}")
@@ -434,22 +437,18 @@ class Neo4jGraphStore:
         for level in range(k):
             if not frontier or truncated:
                 break
-            # Rows repeat edges inside the frontier and edges taken at the previous level: this cap
-            # still leaves room for every edge that fits under ``limit``.
-            cap = 2 * (limit - len(facts)) + len(taken) + 1
-            rows = self._query(_EXPAND, keys=[self._key(domain, i) for i in frontier], cap=cap)
-            level_facts = []
-            for row in rows:
-                if row["rid"] in taken:
-                    continue
-                taken.add(row["rid"])
-                level_facts.append(row)
-            if len(facts) + len(level_facts) > limit or len(rows) >= cap:
-                truncated = len(facts) + len(level_facts) > limit or len(rows) >= cap
-                level_facts = level_facts[:limit - len(facts)]
+            # Rows repeat the edges taken at the previous level: this cap leaves room for one edge
+            # more than fits under ``limit``, so a full answer says the level was cut.
+            room = limit - len(facts)
+            rows = self._query(_EXPAND, keys=[self._key(domain, i) for i in frontier], cap=room + len(taken) + 1)
+            new = [(self._fact(row, domain), row) for row in rows if row["rid"] not in taken]
+            new.sort(key=lambda item: fact_key(item[0]))  # as the query, but in Python's string order
+            if len(new) > room:
+                new, truncated = new[:room], True
+            taken = {row["rid"] for _, row in new}
             frontier = []
-            for row in level_facts:
-                facts.append(self._fact(row, domain))
+            for fact, row in new:
+                facts.append(fact)
                 for end, name in ((row["h"], row["hn"]), (row["t"], row["tn"])):
                     if end not in depth:
                         depth[end] = level + 1

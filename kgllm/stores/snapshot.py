@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from kgllm.types import Entity, Fact
 
-__all__ = ["GraphSnapshot", "name_order"]
+__all__ = ["GraphSnapshot", "fact_key", "name_order"]
 
 
 def _csr_order(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -30,6 +30,14 @@ def _csr_order(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 def name_order(names: Sequence[str], ids: Sequence[str]) -> list[int]:
     """Node positions sorted by (name, id): an order every backend agrees on, unlike node indices."""
     return sorted(range(len(ids)), key=lambda i: (names[i], ids[i]))
+
+
+def fact_key(fact: Fact) -> tuple[str, str, str, str, str]:
+    """Sort key (head name, head id, relation, tail name, tail id) of a fact held outside a snapshot:
+    the tie order of :meth:`GraphSnapshot.edge_order`, which every backend agrees on."""
+    head_name = fact.head if fact.head_name is None else fact.head_name
+    tail_name = fact.tail if fact.tail_name is None else fact.tail_name
+    return (head_name, fact.head, fact.relation, tail_name, fact.tail)
 
 
 @dataclass
@@ -118,7 +126,8 @@ class GraphSnapshot:
 
     def edge_order(self, edges: np.ndarray, *keys: np.ndarray) -> np.ndarray:
         """Positions that sort ``edges`` by ``keys`` (the first is the primary key), ties by
-        (head name, head id, relation, tail name, tail id): the same order on every backend."""
+        (head name, head id, relation, tail name, tail id): the same order on every backend
+        (:func:`fact_key` for facts)."""
         edges = np.asarray(edges, dtype=np.int64)
         rank = self.name_rank
         return np.lexsort((rank[self.tail[edges]], self.relation_rank[self.rel[edges]], rank[self.head[edges]],

@@ -115,6 +115,25 @@ def test_export_import_round_trip_and_failed_import(tmp_path, capsys, fixtures_d
         {d: (s["entities"], s["triples"]) for d, s in original.items()}
 
 
+def test_import_into_a_kb_holding_the_domains_needs_replace(tmp_path, capsys, fixtures_dir):
+    kb = tmp_path / "kb"
+    assert run(capsys, "--kb", kb, "load", fixtures_dir / "kb" / "tiny_geo")[0] == 0
+    assert run(capsys, "--kb", kb, "export", tmp_path / "dump")[0] == 0
+    code, out, err = run(capsys, "--kb", kb, "import", tmp_path / "dump")
+    assert code == 1 and err.startswith("ConfigError: domain(s) 'tiny_geo' exist") and "--replace" in err
+    code, out, _ = run(capsys, "--kb", kb, "import", tmp_path / "dump", "--replace")
+    assert code == 0 and out.strip() == f"imported 1 domain(s) from {tmp_path / 'dump'}: tiny_geo (+46 triples, +0 chunks)"
+    assert json.loads(run(capsys, "--kb", kb, "--json", "stats")[1])["domains"]["tiny_geo"]["triples"] == 46
+
+
+def test_choices_without_adapter_warn_with_the_cli_option(tmp_path, capsys, fixtures_dir):
+    kb = tmp_path / "kb"
+    assert run(capsys, "--kb", kb, "load", fixtures_dir / "kb" / "tiny_geo")[0] == 0
+    code, out, _ = run(capsys, "--kb", kb, "ask", "Where do you keep milk?", "--choice", "fridge", "--choice", "oven")
+    warnings = [line.strip() for line in out.splitlines() if line.strip().startswith("warning:")]
+    assert code == 0 and len(warnings) == 1 and "--adapter" in warnings[0] and "model_dir" not in warnings[0]
+
+
 def test_eval_all_refuses_a_model_it_would_ignore(tmp_path, capsys):
     code, out, err = run(capsys, "eval", "all", "--data-root", tmp_path, "--model", tmp_path / "m")
     assert code == 1 and err.startswith("ConfigError: 'kgllm eval all' takes no --model")
@@ -258,6 +277,29 @@ def test_load_of_triples_with_documents_reports_both(tmp_path, capsys, fixtures_
     assert code == 0 and out.startswith("geo: +0 triples, +1 chunks")
 
 
+def test_load_documents_with_chunking(tmp_path, capsys):
+    from kgllm.loaders import CHUNKINGS
+
+    kb = tmp_path / "kb"
+    facts = tmp_path / "facts.txt"
+    facts.write_text('"the sun is a star"\n"water boils at 100 C"\n"a magnet attracts iron"\n', encoding="utf-8")
+    code, out, _ = run(capsys, "--kb", kb, "--json", "load", "--domain", "para", "--documents", facts)
+    assert code == 0 and json.loads(out)["chunks_added"] == 1  # one paragraph
+    code, out, _ = run(capsys, "--kb", kb, "--json", "load", "--domain", "lines", "--documents", facts,
+                       "--chunking", "line")
+    assert code == 0 and json.loads(out)["chunks_added"] == 3  # one chunk per line
+    code, out, err = run(capsys, "--kb", kb, "load", "--domain", "lines", "--documents", facts, "--chunking", "word")
+    assert code == 1 and err.startswith("LoadError: unknown chunking 'word'")
+    code, out, err = run(capsys, "--kb", kb, "load", "--domain", "lines", "--chunking", "line")
+    assert code == 1 and err.startswith("ConfigError: --chunking says how --documents are cut")
+    import typer.main
+
+    from kgllm.cli import app
+
+    (option,) = [p for p in typer.main.get_command(app).commands["load"].params if p.name == "chunking"]  # type: ignore[attr-defined]
+    assert all(name in option.help for name in CHUNKINGS)  # the help lists the Python API's choices
+
+
 def test_help_shows_every_option_text(capsys):
     # rich markup took "[the bundled graphs/]" for a style tag: `demo --help` read "Folder of domain packs ."
     import typer.main
@@ -271,6 +313,13 @@ def test_help_shows_every_option_text(capsys):
         for param in command.params:
             text = " ".join((getattr(param, "help", None) or "").split())
             assert code == 0 and text in shown, (name, text)
+
+
+def test_eval_help_says_what_it_prints(capsys):
+    code, out, _ = run(capsys, "eval", "--help")
+    shown = " ".join(out.replace("│", " ").split())
+    # it said "prints the report JSON" although without --json it prints a summary
+    assert code == 0 and "prints a JSON summary (metrics, latency, warnings), with --json the whole report JSON" in shown
 
 
 def test_version_honours_json(capsys):

@@ -2,7 +2,8 @@
 
 Each test runs once per backend through the ``store`` fixture (tests/stores/conftest.py): the
 embedded local store, and a real Neo4j server (marker ``neo4j``). Graphs are tiny so each test is fast.
-Ordering is only asserted where the protocol defines it (``find_entities``); elsewhere sets are compared.
+Ordering is only asserted where the protocol defines it (``find_entities``, ``k_hop``); elsewhere sets are
+compared.
 """
 
 from __future__ import annotations
@@ -177,6 +178,23 @@ def test_k_hop_limit_truncates(movies):
     assert keys(cut.facts) <= keys(full.facts)
     ids = {n.id for n in cut.nodes}
     assert "Kismet" in ids and all(f.head in ids and f.tail in ids for f in cut.facts)
+
+
+def test_k_hop_limit_keeps_the_same_facts_on_every_backend(movies):
+    # Nearest first, then (head name, head id, relation, tail name, tail id): not load order, not key order.
+    cut = movies.k_hop(["Kismet"], 1, domain="movies", limit=2)
+    assert cut.truncated
+    assert [(f.head, f.relation, f.tail) for f in cut.facts] == [("Kismet", "directed_by", "William Dieterle"),
+                                                                  ("Kismet", "release_year", "1944")]
+    assert [n.id for n in cut.nodes] == ["Kismet", "William Dieterle", "1944"]
+    two = movies.k_hop(["Kismet"], 2, domain="movies", limit=5)
+    assert two.truncated
+    assert [(f.head, f.relation, f.tail) for f in two.facts] == [
+        ("Kismet", "directed_by", "William Dieterle"), ("Kismet", "release_year", "1944"),
+        ("Kismet", "starred_actors", "Marlene Dietrich"), ("Kismet 1955", "remake_of", "Kismet"),
+        ("The Devil's Doorway", "directed_by", "William Dieterle")]
+    assert [n.id for n in two.nodes] == ["Kismet", "William Dieterle", "1944", "Marlene Dietrich", "Kismet 1955",
+                                         "The Devil's Doorway"]
 
 
 def test_k_hop_several_and_unknown_seeds(movies):
