@@ -18,6 +18,7 @@ from kgllm.reasoning.learned import LearnedScorer
 from kgllm.reasoning.paths import RelationGraph
 from kgllm.reasoning.reasoner import PathReasoner
 from kgllm.reasoning.scorer import PathScorer, ZeroShotScorer
+from kgllm.retrieval.evidence import ExpertEvidence
 from kgllm.stores.snapshot import GraphSnapshot
 
 __all__ = ["DomainContext", "build_context", "build_reasoner", "VECTOR_LINKING_MAX_ENTITIES"]
@@ -31,7 +32,7 @@ VECTOR_LINKING_MAX_ENTITIES = 20_000
 
 @dataclass
 class DomainContext:
-    """What the pipeline keeps per domain: the snapshot, its relation graph, linker and reasoners."""
+    """What the pipeline keeps per domain: the snapshot, its relation graph, linker, reasoners and retrievers."""
 
     name: str
     snapshot: GraphSnapshot
@@ -43,6 +44,7 @@ class DomainContext:
     beam: int = 8
     scorer_path: str | None = None
     reasoners: dict[str, PathReasoner] = field(default_factory=dict)
+    evidence: ExpertEvidence | None = None  # its retrievers, built on first use by the pipeline
 
 
 def build_context(kb: Any, domain: str) -> DomainContext:

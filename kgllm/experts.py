@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from kgllm.exceptions import ModelError
+from kgllm.exceptions import ConfigError, ModelError
+from kgllm.retrieval.evidence import DEFAULT_RETRIEVERS, check_retrievers
 from kgllm.types import ExpertChoice
 
 if TYPE_CHECKING:
@@ -67,7 +68,15 @@ class ReasoningConfig(BaseModel):
 
     max_hops: int = Field(default=3, ge=1, le=4)
     beam: int = Field(default=8, ge=1, le=256)
-    retrievers: list[str] = Field(default_factory=lambda: ["paths", "ppr", "facts", "chunks"])
+    retrievers: list[str] = Field(default_factory=lambda: list(DEFAULT_RETRIEVERS))
+
+    @field_validator("retrievers")
+    @classmethod
+    def _known_retrievers(cls, value: list[str]) -> list[str]:
+        try:
+            return check_retrievers(value)
+        except ConfigError as exc:  # pydantic reports a ValueError as this field's error
+            raise ValueError(str(exc)) from exc
 
 
 class Expert(BaseModel):

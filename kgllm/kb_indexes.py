@@ -82,6 +82,10 @@ class DomainIndexes:
         self._indexes[(domain, kind)] = index
         return index
 
+    def has_index(self, domain: str, kind: str) -> bool:
+        """Whether the ``kind`` index of ``domain`` has been built (``index`` builds it on first use)."""
+        return (domain, kind) in self._indexes or (self._index_dir(domain, kind) / "manifest.json").exists()
+
     def _index_items(self, domain: str, kind: str) -> list[tuple[str, str]]:
         if kind == "chunks":
             return [(chunk.id, chunk.text) for chunk in self.chunks(domain)]
@@ -99,6 +103,10 @@ class DomainIndexes:
     # -- documents ---------------------------------------------------------------------------------
     def _docs_file(self, domain: str) -> Path:
         return self.path / "docs" / f"{domain}.jsonl"
+
+    def has_documents(self, domain: str) -> bool:
+        """Whether ``domain`` holds document chunks (one file check, no read)."""
+        return self._docs_file(domain).exists()
 
     def chunks(self, domain: str) -> list[Chunk]:
         """Document chunks stored for ``domain``."""

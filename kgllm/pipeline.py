@@ -5,7 +5,8 @@
     question ─► check ─► route ─► link ─► reason ─► retrieve ─► fuse + generate ─► Answer
                  │        │        │        │          │              │
                  │        │        │        │          │              └ extractive text (no LLM) or the LLM's
-                 │        │        │        │          └ extra facts for an LLM's context (PPR + vectors)
+                 │        │        │        │          └ document chunks; graph facts for an LLM's context
+                 │        │        │        │            (PPR, subgraph, vector facts: kgllm.retrieval.evidence)
                  │        │        │        └ relation-path beam search, answers aggregated over chains
                  │        │        └ mentions → node ids (bracket / exact / alias / fuzzy / vector)
                  │        └ the given domain, else the one with the best entity link (router breaks ties)
@@ -36,6 +37,7 @@ from kgllm.reasoning.explorer import LLMExplorer
 from kgllm.reasoning.reasoner import PathReasoner, Reasoning
 from kgllm.reasoning.rule_inference import ExpertRules, infer_missing_edges
 from kgllm.reasoning.scorer import PathScorer
+from kgllm.retrieval.evidence import DEFAULT_RETRIEVERS, ExpertEvidence
 from kgllm.types import Answer, ExpertChoice
 
 if TYPE_CHECKING:
@@ -57,6 +59,10 @@ APPROXIMATE_LINKS = frozenset({"fuzzy", "vector"})
 """Link methods that guess at a name; answers resting on them carry a warning."""
 MEMO_LIMIT = 20_000
 """Question states ``ask_many`` keeps for reuse within one call (~5 KB each); cleared beyond."""
+RETRIEVED_FACTS = 20
+"""Graph facts retrieved for an LLM's context beyond those the paths walk (the prompt budget may drop some)."""
+RETRIEVED_CHUNKS = 4
+"""Document chunks retrieved per question, for experts with documents."""
 
 
 @dataclass
@@ -70,6 +76,7 @@ class _Work:
     span: tuple[int, int] = (0, 0)
     reasoning: Reasoning | None = None
     done: bool = False
+    unlinked: bool = False  # no entity linked: retrieved documents or facts may still answer
     consulted: list[_Work] = field(default_factory=list)
     ranked: list[ExpertChoice] = field(default_factory=list)
 
@@ -165,6 +172,7 @@ class Pipeline:
             for work in batch:
                 _merge_experts(work, top_k)
             self._bridge(batch, model=model, top_k=top_k)
+            self._retrieve(batch, backend)
             self._generate(batch, backend, choices)
             out.extend(work.answer for work in batch)
         return out
@@ -207,6 +215,13 @@ class Pipeline:
             own = bool(path) and path == ctx.scorer_path and model is None and self.model is None
             ctx.reasoners[key] = build_reasoner(ctx, self.kb.embedder, path, own_scorer=own)
         return ctx.reasoners[key]
+
+    def evidence(self, ctx: DomainContext) -> ExpertEvidence:
+        """The domain's retrievers, as its ``reasoning.retrievers`` setting names them (built once)."""
+        if ctx.evidence is None:
+            names = (self.kb.domain_info(ctx.name).get("reasoning") or {}).get("retrievers") or DEFAULT_RETRIEVERS
+            ctx.evidence = ExpertEvidence(self.kb, ctx.name, ctx.snapshot, names, hops=min(ctx.max_hops, 2))
+        return ctx.evidence
 
     # -- stages --------------------------------------------------------------------------------
     def _check(self, question: str) -> _Work:
@@ -295,7 +310,7 @@ class Pipeline:
             if not work.topic:
                 work.answer.text = NO_ENTITY
                 work.answer.warnings.append("no linkable entity")
-                work.done = True
+                work.done = work.unlinked = True
         self._time(batch, "link", started)
 
     def _reason(self, batch: list[_Work], *, model: str | Path | None, top_k: int | None,
@@ -399,14 +414,39 @@ class Pipeline:
         again = reasoner.explained(reasoning, work.topic, top_k=top_k, max_paths=MAX_BRIDGES)
         return answer.model_copy(update={"answers": again.answers, "paths": again.paths, "facts": again.facts})
 
-    def _generate(self, batch: list[_Work], backend: Any, choices: Sequence[str] | None) -> None:
-        """Stages 4-5: fuse the evidence into a prompt and write the text (extractive without an LLM)."""
+    def _retrieve(self, batch: list[_Work], backend: Any) -> None:
+        """Stage 4: evidence beyond the paths (:mod:`kgllm.retrieval.evidence`): the nearest document
+        chunks for every answer, and graph facts (PPR, subgraph, vector facts) for a generative LLM's
+        context. A question that linked no entity goes on when documents or facts were found."""
         started = time.perf_counter()
+        generative = backend is not None and getattr(backend, "generative", True)
         for work in batch:
-            if work.done or work.reasoning is None:
+            ctx = work.domain
+            if ctx is None or (work.done and not work.unlinked):
                 continue
-            if not work.answer.answers:
-                work.answer.text = "No chain of relations from the linked entities answers the question."
+            evidence = self.evidence(ctx)
+            work.answer.chunks = evidence.chunks(work.question, RETRIEVED_CHUNKS)
+            if generative:
+                seeds = [ctx.snapshot.ids[node] for node in work.topic]
+                known = {fact.key for fact in work.answer.facts}
+                found = evidence.graph_facts(work.question, seeds, RETRIEVED_FACTS).facts
+                work.answer.facts = [*work.answer.facts, *(f for f in found if f.key not in known)]
+            if work.unlinked and work.done and (work.answer.chunks or work.answer.facts):
+                work.done = False  # the text is written from what was retrieved
+        self._time(batch, "retrieve", started)
+
+    def _generate(self, batch: list[_Work], backend: Any, choices: Sequence[str] | None) -> None:
+        """Stages 5-6: fuse the evidence into a prompt and write the text (extractive without an LLM)."""
+        started = time.perf_counter()
+        generative = backend is not None and getattr(backend, "generative", True)
+        for work in batch:
+            if work.done or (work.reasoning is None and not work.unlinked):
+                continue
+            if not work.answer.answers and not (generative and (work.answer.facts or work.answer.chunks)):
+                if not work.unlinked:
+                    work.answer.text = "No chain of relations from the linked entities answers the question."
+                if work.answer.chunks:
+                    work.answer.text += f' The nearest passage of the documents: "{work.answer.chunks[0].text.strip()}" [D1]'
                 continue
             relation_text: dict[str, str] = {}  # chains may cross experts: every consulted expert's texts
             for expert in work.answer.experts:
@@ -454,8 +494,9 @@ def _merge_experts(work: _Work, top_k: int | None) -> None:
         for stage, ms in part.answer.timings.items():
             answer.timings[stage] = round(answer.timings.get(stage, 0.0) + ms, 3)
     work.reasoning = work.reasoning or found[0].reasoning
-    work.domain = found[0].domain  # its relation texts write the extractive text
-    work.done = False
+    if found[0] is not work:  # the expert that linked the question: its entities seed retrieval
+        work.domain, work.topic, work.span = found[0].domain, found[0].topic, found[0].span
+    work.done = work.unlinked = False
 
 
 def _resolve_llm(llm: Any, cache: Any = None) -> Any:

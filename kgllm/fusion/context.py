@@ -149,14 +149,19 @@ class ContextFusion:
 
     # -- evidence --------------------------------------------------------------------------------
     def evidence(self, answer: Answer) -> list[Fact]:
-        """The answer's facts plus any fact a reasoning path walks that is missing, by score."""
+        """The answer's facts plus any fact a reasoning path walks that is missing: the facts the paths
+        walk first, by score, then the others (retrieved for the context), by score."""
         facts = list(answer.facts)
         seen = {(f.head, f.relation, f.tail) for f in facts}
+        walked: set[tuple[str, str, str]] = set()
         default_domain = answer.experts[0].name if answer.experts else ""
         for path in _by_score(answer.paths):
             for hop in path.hops:
                 key = hop_fact_key(hop)
-                if key in seen or hop.rule is not None:  # an edge inferred by a rule is no stored fact
+                if hop.rule is not None:  # an edge inferred by a rule is no stored fact
+                    continue
+                walked.add(key)
+                if key in seen:
                     continue
                 seen.add(key)
                 head_name, tail_name = ((hop.tail_name, hop.head_name) if hop.inverse
@@ -164,7 +169,9 @@ class ContextFusion:
                 facts.append(Fact(head=key[0], relation=key[1], tail=key[2],
                                   domain=hop.domain or default_domain, head_name=head_name,
                                   tail_name=tail_name, score=path.score))
-        return _by_score(facts)
+        scored = _by_score(facts)
+        return [f for f in scored if (f.head, f.relation, f.tail) in walked] + \
+            [f for f in scored if (f.head, f.relation, f.tail) not in walked]
 
     # -- prompt ----------------------------------------------------------------------------------
     def template_for(self, answer: Answer, template: str | None = None) -> str:

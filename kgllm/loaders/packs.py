@@ -41,10 +41,11 @@ from pydantic import (
     model_validator,
 )
 
-from kgllm.exceptions import LoadError
+from kgllm.exceptions import ConfigError, LoadError
 from kgllm.loaders._io import iter_lines
 from kgllm.loaders.documents import DocChunk, read_documents
 from kgllm.loaders.triples import TripleFormat, TripleReader, read_names
+from kgllm.retrieval.evidence import check_retrievers
 from kgllm.stores.base import RawTriple
 
 __all__ = ["MANIFEST", "SCORER_MANIFEST", "Pack", "TripleFileSpec", "DocumentFileSpec", "SameAs", "load_pack"]
@@ -130,6 +131,10 @@ class Pack(_Strict):
             if key == "retrievers":
                 if not isinstance(setting, list) or not all(isinstance(name, str) for name in setting):
                     raise ValueError(f"'retrievers' must be a list of names, got {setting!r}")
+                try:
+                    check_retrievers(setting)
+                except ConfigError as exc:  # pydantic reports a ValueError as this field's error
+                    raise ValueError(str(exc)) from exc
             elif key in _REASONING_SETTINGS:
                 low, high = _REASONING_SETTINGS[key]
                 if isinstance(setting, bool) or not isinstance(setting, int) or not low <= setting <= high:

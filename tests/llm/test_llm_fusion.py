@@ -204,7 +204,9 @@ def test_facts_fill_the_room_a_dropped_document_leaves(movie_answer):
     fused = fusion.build(crowded, None, budget=600)
     assert fused.budget - 20 < fused.prompt_tokens <= fused.budget
     assert fused.dropped_chunks == [long_doc] and 20 < len(fused.facts) < 300
-    assert [f.tail for f in fused.facts[:3]] == ["Actor 0", "Actor 1", "Actor 2"]
+    # the four edges the reasoning paths walk come first, then the other facts by score
+    assert {f.tail for f in fused.facts[:4]} == {"Tom Hanks", "Robert Zemeckis"}
+    assert [f.tail for f in fused.facts[4:7]] == ["Actor 0", "Actor 1", "Actor 2"]
     total = len(fused.facts) + len(fused.dropped_facts)  # with the path hops missing from the facts
     assert fused.warnings() == [f"context over the budget of 600 tokens: dropped {len(fused.dropped_facts)} of "
                                 f"{total} facts, 1 of 1 chunks (lowest score first)"]
