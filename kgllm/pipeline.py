@@ -38,7 +38,7 @@ from kgllm.reasoning.reasoner import PathReasoner, Reasoning
 from kgllm.reasoning.rule_inference import ExpertRules, infer_missing_edges
 from kgllm.reasoning.scorer import PathScorer
 from kgllm.retrieval.evidence import DEFAULT_RETRIEVERS, ExpertEvidence
-from kgllm.types import Answer, ExpertChoice
+from kgllm.types import Answer, Chunk, ExpertChoice
 
 if TYPE_CHECKING:
     from kgllm.kb import KnowledgeBase
@@ -219,8 +219,9 @@ class Pipeline:
     def evidence(self, ctx: DomainContext) -> ExpertEvidence:
         """The domain's retrievers, as its ``reasoning.retrievers`` setting names them (built once)."""
         if ctx.evidence is None:
-            names = (self.kb.domain_info(ctx.name).get("reasoning") or {}).get("retrievers") or DEFAULT_RETRIEVERS
-            ctx.evidence = ExpertEvidence(self.kb, ctx.name, ctx.snapshot, names, hops=min(ctx.max_hops, 2))
+            names = (self.kb.domain_info(ctx.name).get("reasoning") or {}).get("retrievers")  # [] runs none
+            ctx.evidence = ExpertEvidence(self.kb, ctx.name, ctx.snapshot, DEFAULT_RETRIEVERS if names is None else names,
+                                          hops=min(ctx.max_hops, 2))
         return ctx.evidence
 
     # -- stages --------------------------------------------------------------------------------
@@ -399,7 +400,7 @@ class Pipeline:
                 if all(e.name != second.name for e in work.answer.experts):
                     work.answer.experts.append(second.model_copy(update={
                         "reasons": [*second.reasons, f"cross-expert chain from {first}"]}))
-                work.domain = self.context(second.name)
+                # work.domain stays the expert whose graph work.topic indexes: it seeds the retrieval
         self._time(batch, "bridge", started)
 
     def _with_paths(self, work: _Work, model: str | Path | None, top_k: int | None) -> Answer:
@@ -424,16 +425,23 @@ class Pipeline:
             ctx = work.domain
             if ctx is None or (work.done and not work.unlinked):
                 continue
-            evidence = self.evidence(ctx)
-            work.answer.chunks = evidence.chunks(work.question, RETRIEVED_CHUNKS)
+            work.answer.chunks = self._chunks(work, ctx)
             if generative:
                 seeds = [ctx.snapshot.ids[node] for node in work.topic]
                 known = {fact.key for fact in work.answer.facts}
-                found = evidence.graph_facts(work.question, seeds, RETRIEVED_FACTS).facts
+                found = self.evidence(ctx).graph_facts(work.question, seeds, RETRIEVED_FACTS).facts
                 work.answer.facts = [*work.answer.facts, *(f for f in found if f.key not in known)]
             if work.unlinked and work.done and (work.answer.chunks or work.answer.facts):
                 work.done = False  # the text is written from what was retrieved
         self._time(batch, "retrieve", started)
+
+    def _chunks(self, work: _Work, ctx: DomainContext) -> list[Chunk]:
+        """The chunks nearest to the question among the documents of every expert the answer consulted
+        (routed to, merged or bridged into), best first; equal scores keep the experts' order."""
+        names = dict.fromkeys([ctx.name, *(expert.name for expert in work.answer.experts)])
+        found = [chunk for name in names for chunk in self.evidence(self.context(name)).chunks(work.question,
+                                                                                               RETRIEVED_CHUNKS)]
+        return sorted(found, key=lambda chunk: -(chunk.score or 0.0))[:RETRIEVED_CHUNKS]
 
     def _generate(self, batch: list[_Work], backend: Any, choices: Sequence[str] | None) -> None:
         """Stages 5-6: fuse the evidence into a prompt and write the text (extractive without an LLM)."""

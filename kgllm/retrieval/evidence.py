@@ -32,9 +32,10 @@ __all__ = ["RETRIEVERS", "DEFAULT_RETRIEVERS", "FACT_INDEX_MAX", "ExpertEvidence
 
 RETRIEVERS = ("paths", "ppr", "subgraph", "facts", "chunks")
 DEFAULT_RETRIEVERS = ("paths", "ppr", "facts", "chunks")
-FACT_INDEX_MAX = 20_000
-"""A fact-vector index is built on first use only for graphs up to this many facts (embedding every
-fact of a large graph takes minutes); a larger graph's index is used once ``kb.index`` has built it."""
+FACT_INDEX_MAX = 2_000
+"""A fact-vector index is built on first use only for graphs up to this many facts, so that a first
+question waits seconds, not minutes, on a CPU; a larger graph's index is used once
+``kb.index(domain, "facts")`` has built it."""
 
 
 def check_retrievers(names: Sequence[str]) -> list[str]:
@@ -65,16 +66,17 @@ class ExpertEvidence:
         self.kb, self.domain, self.snapshot, self.hops = kb, domain, snapshot, hops
         self.names = check_retrievers(names)
         self._graph: HybridRetriever | None = None
+        self._facts_pending = False  # the fact-vector index was not built yet: looked for again per question
         self._chunk_index: Any = None
         self._chunks: VectorRetriever | None = None
 
     def graph_facts(self, question: str, seeds: Sequence[str], k: int) -> Retrieved:
         """Facts for the question from the graph retrievers, fused by reciprocal rank (best first)."""
+        if self._graph is None or (self._facts_pending and self._fact_index() is not None):
+            retrievers = self._graph_retrievers()  # again once kb.index has built the fact-vector index
+            self._graph = HybridRetriever(retrievers) if retrievers else None
         if self._graph is None:
-            retrievers = self._graph_retrievers()
-            if not retrievers:
-                return Retrieved()
-            self._graph = HybridRetriever(retrievers)
+            return Retrieved()
         return self._graph.retrieve(question, seeds=seeds, k=k)
 
     def chunks(self, question: str, k: int) -> list[Chunk]:
@@ -99,6 +101,7 @@ class ExpertEvidence:
         if "subgraph" in self.names:
             retrievers.append(SubgraphRetriever(snap, hops=self.hops))
         provider = self._fact_index()
+        self._facts_pending = "facts" in self.names and provider is None
         if provider is not None:
             retrievers.append(VectorRetriever(provider, self.kb.embedder, kind="facts", resolve=FactResolver(snap)))
         return retrievers

@@ -12,6 +12,7 @@ import pytest
 
 import kgllm
 from kgllm.exceptions import ConfigError, LoadError
+from kgllm.retrieval import evidence
 from kgllm.retrieval.evidence import RETRIEVERS
 
 NOTES = [
@@ -51,9 +52,10 @@ def test_llm_context_has_the_path_facts_first_then_retrieved_facts_and_documents
     assert extractive.chunks[0].text.strip() == NOTES[0]
 
 
-def test_retrievers_setting_chooses_what_is_retrieved(movies_with_notes, chat_server, tmp_path):
+@pytest.mark.parametrize("retrievers", [["paths"], []])  # an empty list runs no retriever: not the default ones
+def test_retrievers_setting_chooses_what_is_retrieved(movies_with_notes, chat_server, tmp_path, retrievers):
     kb = movies_with_notes
-    kb.set_domain_info("tiny_movies", reasoning={"retrievers": ["paths"]})
+    kb.set_domain_info("tiny_movies", reasoning={"retrievers": retrievers})
     with kgllm.open(kb.path, create=False) as reopened:
         answer = reopened.ask(QUESTION, llm=f"openai:m@{chat_server.url}", llm_cache=False)
     assert prompt_facts(answer.prompt) == ["Kismet directed by William Dieterle"]
@@ -93,3 +95,33 @@ def test_documents_added_later_are_retrieved(tiny_movies_kb, tmp_path):
     notes.write_text(NOTES[0] + "\n", encoding="utf-8")
     kb.load_documents("tiny_movies", [notes], chunking="line")
     assert [c.text.strip() for c in kb.ask(QUESTION).chunks] == [NOTES[0]]
+
+
+def test_a_fact_index_built_after_questions_is_used(tiny_movies_kb, chat_server, monkeypatch):
+    kb = tiny_movies_kb
+    monkeypatch.setattr(evidence, "FACT_INDEX_MAX", 10)  # the tiny graph (50 facts) counts as a large one
+    llm = f"openai:m@{chat_server.url}"
+    before = prompt_facts(kb.ask(QUESTION, llm=llm, llm_cache=False).prompt)
+    assert not kb.has_index("tiny_movies", "facts")  # a large graph's index is not built by a question
+    kb.index("tiny_movies", "facts")
+    after = prompt_facts(kb.ask(QUESTION, llm=llm, llm_cache=False).prompt)  # the same pipeline uses it now
+    assert after[0] == before[0] == "Kismet directed by William Dieterle"
+    assert set(after) - set(before)
+
+
+def test_a_chain_bridged_into_a_second_expert(movies_with_notes, chat_server, tmp_path):
+    kb = movies_with_notes
+    people = tmp_path / "people.txt"
+    people.write_text("Steven Spielberg|born_in|Cincinnati\n", encoding="utf-8")
+    kb.load_triples("film_people", people, format="pipe",
+                    description="Films with their directors, writers, actors, genres, release years and languages; "
+                                "where the directors were born.")
+    question = "Where was the director of [The Terminal] born?"
+    answer = kb.ask(question)
+    assert [e.name for e in answer.experts] == ["tiny_movies", "film_people"] and answer.answers[0].name == "Cincinnati"
+    # the documents of the expert the chain started in are retrieved, though the chain ends in the other one
+    assert answer.chunks and answer.chunks[0].text.strip() == NOTES[2] and answer.chunks[0].domain == "tiny_movies"
+    with_llm = kb.ask(question, llm=f"openai:m@{chat_server.url}", llm_cache=False)
+    # the retrieved facts are seeded by the linked entity in its own graph (not by its node number in the other)
+    assert "The Terminal starring Tom Hanks" in prompt_facts(with_llm.prompt)
+    assert [c.id for c in kb.ask_many([question])[0].chunks] == [c.id for c in answer.chunks]
