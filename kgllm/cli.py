@@ -222,6 +222,9 @@ def format_answer(answer: Any, *, max_answers: int = 5, max_paths: int = 3) -> s
         lines.append(f"   answers: {shown}")
     for path in answer.paths[:max_paths]:
         lines.append(f"   path: {path.text()}  [{path.score:.2f}]")
+    for number, chunk in enumerate(answer.chunks[:max_paths], start=1):
+        text = " ".join(chunk.text.split())
+        lines.append(f"   document [D{number}]: {text[:160]}{'…' if len(text) > 160 else ''}  [{chunk.score or 0:.2f}]")
     if answer.experts:
         lines.append("   experts: " + ", ".join(f"{e.name} ({e.score:.2f})" for e in answer.experts))
     for warning in answer.warnings:

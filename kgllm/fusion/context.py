@@ -87,7 +87,7 @@ class FusedPrompt:
         if not parts:
             return []
         return [f"context over the budget of {self.budget} tokens: dropped {', '.join(parts)} "
-                "(lowest score first)"]
+                "(retrieved facts first, then the lowest scores)"]
 
 
 def _by_score(items: Sequence[Any]) -> list[Any]:

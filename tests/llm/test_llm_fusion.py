@@ -114,7 +114,7 @@ def test_over_budget_drops_lowest_score_facts_and_reports(movie_answer):
     assert tight.prompt_tokens <= tight.budget < full.prompt_tokens
     assert [f.relation for f in tight.dropped_facts] == ["release_year"]
     assert tight.warnings() == [f"context over the budget of {tight.budget} tokens: dropped 1 of 5 facts "
-                                "(lowest score first)"]
+                                "(retrieved facts first, then the lowest scores)"]
     tiny = fusion.build(movie_answer, None, budget=full.prompt_tokens - 60)
     assert len(tiny.dropped_facts) >= 2 and tiny.prompt_tokens <= tiny.budget
     # dropped facts are no longer cited by the paths shown
@@ -209,4 +209,4 @@ def test_facts_fill_the_room_a_dropped_document_leaves(movie_answer):
     assert [f.tail for f in fused.facts[4:7]] == ["Actor 0", "Actor 1", "Actor 2"]
     total = len(fused.facts) + len(fused.dropped_facts)  # with the path hops missing from the facts
     assert fused.warnings() == [f"context over the budget of 600 tokens: dropped {len(fused.dropped_facts)} of "
-                                f"{total} facts, 1 of 1 chunks (lowest score first)"]
+                                f"{total} facts, 1 of 1 chunks (retrieved facts first, then the lowest scores)"]

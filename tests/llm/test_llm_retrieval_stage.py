@@ -125,3 +125,11 @@ def test_a_chain_bridged_into_a_second_expert(movies_with_notes, chat_server, tm
     # the retrieved facts are seeded by the linked entity in its own graph (not by its node number in the other)
     assert "The Terminal starring Tom Hanks" in prompt_facts(with_llm.prompt)
     assert [c.id for c in kb.ask_many([question])[0].chunks] == [c.id for c in answer.chunks]
+
+
+def test_cli_lists_the_documents_found(movies_with_notes, capsys):
+    from kgllm.cli import main
+
+    assert main(["--kb", str(movies_with_notes.path), "ask", QUESTION]) == 0
+    out = capsys.readouterr().out
+    assert "A: William Dieterle" in out and f"document [D1]: {NOTES[0]}" in out
