@@ -421,10 +421,15 @@ class Pipeline:
         context. A question that linked no entity goes on when documents or facts were found."""
         started = time.perf_counter()
         generative = backend is not None and getattr(backend, "generative", True)
-        for work in batch:
+        todo = [work for work in batch if work.domain is not None and not (work.done and not work.unlinked)]
+        has_documents = getattr(self.kb, "has_documents", None)
+        if len(todo) > 1 and (generative or (callable(has_documents) and any(
+                has_documents(expert.name) for work in todo for expert in work.answer.experts))):
+            # one encoder call for the batch's questions: the vector retrievers then read the embedder's cache
+            self.kb.embedder.encode(list(dict.fromkeys(work.question for work in todo)))
+        for work in todo:
             ctx = work.domain
-            if ctx is None or (work.done and not work.unlinked):
-                continue
+            assert ctx is not None
             work.answer.chunks = self._chunks(work, ctx)
             if generative:
                 seeds = [ctx.snapshot.ids[node] for node in work.topic]
