@@ -8,7 +8,7 @@ once for the question stem alone and once for the stem followed by its answer ch
 the retrieve stage's time per question (``Answer.timings["retrieve"]``). Writes
 ``bench/results/document_retrieval.json``.
 
-    python bench/document_retrieval.py --data ../shared/data/openbookqa [--limit N] [--threads 2]
+    python bench/document_retrieval.py --data ../shared/data/openbookqa [--limit N] [--threads 2] [--out FILE]
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="the OpenBookQA folder (dev_complete.jsonl)")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", type=Path, default=RESULTS / "document_retrieval.json")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -81,7 +82,7 @@ def main() -> None:
                             "retrieve_ms_p50": round(float(np.percentile(retrieve_ms, 50)), 2),
                             "wall_s": round(time.perf_counter() - started, 1)}
             print(name, result[name], file=sys.stderr)
-    write_result(RESULTS / "document_retrieval.json", {
+    write_result(args.out, {
         "benchmark": "document_retrieval", "machine": machine_info(), "n": len(rows), "threads": args.threads,
         "chunks_kept": 4, "results": result})
 

@@ -12,7 +12,7 @@ It learns from train' of :meth:`kgllm.eval.kgdata.KGDataset.simulated` (the same
 test', so its numbers stand beside that bench's rules / ComplEx / combined. Writes
 ``bench/results/path_gnn_probe_NAME.json`` with the metrics every ``--eval-every`` epochs.
 
-    python bench/path_gnn_probe.py --data-root ../shared/data --name umls [--epochs 10] [--dependent]
+    python bench/path_gnn_probe.py --data-root ../shared/data --name umls [--epochs 10] [--dependent] [--out FILE]
 """
 
 from __future__ import annotations
@@ -167,15 +167,16 @@ def main() -> None:
     parser.add_argument("--dependent", action="store_true", help="query-dependent relation vectors (slower)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", type=Path, default=None, help="default: bench/results/path_gnn_probe_NAME.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started, cpu = time.perf_counter(), time.process_time()
     result = probe(args.data_root / args.name, args.name, args)
     payload = {"benchmark": "path_gnn_probe", "machine": machine_info(), "dataset": args.name,
-               "options": {k: v for k, v in vars(args).items() if k != "data_root"},
+               "options": {k: v for k, v in vars(args).items() if k not in ("data_root", "out")},
                "results": result, "wall_s": round(time.perf_counter() - started, 1),
                "cpu_s": round(time.process_time() - cpu, 1)}
-    write_result(RESULTS / f"path_gnn_probe_{args.name}.json", payload)
+    write_result(args.out or RESULTS / f"path_gnn_probe_{args.name}.json", payload)
 
 
 if __name__ == "__main__":

@@ -182,3 +182,32 @@ def test_mc_graph_headroom_features_and_cross_validated_logit(tmp_path):
     marked[np.arange(400), answers, 0] += 3.0
     assert bench.cross_validated_accuracy(marked, answers) > 0.9
     assert bench.cross_validated_accuracy(marked[..., 1:], answers) < 0.4
+
+
+def test_path_gnn_probe_trains_and_ranks_with_both_filters(fixtures_dir, tmp_path):
+    lines = (fixtures_dir / "eval" / "nations_train_head.txt").read_text().splitlines()
+    nations = tmp_path / "data" / "nations"
+    nations.mkdir(parents=True)
+    (nations / "train.txt").write_text("\n".join(lines[:360]) + "\n")
+    (nations / "valid.txt").write_text("\n".join(lines[360:]) + "\n")
+    result = _run("path_gnn_probe.py", "--data-root", str(tmp_path / "data"), "--name", "nations", "--epochs", "2",
+                  "--eval-every", "1", "--dim", "8", "--layers", "2", "--threads", "1", out=tmp_path / "gnn.json")
+    history = result["results"]["history"]
+    assert [point["epoch"] for point in history] == [1, 2] and history[1]["loss"] < history[0]["loss"]
+    final = result["results"]["final"]
+    assert final["without_test_filter"]["mrr"] <= final["with_test_filter"]["mrr"] <= 1
+    assert result["results"]["n"] == round(360 * 40 / (360 + 2 * 40))  # valid' of the simulated split
+
+
+def test_document_retrieval_finds_the_gold_fact(tmp_path):
+    facts = (BENCH.parent / "graphs" / "science" / "openbook.txt").read_text().splitlines()[:3]
+    obqa = tmp_path / "openbookqa"
+    obqa.mkdir()
+    rows = [{"id": str(i), "fact1": fact.strip('"'), "answerKey": "A",
+             "question": {"stem": fact.strip('"'), "choices": [{"label": "A", "text": "yes"}]}}
+            for i, fact in enumerate(facts)]
+    (obqa / "dev_complete.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = _run("document_retrieval.py", "--data", str(obqa), "--threads", "1", out=tmp_path / "docs.json")
+    assert result["n"] == 3 and result["results"]["gold_in_documents"] == 1.0
+    assert result["results"]["stem"]["recall@1"] == 1.0  # a question that is the fact finds it first
+    assert 0 <= result["results"]["stem_and_choices"]["recall@4"] <= 1
