@@ -176,7 +176,7 @@ class KnowledgeBase(DomainIndexes):
         graph changes; a bad triple line aborts the transaction.
         """
         validate_domain_name(domain)
-        added = 0
+        added = new_chunks = 0
         if readers:
             bar = _progress(progress, f"loading {domain}")
             with self.store.writer(domain) as writer:
@@ -189,10 +189,24 @@ class KnowledgeBase(DomainIndexes):
                         writer.set_names(reader.names)  # type: ignore[attr-defined]
                 if names:
                     writer.set_names(names)
-                added = writer.commit()
+                # the chunks are written before the graph commits: a failed write leaves the graph as it was
+                docs = self._docs_file(domain)
+                before = docs.read_bytes() if docs.exists() else None
+                new_chunks = self.add_chunks(domain, chunks) if chunks else 0
+                try:
+                    added = writer.commit()
+                except BaseException:
+                    if new_chunks:  # a failed commit takes the chunks back
+                        if before is None:
+                            docs.unlink(missing_ok=True)
+                        else:
+                            docs.write_bytes(before)
+                        self._indexes.pop((domain, "chunks"), None)
+                    raise
             if bar is not None:
                 bar.close()
-        new_chunks = self.add_chunks(domain, chunks) if chunks else 0
+        elif chunks:
+            new_chunks = self.add_chunks(domain, chunks)
         self.set_domain_info(domain, **info)
         self._forget_indexes(domain)
         return {"domain": domain, "triples_added": added, "chunks_added": new_chunks, **self._graph_counts(domain)}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -327,9 +328,9 @@ def import_kb(kb: _KB, in_dir: str | Path, *, domains: Sequence[str] | None = No
               replace: bool = False) -> dict[str, dict[str, int]]:
     """Load an export into a knowledge base (any backend): graphs, names, chunks and metadata.
 
-    Each domain's graph is loaded atomically, and a failure removes the domains this call had
-    imported already, so the KB is left as it was (domains deleted by ``replace`` stay deleted);
-    indexes are rebuilt on first use.
+    Each domain's graph is loaded atomically, and a failure leaves the KB as it was: the domains this
+    call had imported already are removed, and those ``replace`` had deleted come back (from a copy
+    made first, in a temporary folder); indexes are rebuilt on first use.
 
     Args:
         kb: the target knowledge base.
@@ -347,32 +348,65 @@ def import_kb(kb: _KB, in_dir: str | Path, *, domains: Sequence[str] | None = No
     source = Path(in_dir)
     manifest = read_export_manifest(source)
     chosen = _plan(manifest, sorted(set(kb.domains) | set(kb.store.domains())), domains, replace)
-    report = {}
-    started: list[str] = []  # domains this call creates: removed again when a later one fails
-    try:
-        for domain in chosen:
-            entry = manifest["domains"][domain]
-            if replace and domain in kb.domains and hasattr(kb, "delete_domain"):
-                kb.delete_domain(domain)
-            elif replace and domain in kb.store.domains():
-                kb.store.delete_domain(domain)
-            chunks_path = _checked(source, entry, "chunks")
-            chunks = []
-            if chunks_path is not None:  # parsed before the graph changes: a bad file fails early
-                for number, _, row in iter_json_objects(chunks_path):
-                    try:
-                        chunks.append(Chunk.model_validate(row))
-                    except ValueError as exc:
-                        raise LoadError(f"not a chunk ({exc})", path=chunks_path, line=number, value=row) from None
-            started.append(domain)
-            added = _import_domain(kb.store, domain, source, entry)
-            info = {k: v for k, v in (entry.get("info") or {}).items() if v is not None}
-            kb.set_domain_info(domain, **info)
-            report[domain] = {"triples_added": added, "chunks_added": kb.add_chunks(domain, chunks) if chunks else 0}
-    except BaseException:
-        _remove_domains(kb, started)
-        raise
+    chunks = {domain: _chunks(source, manifest["domains"][domain]) for domain in chosen}  # bad files fail early
+    with tempfile.TemporaryDirectory(prefix="kgllm-replaced-") as backup:
+        replaced = _back_up(kb, [d for d in chosen if replace], Path(backup))
+        report = {}
+        started: list[str] = []  # domains this call creates: removed again when a later one fails
+        deleted: dict[str, str] = {}  # replaced domains deleted so far: restored when one fails
+        try:
+            for domain in chosen:
+                entry = manifest["domains"][domain]
+                if domain in replaced:
+                    deleted[domain] = replaced[domain]
+                    _remove_domains(kb, [domain])
+                started.append(domain)
+                added = _import_domain(kb.store, domain, source, entry)
+                info = {k: v for k, v in (entry.get("info") or {}).items() if v is not None}
+                kb.set_domain_info(domain, **info)
+                report[domain] = {"triples_added": added,
+                                  "chunks_added": kb.add_chunks(domain, chunks[domain]) if chunks[domain] else 0}
+        except BaseException:
+            _remove_domains(kb, started)
+            _restore(kb, Path(backup), deleted)
+            raise
     return report
+
+
+def _chunks(source: Path, entry: dict[str, Any]) -> list[Chunk]:
+    """An exported domain's document chunks (checked against the manifest)."""
+    chunks_path = _checked(source, entry, "chunks")
+    chunks = []
+    if chunks_path is not None:
+        for number, _, row in iter_json_objects(chunks_path):
+            try:
+                chunks.append(Chunk.model_validate(row))
+            except ValueError as exc:
+                raise LoadError(f"not a chunk ({exc})", path=chunks_path, line=number, value=row) from None
+    return chunks
+
+
+def _back_up(kb: _KB, domains: Sequence[str], folder: Path) -> dict[str, str]:
+    """Export the KB's ``domains`` that an import replaces into ``folder`` (``kb/``: domains of the KB,
+    ``store/``: graphs the store holds for no KB domain); returns which of the two each one went to."""
+    in_kb = [d for d in domains if d in kb.domains]
+    in_store = [d for d in domains if d not in in_kb and d in kb.store.domains()]
+    if in_kb:
+        export_kb(kb, folder / "kb", domains=in_kb)
+    if in_store:
+        export_store(kb.store, folder / "store", domains=in_store)
+    return {**dict.fromkeys(in_kb, "kb"), **dict.fromkeys(in_store, "store")}
+
+
+def _restore(kb: _KB, folder: Path, replaced: dict[str, str]) -> None:
+    """Bring back the domains a failed import had deleted to replace them (after its own were removed)."""
+    in_kb = [d for d, where in replaced.items() if where == "kb"]
+    in_store = [d for d, where in replaced.items() if where == "store"]
+    _remove_domains(kb, [d for d in replaced if d in kb.domains or d in kb.store.domains()])
+    if in_kb:
+        import_kb(kb, folder / "kb", domains=in_kb)
+    if in_store:
+        import_store(kb.store, folder / "store", domains=in_store)
 
 
 def _remove_domains(kb: _KB, domains: Sequence[str]) -> None:

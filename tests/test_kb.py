@@ -130,6 +130,14 @@ def test_missing_file_and_bad_manifest(kb, tmp_path, fixtures_dir):
     assert _state(kb) == before
 
 
+def test_a_pack_whose_documents_cannot_be_written_leaves_kb_unchanged(kb, fixtures_dir):
+    before = _state(kb)
+    (kb.path / "docs").write_text("a file where the documents folder goes", encoding="utf-8")
+    with pytest.raises(OSError):  # the graph is not committed once the chunks fail
+        kb.load(fixtures_dir.parents[1] / "graphs" / "science")
+    assert "science" not in kb.domains and "science" not in kb.store.domains() and _state(kb) == before
+
+
 def test_not_a_kb_directory(tmp_path):
     other = tmp_path / "photos"
     other.mkdir()

@@ -181,3 +181,26 @@ def test_a_kb_deletes_a_domain_another_client_wiped_from_neo4j(tmp_path, neo4j_s
             kb.delete_domain("caps")  # used to raise DomainNotFound, the entry stuck in the manifest
         assert "'caps' has no graph in the neo4j store" in caplog.text
         assert kb.domains == [] and not (tmp_path / "kb" / "index" / "caps").exists()
+
+
+def test_a_failed_replacing_import_leaves_the_neo4j_kb_as_it_was(tmp_path, neo4j_server, neo4j_store):
+    conn = neo4j_server.connection()
+    with kgllm.open(tmp_path / "kb", store="neo4j", neo4j_uri=conn["uri"], user=conn["user"],
+                    password=conn["password"], database=conn["database"]) as kb:
+        for name, text in (("a", "x\tr\ty\n"), ("b", "u\ts\tv\n"), ("a2", "x\tr\tz\n")):
+            (tmp_path / f"{name}.tsv").write_text(text)
+        kb.load_triples("a", tmp_path / "a.tsv", description="first a")
+        kb.load_triples("b", tmp_path / "b.tsv", description="first b")
+        kb.add_chunks("b", [Chunk(id="doc-1", domain="b", text="u is s of v.", source="notes.md")])
+        export_kb(kb, tmp_path / "out")
+        kb.load_triples("a", tmp_path / "a2.tsv")  # changed since the export
+        before = (_content(kb.store), [c.text for c in kb.chunks("b")])
+        manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+        del manifest["domains"]["b"]["sha256"]
+        (tmp_path / "out" / "manifest.json").write_text(json.dumps(manifest))
+        triples = tmp_path / "out" / manifest["domains"]["b"]["folder"] / "triples.jsonl"
+        triples.write_text(triples.read_text() + '{"relation": "s", "tail": "v"}\n')
+        with pytest.raises(LoadError, match="without 'head'"):
+            import_kb(kb, tmp_path / "out", replace=True)
+        assert (_content(kb.store), [c.text for c in kb.chunks("b")]) == before
+        assert kb.domain_info("a")["description"] == "first a" and kb.domain_info("b")["description"] == "first b"

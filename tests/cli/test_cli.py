@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import kgllm
 from kgllm.cli import main
 
 
@@ -124,6 +125,33 @@ def test_import_into_a_kb_holding_the_domains_needs_replace(tmp_path, capsys, fi
     code, out, _ = run(capsys, "--kb", kb, "import", tmp_path / "dump", "--replace")
     assert code == 0 and out.strip() == f"imported 1 domain(s) from {tmp_path / 'dump'}: tiny_geo (+46 triples, +0 chunks)"
     assert json.loads(run(capsys, "--kb", kb, "--json", "stats")[1])["domains"]["tiny_geo"]["triples"] == 46
+
+
+def test_a_failed_import_replace_leaves_the_kb_as_it_was(tmp_path, capsys, fixtures_dir):
+    kb = tmp_path / "kb"
+    for pack in ("tiny_geo", "tiny_movies"):
+        assert run(capsys, "--kb", kb, "load", fixtures_dir / "kb" / pack)[0] == 0
+    assert run(capsys, "--kb", kb, "export", tmp_path / "dump")[0] == 0
+    assert run(capsys, "--kb", kb, "load", "--domain", "other", "--triples",
+               fixtures_dir / "kb" / "tiny_geo" / "countries.tsv", "--description", "not in the dump")[0] == 0
+    before = json.loads(run(capsys, "--kb", kb, "--json", "stats")[1])["domains"]
+    manifest = json.loads((tmp_path / "dump" / "manifest.json").read_text(encoding="utf-8"))
+    triples = tmp_path / "dump" / manifest["domains"]["tiny_movies"]["folder"] / "triples.jsonl"
+    with open(triples, "a", encoding="utf-8") as handle:  # the second domain fails its checksum
+        handle.write('{"head": "Kismet", "relation": "has_genre", "tail": "Comedy"}\n')
+    code, _, err = run(capsys, "--kb", kb, "import", tmp_path / "dump", "--replace")
+    assert code == 1 and err.startswith("LoadError: ") and "sha256" in err
+    assert json.loads(run(capsys, "--kb", kb, "--json", "stats")[1])["domains"] == before
+    del manifest["domains"]["tiny_movies"]["sha256"]  # a malformed line, found half-way through the graph
+    (tmp_path / "dump" / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with open(triples, "a", encoding="utf-8") as handle:
+        handle.write('{"head": "Kismet", "relation": "has_genre"}\n')
+    code, _, err = run(capsys, "--kb", kb, "import", tmp_path / "dump", "--replace")
+    assert code == 1 and err.startswith("LoadError: ") and "without 'tail'" in err
+    assert json.loads(run(capsys, "--kb", kb, "--json", "stats")[1])["domains"] == before
+    with kgllm.open(kb) as opened:
+        assert opened.domain_info("other")["description"] == "not in the dump"
+        assert opened.domain_info("tiny_movies")["description"] == before["tiny_movies"]["description"]
 
 
 def test_choices_without_adapter_warn_with_the_cli_option(tmp_path, capsys, fixtures_dir):
