@@ -114,12 +114,18 @@ def test_default_nlist(n, expected):
     assert _module("index_search").default_nlist(n) == expected
 
 
-def test_link_prediction_filter_bench_reports_both_filters(fixtures_dir, tmp_path):
+def _nations_head(fixtures_dir: Path, tmp_path: Path) -> Path:
+    """A data root whose ``nations/`` holds the fixture's first 360 lines as train.txt, the last 40 as valid.txt."""
     lines = (fixtures_dir / "eval" / "nations_train_head.txt").read_text().splitlines()
     nations = tmp_path / "data" / "nations"
     nations.mkdir(parents=True)
     (nations / "train.txt").write_text("\n".join(lines[:360]) + "\n")
     (nations / "valid.txt").write_text("\n".join(lines[360:]) + "\n")
+    return tmp_path / "data"
+
+
+def test_link_prediction_filter_bench_reports_both_filters(fixtures_dir, tmp_path):
+    _nations_head(fixtures_dir, tmp_path)
     result = _run("link_prediction_filter.py", "--data-root", str(tmp_path / "data"), "-o", "epochs=5", "-o", "dim=8",
                   "-o", "max_length=1", "--curve", out=tmp_path / "lpf.json")
     assert result["benchmark"] == "link_prediction_filter" and set(result["results"]) == {"nations"}
@@ -185,12 +191,7 @@ def test_mc_graph_headroom_features_and_cross_validated_logit(tmp_path):
 
 
 def test_path_gnn_probe_trains_and_ranks_with_both_filters(fixtures_dir, tmp_path):
-    lines = (fixtures_dir / "eval" / "nations_train_head.txt").read_text().splitlines()
-    nations = tmp_path / "data" / "nations"
-    nations.mkdir(parents=True)
-    (nations / "train.txt").write_text("\n".join(lines[:360]) + "\n")
-    (nations / "valid.txt").write_text("\n".join(lines[360:]) + "\n")
-    result = _run("path_gnn_probe.py", "--data-root", str(tmp_path / "data"), "--name", "nations", "--epochs", "2",
+    result = _run("path_gnn_probe.py", "--data-root", str(_nations_head(fixtures_dir, tmp_path)), "--name", "nations", "--epochs", "2",
                   "--eval-every", "1", "--dim", "8", "--layers", "2", "--threads", "1", out=tmp_path / "gnn.json")
     history = result["results"]["history"]
     assert [point["epoch"] for point in history] == [1, 2] and history[1]["loss"] < history[0]["loss"]
