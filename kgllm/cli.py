@@ -152,12 +152,11 @@ def load(
 
                 for _ in read_documents(documents, chunking=chunking or "paragraph"):  # type: ignore[arg-type]
                     pass
-            if triples:
+            if triples:  # with the documents in one step: a failure loads neither
                 report = kb.load_triples(domain, triples, format=fmt, order=order, description=description,
-                                         progress=opts.progress)
-            if documents:  # the documents' report counts no triples: keep those the triples file added
-                report = {**report, **kb.load_documents(domain, documents, chunking=chunking, description=description),
-                          "triples_added": report.get("triples_added", 0)}
+                                         documents=documents or (), chunking=chunking, progress=opts.progress)
+            elif documents:
+                report = kb.load_documents(domain, documents, chunking=chunking, description=description)
         else:
             raise ConfigError("give a pack directory, or --domain with --triples and/or --documents")
         _emit(opts, report, "\n".join([f"{report['domain']}: +{report.get('triples_added', 0)} triples, "

@@ -150,13 +150,16 @@ class KnowledgeBase(DomainIndexes):
 
     def load_triples(self, domain: str, path: str | Path, *, format: str | None = None, order: str | None = None,
                      description: str | None = None, relation_text: dict[str, str] | None = None,
+                     documents: Sequence[str | Path] = (), chunking: str | None = None,
                      progress: bool = False) -> dict[str, Any]:
-        """Load one triples file into ``domain`` (created when new). Atomic."""
-        from kgllm.loaders import read_triples
+        """Load one triples file into ``domain`` (created when new), with ``documents`` (chunked as
+        ``chunking`` says, as in :meth:`load_documents`) in the same step. Atomic: a failure loads none of them."""
+        from kgllm.loaders import read_documents, read_triples
 
         reader = read_triples(path, format, order=order)
+        chunks = list(read_documents(documents, domain=domain, chunking=chunking or "paragraph")) if documents else []  # type: ignore[arg-type]
         info = {"description": description, "relation_text": relation_text or {}}
-        return self._load(domain, [reader], [], info, progress=progress)
+        return self._load(domain, [reader], chunks, info, progress=progress)
 
     def load_documents(self, domain: str, paths: Sequence[str | Path], *, chunking: str | None = None,
                        description: str | None = None) -> dict[str, Any]:

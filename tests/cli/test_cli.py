@@ -305,6 +305,21 @@ def test_load_of_triples_with_documents_reports_both(tmp_path, capsys, fixtures_
     assert code == 0 and out.startswith("geo: +0 triples, +1 chunks")
 
 
+def test_load_of_triples_with_documents_is_one_step(tmp_path, capsys, fixtures_dir):
+    # the triples were loaded first and kept when the documents then failed to be written
+    kb = tmp_path / "kb"
+    notes = tmp_path / "notes.txt"
+    notes.write_text("France borders Spain.\n", encoding="utf-8")
+    countries = fixtures_dir / "kb" / "tiny_geo" / "countries.tsv"
+    assert run(capsys, "--kb", kb, "load", "--domain", "first", "--triples", countries)[0] == 0
+    (kb / "docs").write_text("a file where the documents folder goes", encoding="utf-8")
+    code, _, err = run(capsys, "--kb", kb, "--json", "load", "--domain", "geo", "--triples", countries,
+                       "--documents", notes)
+    assert code == 1 and "docs" in err
+    code, out, _ = run(capsys, "--kb", kb, "--json", "stats")
+    assert code == 0 and list(json.loads(out)["domains"]) == ["first"]
+
+
 def test_load_documents_with_chunking(tmp_path, capsys):
     from kgllm.loaders import CHUNKINGS
 
