@@ -66,8 +66,9 @@ class ReasoningConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_hops: int = Field(default=3, ge=1, le=4)
-    beam: int = Field(default=8, ge=1, le=256)
+    # strict: True or "2" is no hop count (pydantic would read them as 1 and 2)
+    max_hops: int = Field(default=3, ge=1, le=4, strict=True)
+    beam: int = Field(default=8, ge=1, le=256, strict=True)
     retrievers: list[str] = Field(default_factory=lambda: list(DEFAULT_RETRIEVERS))
 
     @field_validator("retrievers")

@@ -266,6 +266,9 @@ class KnowledgeBase(DomainIndexes):
 
         if name in self._manifest["domains"]:
             raise ConfigError(f"an expert named {name!r} exists already; experts: {', '.join(self.domains)}")
+        if reasoning and "hops" in reasoning and reasoning.get("max_hops", reasoning["hops"]) != reasoning["hops"]:
+            raise ConfigError(f"expert {name!r}: reasoning gives hops={reasoning['hops']!r} and "
+                              f"max_hops={reasoning['max_hops']!r}; give one of them")
         try:
             settings = ReasoningConfig(**_reasoning_settings(reasoning))
         except ValidationError as exc:

@@ -283,6 +283,11 @@ def test_experts_of_a_pack_with_same_as_and_hops(tmp_path, fixtures_dir):
             kb.add_expert("baking", description="Bread.", reasoning={"depth": 2})
         with pytest.raises(ConfigError, match="bad reasoning setting 'max_hops'"):
             kb.add_expert("baking", description="Bread.", reasoning={"hops": 9})
+        for odd in (True, "2", 2.0):  # were read as 1, 2 and 2 hops
+            with pytest.raises(ConfigError, match="bad reasoning setting 'max_hops'"):
+                kb.add_expert("baking", description="Bread.", reasoning={"hops": odd})
+        with pytest.raises(ConfigError, match="hops=2 and max_hops=3; give one of them"):
+            kb.add_expert("baking", description="Bread.", reasoning={"hops": 2, "max_hops": 3})
         assert kb.domains == ["cooking", "tiny-movies"]
     with kgllm.open(tmp_path / "kb", create=False) as reopened:
         assert reopened.expert("cooking").reasoning.max_hops == 1
