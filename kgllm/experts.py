@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from kgllm.exceptions import ConfigError, ModelError
+from kgllm.exceptions import ModelError
 from kgllm.retrieval.evidence import DEFAULT_RETRIEVERS, check_retrievers
 from kgllm.types import ExpertChoice
 
@@ -74,10 +74,7 @@ class ReasoningConfig(BaseModel):
     @field_validator("retrievers")
     @classmethod
     def _known_retrievers(cls, value: list[str]) -> list[str]:
-        try:
-            return check_retrievers(value)
-        except ConfigError as exc:  # pydantic reports a ValueError as this field's error
-            raise ValueError(str(exc)) from exc
+        return check_retrievers(value)  # its ConfigError is a ValueError: pydantic reports it for the field
 
 
 class Expert(BaseModel):

@@ -421,15 +421,14 @@ class Pipeline:
         context. A question that linked no entity goes on when documents or facts were found."""
         started = time.perf_counter()
         generative = backend is not None and getattr(backend, "generative", True)
-        todo = [work for work in batch if work.domain is not None and not (work.done and not work.unlinked)]
+        todo = [(work, work.domain) for work in batch
+                if work.domain is not None and not (work.done and not work.unlinked)]
         has_documents = getattr(self.kb, "has_documents", None)
         if len(todo) > 1 and (generative or (callable(has_documents) and any(
-                has_documents(expert.name) for work in todo for expert in work.answer.experts))):
+                has_documents(expert.name) for work, _ in todo for expert in work.answer.experts))):
             # one encoder call for the batch's questions: the vector retrievers then read the embedder's cache
-            self.kb.embedder.encode(list(dict.fromkeys(work.question for work in todo)))
-        for work in todo:
-            ctx = work.domain
-            assert ctx is not None
+            self.kb.embedder.encode(list(dict.fromkeys(work.question for work, _ in todo)))
+        for work, ctx in todo:
             work.answer.chunks = self._chunks(work, ctx)
             if generative:
                 seeds = [ctx.snapshot.ids[node] for node in work.topic]

@@ -41,7 +41,7 @@ from pydantic import (
     model_validator,
 )
 
-from kgllm.exceptions import ConfigError, LoadError
+from kgllm.exceptions import LoadError
 from kgllm.loaders._io import iter_lines
 from kgllm.loaders.documents import DocChunk, read_documents
 from kgllm.loaders.triples import TripleFormat, TripleReader, read_names
@@ -131,10 +131,7 @@ class Pack(_Strict):
             if key == "retrievers":
                 if not isinstance(setting, list) or not all(isinstance(name, str) for name in setting):
                     raise ValueError(f"'retrievers' must be a list of names, got {setting!r}")
-                try:
-                    check_retrievers(setting)
-                except ConfigError as exc:  # pydantic reports a ValueError as this field's error
-                    raise ValueError(str(exc)) from exc
+                check_retrievers(setting)  # its ConfigError is a ValueError: pydantic reports it for the field
             elif key in _REASONING_SETTINGS:
                 low, high = _REASONING_SETTINGS[key]
                 if isinstance(setting, bool) or not isinstance(setting, int) or not low <= setting <= high:
