@@ -8,6 +8,11 @@ twice: filtered with train'+valid'+valid.txt (``without_test_filter``: test' pla
 split) and with test' as well (``with_test_filter``: the protocol the folders would allow if test.txt
 were present; the real test.txt is of course still unfiltered in both). Rules, ComplEx and their
 combination are reported each way, with wall and CPU time and the load average.
+The swap estimate of the complete-filter numbers (:func:`kgllm.eval.metrics.swap_estimated_ranks`: the
+scored split's other answers stand in for the missing split's) is checked here: estimated from the
+``without_test_filter`` ranking (valid' answers standing in for test') it should match ``with_test_filter``
+(``swap_check``). It is then applied to the real ``valid.txt`` ranking of models trained on all of
+``train.txt`` (``valid_txt``: the README numbers, and their ``estimated_complete_filter``).
 ``--curve`` also ranks valid' (combined model) with growing shares of the held-out true triples (test'
 and valid.txt) filtered, and fits ``MRR(p) = q (1 - e^(-a p)) / (a p)`` (p: share of all true triples
 left out of the filter, the withheld test.txt always among them) to *estimate* the complete-filter MRR
@@ -134,13 +139,21 @@ def main() -> None:
             "n": report["n"], "split_sizes": config["simulated_split"],
             "with_test_filter": _rounded(report["by_method"]),
             "without_test_filter": _rounded(config["by_method_without_test_filter"]),
+            "swap_check": {"estimated_from_without_test_filter": _rounded(config["estimated_from_without_test_filter"]),
+                           "actual_with_test_filter": _rounded(report["by_method"])},
+            "estimated_complete_filter_simulated": _rounded(config["estimated_complete_filter"]),
             "rules": config["rules"], "rule_weight": config["rule_weight"], "kge": config["kge"],
             "wall_s": round(time.perf_counter() - wall, 2), "cpu_s": round(time.process_time() - cpu, 2),
             "load_avg_1m": round(os.getloadavg()[0], 2)}
+        real_options = {k: v for k, v in options.items() if k not in ("simulate_split", "split_seed")}
+        real = run_eval(name, EvalRequest(data=folder, split="dev", options=real_options))
+        results[name]["valid_txt"] = {"n": real["n"], "by_method": _rounded(real["by_method"]),
+                                      "estimated_complete_filter": _rounded(real["config"]["estimated_complete_filter"])}
         if args.curve:
             results[name]["filter_curve"] = filter_curve(folder, name, args.seed, options)
         print(name, json.dumps({k: results[name].get(k) for k in ("with_test_filter", "without_test_filter",
-                                                                   "filter_curve")}), flush=True)
+                                                                   "swap_check", "valid_txt", "filter_curve")}),
+              flush=True)
     write_result(args.out, {"benchmark": "link_prediction_filter", "machine": machine_info(), "seed": args.seed,
                             "options": options, "results": results})
 

@@ -96,3 +96,23 @@ def test_filtered_ranks_hand_computed_ties_and_filter():
     assert list(metrics.filtered_ranks(scores, targets, mask)) == [3.0, 1.5, 3.0, 1.5]
     assert metrics.ranking_metrics([3.0, 1.5, 3.0, 1.5], ks=(1, 3)) == pytest.approx(
         {"mrr": (1 / 3 + 2 / 3 + 1 / 3 + 2 / 3) / 4, "hits@1": 0.0, "hits@3": 1.0})
+
+
+def test_swap_estimated_ranks_hand_computed():
+    scores = np.array([
+        [0.9, 0.8, 0.7, 0.6, 0.1],  # target 3; 0, 1, 2 unfiltered above; peer 4 below -> nothing taken: 4
+        [0.9, 0.8, 0.7, 0.6, 0.1],  # peer 0 above (filtered): 1, 2 left above, one taken off: 2
+        [0.9, 0.8, 0.7, 0.6, 0.1],  # peers 0, 1 filtered: 2 left above, 2 x 2 taken off, floored: 1
+        [0.6, 0.6, 0.6, 0.6, 0.6],  # all tied: 1, 2, 3 at half each, peer 0 at half -> 1 + 1.5 - 0.5 = 2
+    ])
+    targets = np.array([3, 3, 3, 4])
+    filt = np.zeros_like(scores, dtype=bool)
+    peers = np.zeros_like(scores, dtype=bool)
+    peers[0, 4] = peers[1, 0] = peers[2, [0, 1]] = peers[3, [0, 4]] = True  # [3, 4]: the target is never a peer
+    filt[1, 0] = filt[2, [0, 1]] = filt[3, 0] = True  # peers are other true answers: filtered
+    ranks = [metrics.swap_estimated_ranks(scores[i:i + 1], targets[i:i + 1], filt[i:i + 1], peers[i:i + 1],
+                                          scale=2.0 if i == 2 else 1.0)[0] for i in range(4)]
+    assert ranks == [4.0, 2.0, 1.0, 2.0]
+    # with no peers above, the estimate is the incomplete-filter rank itself
+    assert list(metrics.swap_estimated_ranks(scores[:1], targets[:1], filt[:1], peers[:1])) == list(
+        metrics.filtered_ranks(scores[:1], targets[:1], filt[:1]))
