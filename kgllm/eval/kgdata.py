@@ -78,19 +78,25 @@ class KGDataset:
         """Read every split file present; ``need`` lists the splits that must exist.
 
         Raises:
-            BenchmarkError: the folder or a needed file is missing (the message lists what is expected).
+            BenchmarkError: the folder or a needed file is missing (the message lists what is expected), or
+                a needed ``train.txt`` holds no triples (nothing to learn from).
+            LoadError: a malformed line (file, line and value).
         """
         data = Path(data)
         missing = [SPLIT_FILES[s] for s in need if not split_file(data, s).is_file()]
         if not data.is_dir() or missing:
             expected = ", ".join(sorted({SPLIT_FILES[s] for s in need}))
-            what = "folder not found" if not data.is_dir() else f"missing {', '.join(missing)}"
+            what = ("not a folder" if data.exists() else "folder not found") if not data.is_dir() else \
+                f"missing {', '.join(missing)}"
             raise BenchmarkError(f"{name}: {data}: {what}; expected files: {expected}")
         splits = {}
         for split in ("train", "dev", "test"):
             path = split_file(data, split)
             if path.is_file():
                 splits[split] = read_split(path)
+        if "train" in need and not splits["train"]:
+            raise BenchmarkError(f"{name}: {split_file(data, 'train')} holds no triples; expected "
+                                 "head<TAB>relation<TAB>tail lines to learn from")
         ents = sorted({x for ts in splits.values() for h, _, t in ts for x in (h, t)})
         rels = sorted({r for ts in splits.values() for _, r, _ in ts})
         return cls(name=name, splits=splits, entities=ents, relations=rels)

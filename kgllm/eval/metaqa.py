@@ -157,7 +157,13 @@ def evaluate(request: registry.EvalRequest, *, hops: int, ntm: bool = False) -> 
     latencies: list[float] = []
     per_type: dict[str, list[float]] = {}
     halves: dict[bool, list[tuple[float, float, float]]] = {True: [], False: []}
+    predictions: list[dict[str, Any]] = []  # per question, for the report's calibration plot and predictions file
     batch = int(request.options.get("batch_size", 64))
+    bar = None
+    if request.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(questions), desc=f"metaqa {hops}-hop questions", unit="q", leave=False)
     for begin in range(0, len(questions), batch):
         chunk = questions[begin:begin + batch]
         answers = pipeline.ask_many([q.question for q in chunk], domain=DOMAIN, model=model, top_k=None,
@@ -175,6 +181,13 @@ def evaluate(request: registry.EvalRequest, *, hops: int, ntm: bool = False) -> 
             if q.qtype:
                 per_type.setdefault(q.qtype, []).append(hit)
             halves[in_training_half(hops, q.line)].append((hit, f1s[-1], recalls[-1]))
+            predictions.append({"question": q.question, "gold": sorted(gold),
+                                "predicted": ranked[0] if ranked else None, "score": min(1.0, max(0.0, float(top))),
+                                "correct": bool(hit), "type": q.qtype, "line": q.line})
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
     n = len(questions)
 
     def mean(xs: list[float]) -> float:
@@ -188,6 +201,8 @@ def evaluate(request: registry.EvalRequest, *, hops: int, ntm: bool = False) -> 
         "n": n,
         "metrics": {"hits@1": mean(hits), "f1": mean(f1s), "answer_recall": mean(recalls)},
         "latency_ms": latency_summary(latencies) if latencies else {},
+        "latencies_ms": latencies,
+        "predictions": predictions,
         "per_type": {t: {"n": len(v), "hits@1": mean(v)} for t, v in sorted(per_type.items())},
         "config": {"scorer": scorer, "model": model, "held_out": held_out, "hops": hops, "ntm": ntm,
                    "file": str(path.relative_to(request.data)), "batch_size": batch, "kb": str(kb.path),

@@ -160,8 +160,8 @@ def write_report(reports: Sequence[dict[str, Any]], directory: Path) -> Path:
              "| benchmark | split | n | metrics | p50 ms | seconds |", "|---|---|---:|---|---:|---:|"]
     for r in reports:
         if "metrics" not in r:
-            lines.append(f"| {r['benchmark']} | - | - | {'error: ' + r['error'] if 'error' in r else 'skipped'}"
-                         " | - | - |")
+            status = f"error: {r['error']}" if "error" in r else f"skipped: {r.get('skipped', '')}"
+            lines.append(f"| {r['benchmark']} | - | - | {status.replace('|', '/')} | - | - |")
             continue
         ms = ", ".join(f"{k} {_fmt(v)}" for k, v in r["metrics"].items())
         lines.append(f"| {r['benchmark']} | {r['split']} | {r['n']} | {ms} | "
@@ -172,6 +172,8 @@ def write_report(reports: Sequence[dict[str, Any]], directory: Path) -> Path:
             continue
         name = r["benchmark"]
         lines += ["", f"## {name}", ""]
+        for warning in r.get("warnings", []):  # an incomplete filter, a --limit past the data, ...
+            lines += [f"**Warning:** {warning}", ""]
         refs = references_for(name)
         if refs:
             lines += ["| method | metric | value | source |", "|---|---|---:|---|",

@@ -86,7 +86,10 @@ def run_rog(request: EvalRequest, *, name: str) -> dict[str, Any]:
     from kgllm.reasoning.reasoner import PathReasoner
     from kgllm.reasoning.scorer import ZeroShotScorer
 
-    path = rog_file(request.data, request.split)
+    try:
+        path = rog_file(request.data, request.split)
+    except BenchmarkError as exc:
+        raise BenchmarkError(f"{name}: {exc}") from exc
     embedder = Embedder(request.options.get("embedder"))
     max_hops = int(request.options.get("max_hops", 2))
     hits, f1s, recalls, latencies, predictions = [], [], [], [], []
@@ -121,15 +124,7 @@ def run_rog(request: EvalRequest, *, name: str) -> dict[str, Any]:
                        "file": path.name}}
 
 
-def _required(data: Path, split: str) -> list[str]:
-    if Path(data).is_file():
-        return []
-    names = SPLIT_NAMES.get(split, ())
-    found = [n for n in names if (Path(data) / n).is_file()]
-    return found or list(names[:1])
-
-
+# No required_files: rog_file names every file name a split accepts (dev.jsonl, validation.jsonl, ...).
 for _name, _title in (("webqsp", "WebQSP"), ("cwq", "CWQ")):
     benchmark(Benchmark(name=_name, description=f"{_title} in the RoG format (per-question subgraphs): Hits@1, F1",
-                        primary_metric="hits@1", run=functools.partial(run_rog, name=_name),
-                        required_files=_required))
+                        primary_metric="hits@1", run=functools.partial(run_rog, name=_name)))

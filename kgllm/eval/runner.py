@@ -8,6 +8,7 @@ folder exists under a data root (``kgllm eval all --data-root DIR``). Both can w
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -18,7 +19,7 @@ from kgllm.eval import metrics
 from kgllm.eval.registry import EvalRequest, get_benchmark
 from kgllm.exceptions import BenchmarkError, ConfigError
 
-__all__ = ["DATA_FOLDERS", "run_eval", "run_all", "envelope", "write_json", "print_summary"]
+__all__ = ["DATA_FOLDERS", "run_eval", "run_all", "envelope", "slim", "write_json", "print_summary"]
 
 # benchmark → its folder under a data root (the layout of the shared benchmark data).
 DATA_FOLDERS: dict[str, str] = {
@@ -62,6 +63,9 @@ def _check_files(name: str, request: EvalRequest) -> None:
         raise BenchmarkError(f"{name}: data folder not found: {request.data}")
     if spec.required_files is not None:
         expected = spec.required_files(Path(request.data), request.split)
+        if expected and Path(request.data).is_file():
+            raise BenchmarkError(f"{name}: --data must be the benchmark's folder, got the file {request.data}; "
+                                 f"expected files in the folder: {', '.join(expected)}")
         missing = [f for f in expected if not (Path(request.data) / f).exists()]
         if missing:
             raise BenchmarkError(f"{name}: {request.data} lacks {', '.join(missing)}; expected files: "
@@ -76,6 +80,25 @@ def _check_outputs(out: Path | None, report_dir: Path | None) -> None:
         raise ConfigError(f"--out must name a JSON file, got the folder {out}")
     if report_dir is not None and Path(report_dir).exists() and not Path(report_dir).is_dir():
         raise ConfigError(f"--report must name a folder, got the file {report_dir}")
+    if out is not None:
+        _check_writable("--out", Path(out), Path(out).parent)
+    if report_dir is not None:
+        _check_writable("--report", Path(report_dir), Path(report_dir))
+
+
+def _check_writable(option: str, target: Path, folder: Path) -> None:
+    """The nearest existing folder on the way to ``folder`` must take new files (probed with a temporary one)."""
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {target} cannot be written: {existing} is a file, not a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".kgllm-write-test-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{option} {target} cannot be written: no new files can be made in {existing} "
+                          f"({exc.strerror or exc})") from exc
 
 
 def envelope(name: str, request: EvalRequest, result: dict[str, Any], seconds: float) -> dict[str, Any]:
@@ -103,6 +126,8 @@ def envelope(name: str, request: EvalRequest, result: dict[str, Any], seconds: f
     scored = [p for p in preds if "score" in p and "correct" in p]
     if scored:
         out["calibration"] = metrics.calibration([p["score"] for p in scored], [bool(p["correct"]) for p in scored])
+    if isinstance(config.get("filter_warning"), str):  # an incomplete filter (no test.txt): said where users look
+        out["warnings"] = [*out.get("warnings", []), config["filter_warning"]]
     if request.limit is not None and int(result["n"]) < request.limit:
         out["warnings"] = [*out.get("warnings", []),
                            f"--limit {request.limit} exceeds the {result['n']} questions of the split; all were used"]
@@ -117,8 +142,9 @@ def write_json(report: dict[str, Any] | list[dict[str, Any]], path: Path) -> Pat
     return path
 
 
-def _slim(report: dict[str, Any]) -> dict[str, Any]:
-    """The JSON written to ``--out``: without the bulky per-question lists (kept in the report folder)."""
+def slim(report: dict[str, Any]) -> dict[str, Any]:
+    """The JSON written to ``--out`` and printed with ``--json``: without the bulky per-question lists (kept in
+    the report folder)."""
     return {k: v for k, v in report.items() if k not in ("predictions", "latencies_ms")}
 
 
@@ -135,7 +161,8 @@ def run_eval(name: str, request: EvalRequest, *, out: Path | None = None,
     Raises:
         BenchmarkError: unknown benchmark (lists the known ones), unknown split, missing data files, a split
             without questions.
-        ConfigError: ``out`` is a folder or ``report_dir`` a file.
+        ConfigError: ``out`` is a folder or ``report_dir`` a file, or either cannot be written (checked
+            before the run).
     """
     _check_outputs(out, report_dir)
     _check_files(name, request)
@@ -145,7 +172,7 @@ def run_eval(name: str, request: EvalRequest, *, out: Path | None = None,
         raise BenchmarkError(f"{name}: no questions in the {request.split!r} split of {request.data}")
     report = envelope(name, request, result, time.perf_counter() - started)
     if out is not None:
-        write_json(_slim(report), out)
+        write_json(slim(report), out)
     if report_dir is not None:
         from kgllm.eval.report import write_report
 
@@ -165,6 +192,11 @@ def run_all(data_root: Path, *, split: str = "dev", limit: int | None = None,
 
     Returns:
         The reports, plus ``{"benchmark": name, "skipped": reason}`` / ``{"benchmark", "error"}`` entries.
+
+    Raises:
+        BenchmarkError: ``data_root`` is missing, an unknown name, or no benchmark could run (the message
+            names the data folders expected under ``data_root``, and why those present were skipped).
+        ConfigError: ``out`` is a folder or ``report_dir`` a file, or either cannot be written.
     """
     from kgllm.eval.registry import benchmarks
 
@@ -194,8 +226,14 @@ def run_all(data_root: Path, *, split: str = "dev", limit: int | None = None,
             reports.append({"benchmark": name, "skipped": str(exc)})
         except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others' numbers
             reports.append({"benchmark": name, "error": f"{type(exc).__name__}: {exc}"})
+    if all("skipped" in r for r in reports):  # an exit code of 0 and an empty report would hide a wrong root
+        present = [r["skipped"] for r in reports if DATA_FOLDERS.get(r["benchmark"], ".") != "."
+                   and (data_root / DATA_FOLDERS[r["benchmark"]]).exists()]
+        folders = sorted({DATA_FOLDERS.get(name, name) for name in chosen} - {"."})
+        raise BenchmarkError(f"no benchmark could run from {data_root}; expected data folders under it: "
+                             f"{', '.join(folders)}" + "".join(f"; {reason}" for reason in present))
     if out is not None:
-        write_json([_slim(r) for r in reports], out)
+        write_json([slim(r) for r in reports], out)
     if report_dir is not None:
         from kgllm.eval.report import write_report
 

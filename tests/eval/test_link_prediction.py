@@ -31,6 +31,9 @@ def test_countries_s1_auc_pr_envelope_and_out_json(countries, tmp_path):
         assert key in report
     written = json.loads(out.read_text())
     assert written["metrics"] == report["metrics"] and "predictions" not in written
+    first = report["predictions"][0]  # explained by a rule and a path of stored edges
+    assert first["explanation"].startswith("locatedin(X,Y) <- ")
+    assert first["explanation"].split(" via ")[1].endswith(f"]-> {first['predicted']}")
 
 
 def test_trained_rules_are_reused_with_model(countries, tmp_path):
@@ -103,6 +106,17 @@ def test_link_prediction_reports_rules_kge_and_combined(fixtures_dir, tmp_path):
     # 14 candidate nations: a random ranking would give MRR around 0.25
     assert report["metrics"]["mrr"] > 0.35
     assert report["predictions"][0]["predicted"] in known and report["per_type"]
+    # each prediction says which rule derives it, through a path from the question's entity to the answer
+    explained = [p for p in report["predictions"] if p["explanation"]]
+    assert len(explained) > len(report["predictions"]) / 2
+    for p in explained:
+        assert type(p["correct"]) is bool  # a numpy bool would be written to JSON as a string
+        entity = p["question"].split("(", 1)[1].rsplit(", ?)", 1)[0]
+        rule, path = p["explanation"].split(" via ")
+        assert rule.startswith(f"{p['type']}(") and " <- " in rule and "[conf " in rule
+        assert path.startswith(f"{entity} -[")
+        head = rule.split(" <- ")[0]  # a rule with a constant names the answer in its head instead
+        assert path.endswith(f"]-> {p['predicted']}") or p["predicted"] in head.split("(")[1]
 
 
 def test_test_split_true_triples_are_filtered_when_scoring_dev(fixtures_dir, tmp_path):
@@ -136,6 +150,10 @@ def test_test_split_true_triples_are_filtered_when_scoring_dev(fixtures_dir, tmp
     assert len(before) == len(after) == 2 * reports[True]["n"]
     assert all(a <= b for a, b in zip(after, before, strict=True))
     assert sum(after) < sum(before)
+    # without test.txt, valid.txt's other answers above the gold one stand in for the missing answers
+    # (the estimate's accuracy is checked on a simulated split below)
+    assert "estimated_complete_filter" not in complete
+    assert reports[False]["metrics"]["mrr"] < incomplete["estimated_complete_filter"]["combined"]["mrr"]
 
 
 def _nations_folder(fixtures_dir, tmp_path, *, test: bool):  # type: ignore[no-untyped-def]
@@ -182,3 +200,8 @@ def test_simulated_split_carves_train_and_measures_the_missing_filter(fixtures_d
     for method, values in report["by_method"].items():
         assert without[method]["mrr"] <= values["mrr"]
     assert without["combined"]["mrr"] < report["by_method"]["combined"]["mrr"]
+    # the swap estimate from the without-test' ranking, checked against the with-test' numbers
+    from_without = config["estimated_from_without_test_filter"]["combined"]["mrr"]
+    assert without["combined"]["mrr"] < from_without
+    assert abs(from_without - report["metrics"]["mrr"]) < report["metrics"]["mrr"] - without["combined"]["mrr"]
+    assert config["estimated_complete_filter"]["combined"]["mrr"] >= report["metrics"]["mrr"]

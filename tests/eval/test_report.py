@@ -68,6 +68,8 @@ def test_per_type_plot_and_summary_table(tmp_path):
     assert (tmp_path / "plots" / "metaqa-2hop_per_type.png").read_bytes()[:8] == PNG
     md = (tmp_path / "report.md").read_text()
     assert "error: ValueError: boom" in md and "EmbedKGQA" in md
+    write_report([report, {"benchmark": "umls", "skipped": "umls: data folder not found: x"}], tmp_path / "s")
+    assert "| umls | - | - | skipped: umls: data folder not found: x | - | - |" in (tmp_path / "s" / "report.md").read_text()
     console = Console(record=True, width=200)
     print_summary([report, {"benchmark": "csqa", "skipped": "no data"}], console=console)
     text = console.export_text()
@@ -102,6 +104,39 @@ def test_unwritable_outputs_are_refused_before_the_run(fixtures_dir, tmp_path):
         run_all(tmp_path, out=tmp_path)
 
 
+def test_outputs_under_a_file_are_refused_before_the_run(fixtures_dir, tmp_path):
+    # they failed with FileExistsError once the (possibly hours long) run was over
+    data = tmp_path / "c"
+    shutil.copytree(fixtures_dir / "eval" / "countries_S1", data)
+    valid = (data / "valid.txt").read_text()
+    (data / "valid.txt").write_text("not a triple\n")  # the run would fail on it: the outputs are checked first
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match=r"--out .*report\.json cannot be written: .*a-file is a file, not a folder"):
+        run_eval("countries-s1", EvalRequest(data=data), out=blocker / "sub" / "report.json")
+    with pytest.raises(ConfigError, match=r"--report .*plots cannot be written: .*a-file is a file, not a folder"):
+        run_eval("countries-s1", EvalRequest(data=data), report_dir=blocker / "plots")
+    with pytest.raises(ConfigError, match="a-file is a file, not a folder"):
+        run_all(tmp_path, report_dir=blocker / "plots")
+    (data / "valid.txt").write_text(valid)
+    report = run_eval("countries-s1", EvalRequest(data=data, limit=2), out=tmp_path / "new" / "deep" / "r.json",
+                      report_dir=tmp_path / "new" / "report")  # folders still to be made are fine
+    assert json.loads((tmp_path / "new" / "deep" / "r.json").read_text())["n"] == report["n"] == 2
+    assert not list(tmp_path.glob("**/.kgllm-write-test-*"))  # the probe leaves nothing behind
+
+
+def test_run_all_with_nothing_to_run_is_an_error(tmp_path):
+    # it printed a table of skipped benchmarks and exited 0, as if a wrong --data-root had been evaluated
+    with pytest.raises(BenchmarkError, match=r"no benchmark could run from .*; expected data folders under it: "
+                                             r"commonsenseqa, countries/countries_S1, .*umls"):
+        run_all(tmp_path, out=tmp_path / "all.json")
+    assert not (tmp_path / "all.json").exists()
+    (tmp_path / "commonsenseqa").mkdir()
+    (tmp_path / "commonsenseqa" / "dev.jsonl").write_text("{}\n")
+    with pytest.raises(BenchmarkError, match=r"; 'kgllm eval csqa' needs --model MODEL_DIR"):
+        run_all(tmp_path)  # the one benchmark with data says why it could not run
+
+
 def test_long_config_is_cut_at_a_key_not_mid_json(tmp_path):
     short = {"scorer": "learned", "hops": 2}
     long = {"scorer": "learned", "model": "models/metaqa", "regions": ["africa", "americas", "asia"] * 20,
@@ -115,3 +150,17 @@ def test_long_config_is_cut_at_a_key_not_mid_json(tmp_path):
     assert json.loads(shown) == {"scorer": "learned", "model": "models/metaqa"}  # valid JSON, whole keys
     assert note == "(cut before regions, halves; results.json has the whole config)"
     assert json.loads((tmp_path / "results.json").read_text())[1]["config"] == long
+
+
+def test_an_incomplete_filter_is_a_warning_of_the_report(fixtures_dir, tmp_path):
+    # it was only in config.filter_warning: neither the terminal summary nor report.md said the scores are low
+    data = tmp_path / "nations"
+    data.mkdir()
+    lines = (fixtures_dir / "eval" / "nations_train_head.txt").read_text().splitlines()
+    (data / "train.txt").write_text("\n".join(lines[:360]) + "\n")
+    (data / "valid.txt").write_text("\n".join(lines[360:]) + "\n")
+    request = EvalRequest(data=data, split="dev", limit=4, options={"epochs": 2, "dim": 8, "max_length": 2})
+    report = run_eval("nations", request, report_dir=tmp_path / "report")
+    assert report["warnings"][0] == report["config"]["filter_warning"]
+    assert "test.txt absent" in report["warnings"][0]
+    assert f"**Warning:** {report['warnings'][0]}" in (tmp_path / "report" / "report.md").read_text()

@@ -35,6 +35,17 @@ def test_bad_lines_name_file_and_line(tmp_path):
         rog_file(tmp_path, "dev")
 
 
+def test_a_folder_without_questions_names_every_accepted_file(tmp_path):
+    # the runner said "lacks dev.jsonl; expected files: dev.jsonl", although validation.jsonl is read too
+    with pytest.raises(BenchmarkError, match=r"^cwq: .*: no dev questions; expected one of: dev\.jsonl, "
+                                             r"validation\.jsonl, valid\.jsonl$"):
+        run_eval("cwq", EvalRequest(data=tmp_path, split="dev"))
+    with pytest.raises(BenchmarkError, match="no test questions; expected one of: test.jsonl"):
+        run_eval("webqsp", EvalRequest(data=tmp_path, split="test"))
+    with pytest.raises(BenchmarkError, match="webqsp: data folder not found"):
+        run_eval("webqsp", EvalRequest(data=tmp_path / "nowhere", split="dev"))
+
+
 @pytest.mark.slow
 def test_answers_each_question_on_its_own_subgraph(fixtures_dir, tmp_path):
     data = tmp_path / "webqsp"

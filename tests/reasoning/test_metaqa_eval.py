@@ -88,3 +88,23 @@ def test_held_out_given_as_text(metaqa_dir, metaqa_kb, value, held_out):
     result = registry.get_benchmark("metaqa-1hop").run(request)
     assert result["config"]["held_out"] is held_out
     assert (result["config"]["halves"]["training"]["n"] == 0) is held_out
+
+
+def test_report_gets_latency_histogram_calibration_and_progress(metaqa_dir, metaqa_kb, tmp_path, capsys):
+    # MetaQA returned only a latency summary and no per-question scores: its report had neither a latency
+    # histogram nor a calibration plot, and a run on the terminal showed no progress
+    from kgllm.eval.runner import run_eval
+
+    request = registry.EvalRequest(data=metaqa_dir, split="dev", limit=12, kb=metaqa_kb.path, progress=True)
+    report = run_eval("metaqa-3hop", request, out=tmp_path / "r.json", report_dir=tmp_path / "report")
+    assert "metaqa 3-hop questions" in capsys.readouterr().err
+    preds = report["predictions"]
+    assert len(preds) == len(report["latencies_ms"]) == 12
+    assert all(0.0 <= p["score"] <= 1.0 and p["type"] and "_to_" in p["type"] for p in preds)
+    assert sum(p["correct"] for p in preds) / 12 == pytest.approx(report["metrics"]["hits@1"], abs=1e-4)
+    assert sum(b["count"] for b in report["calibration"]["bins"]) == 12
+    for kind in ("latency", "calibration", "per_type"):
+        assert (tmp_path / "report" / "plots" / f"metaqa-3hop_{kind}.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "report" / "predictions" / "metaqa-3hop.jsonl").read_text().count("\n") == 12
+    written = (tmp_path / "r.json").read_text()
+    assert '"predictions"' not in written and '"latencies_ms"' not in written  # --out stays small

@@ -128,3 +128,9 @@ def test_cli_trains_and_attaches_rules_then_ask_shows_the_inference(kb, geograph
     assert answer["paths"][top["paths"][0]]["hops"][0]["rule"].startswith("locatedin(X,Y) <- ")
     assert main(["train", "rules", "--data", str(geography), "--out", str(rules), "-o", f"kb={path}"]) == 1
     assert "needs both -o kb=DIR and -o domain=NAME" in capsys.readouterr().err
+    # a KB or domain that is not there is refused before the rules are mined and written
+    for kb_dir, domain, error in ((tmp_path / "no-kb", "geography", "KBNotFound"), (path, "nosuch", "DomainNotFound")):
+        out = tmp_path / f"rules-{domain}"
+        assert main(["train", "rules", "--data", str(geography), "--out", str(out), "-o", f"kb={kb_dir}",
+                     "-o", f"domain={domain}"]) == 1
+        assert capsys.readouterr().err.startswith(error) and not out.exists()
