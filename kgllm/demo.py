@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from kgllm.exceptions import ConfigError
+from kgllm.formatting import format_answer
 
 __all__ = ["bundled_graphs_dir", "run_demo", "CROSS_EXPERT_EXAMPLES"]
 
@@ -31,7 +32,6 @@ def run_demo(kb: Any, graphs: Path | None = None, *, progress: bool = False,
 
     The questions go through routing (no ``domain=``), so the demo also shows which expert answered.
     """
-    from kgllm.cli import format_answer
     from kgllm.loaders import load_pack
 
     say = echo or (lambda _text: None)

@@ -25,9 +25,9 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from kgllm.exceptions import ConfigError, LoadError
 from kgllm.index.manifest import sha256_file
@@ -42,6 +42,7 @@ EXPORT_FORMAT = "kgllm-export"
 EXPORT_VERSION = 1
 MANIFEST = "manifest.json"
 _BATCH = 50_000
+_Report = TypeVar("_Report")
 
 
 class _KB(Protocol):
@@ -309,6 +310,9 @@ def import_store(store: GraphStore, in_dir: str | Path, *, domains: Sequence[str
                  replace: bool = False) -> dict[str, int]:
     """Load an export's graphs into ``store``; returns triples added per domain.
 
+    Like :func:`import_kb`, a failure leaves the store as it was: the domains this call had imported
+    already are removed, and those ``replace`` had deleted come back.
+
     Raises:
         LoadError: the export is malformed (names the file, line and value) or fails its checksums.
         ConfigError: a domain exists in ``store`` already (unless ``replace``), or an unknown one is named.
@@ -316,12 +320,8 @@ def import_store(store: GraphStore, in_dir: str | Path, *, domains: Sequence[str
     source = Path(in_dir)
     manifest = read_export_manifest(source)
     chosen = _plan(manifest, store.domains(), domains, replace)
-    added = {}
-    for domain in chosen:
-        if replace and domain in store.domains():
-            store.delete_domain(domain)
-        added[domain] = _import_domain(store, domain, source, manifest["domains"][domain])
-    return added
+    return _import_all(_BareStore(store), manifest, chosen, replace,
+                       lambda domain, entry: _import_domain(store, domain, source, entry))
 
 
 def import_kb(kb: _KB, in_dir: str | Path, *, domains: Sequence[str] | None = None,
@@ -349,28 +349,63 @@ def import_kb(kb: _KB, in_dir: str | Path, *, domains: Sequence[str] | None = No
     manifest = read_export_manifest(source)
     chosen = _plan(manifest, sorted(set(kb.domains) | set(kb.store.domains())), domains, replace)
     chunks = {domain: _chunks(source, manifest["domains"][domain]) for domain in chosen}  # bad files fail early
+
+    def load(domain: str, entry: dict[str, Any]) -> dict[str, int]:
+        added = _import_domain(kb.store, domain, source, entry)
+        info = {k: v for k, v in (entry.get("info") or {}).items() if v is not None}
+        kb.set_domain_info(domain, **info)
+        return {"triples_added": added,
+                "chunks_added": kb.add_chunks(domain, chunks[domain]) if chunks[domain] else 0}
+
+    return _import_all(kb, manifest, chosen, replace, load)
+
+
+def _import_all(kb: _KB, manifest: dict[str, Any], chosen: Sequence[str], replace: bool,
+                load: Callable[[str, dict[str, Any]], _Report]) -> dict[str, _Report]:
+    """Import the ``chosen`` domains one by one with ``load``, all or nothing: when one fails, the
+    domains imported so far are removed and those ``replace`` had deleted come back (from a copy made
+    first, in a temporary folder)."""
     with tempfile.TemporaryDirectory(prefix="kgllm-replaced-") as backup:
         replaced = _back_up(kb, [d for d in chosen if replace], Path(backup))
-        report = {}
+        report: dict[str, _Report] = {}
         started: list[str] = []  # domains this call creates: removed again when a later one fails
         deleted: dict[str, str] = {}  # replaced domains deleted so far: restored when one fails
         try:
             for domain in chosen:
-                entry = manifest["domains"][domain]
                 if domain in replaced:
                     deleted[domain] = replaced[domain]
                     _remove_domains(kb, [domain])
                 started.append(domain)
-                added = _import_domain(kb.store, domain, source, entry)
-                info = {k: v for k, v in (entry.get("info") or {}).items() if v is not None}
-                kb.set_domain_info(domain, **info)
-                report[domain] = {"triples_added": added,
-                                  "chunks_added": kb.add_chunks(domain, chunks[domain]) if chunks[domain] else 0}
+                report[domain] = load(domain, manifest["domains"][domain])
         except BaseException:
             _remove_domains(kb, started)
             _restore(kb, Path(backup), deleted)
             raise
     return report
+
+
+class _BareStore:
+    """A bare graph store seen as a knowledge base without domains of its own (no metadata, no
+    chunks), so that :func:`import_store` backs up, undoes and restores like :func:`import_kb`."""
+
+    def __init__(self, store: GraphStore) -> None:
+        self.store = store
+
+    @property
+    def domains(self) -> list[str]:
+        return []
+
+    def domain_info(self, domain: str) -> dict[str, Any]:
+        return {}
+
+    def set_domain_info(self, domain: str, **info: Any) -> None:
+        pass
+
+    def chunks(self, domain: str) -> list[Chunk]:
+        return []
+
+    def add_chunks(self, domain: str, chunks: Sequence[Chunk]) -> int:
+        return 0
 
 
 def _chunks(source: Path, entry: dict[str, Any]) -> list[Chunk]:
