@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 import kgllm
-from kgllm.llm import BaseLLM, Generation
+from kgllm.llm import BaseLLM, ExtractiveLLM, Generation
+from kgllm.pipeline import EXPLORE_NEEDS_LLM
 
 QUESTION = "Who directed [Kismet]?"
 
@@ -71,3 +74,15 @@ def test_a_model_that_follows_nothing_says_so(kb):
     assert answer.answers == []
     assert any(w.startswith("explore: the language model chose no relation") for w in answer.warnings)
     assert not [w for w in kb.ask(QUESTION).warnings if w.startswith("explore:")]
+
+
+def test_explore_without_a_generative_llm_says_so_and_answers_by_the_beam_search(kb, caplog):
+    with caplog.at_level(logging.WARNING, logger="kgllm.pipeline"):
+        answers = kb.ask_many([QUESTION, "who directed Kismet"], explore=True)
+    assert [r.message for r in caplog.records].count(EXPLORE_NEEDS_LLM) == 1  # logged once per call
+    assert [[a.name for a in answer.answers] for answer in answers] == [["William Dieterle"]] * 2
+    assert all(EXPLORE_NEEDS_LLM in answer.warnings for answer in answers)
+    for llm in ("extractive", ExtractiveLLM()):  # the extractive answerer cannot choose relations either
+        answer = kb.ask(QUESTION, llm=llm, explore=True)
+        assert answer.answers[0].name == "William Dieterle" and EXPLORE_NEEDS_LLM in answer.warnings
+    assert EXPLORE_NEEDS_LLM not in kb.ask(QUESTION).warnings
