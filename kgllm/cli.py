@@ -1,8 +1,10 @@
-"""The ``kgllm`` command. The only place that reads environment variables.
+"""The ``kgllm`` command. The only place that reads environment variables, apart from two library
+defaults: the ``openai:`` backend's ``OPENAI_API_KEY`` and WordNet's ``KGLLM_WORDNET``.
 
 Every command takes ``--kb DIR`` (default ``$KGLLM_HOME`` or ``~/.kgllm/default``), ``--store``, the
-Neo4j connection options and ``--json`` (also accepted after the command); library errors print
-``ErrorType: message`` and exit 1, command-line usage errors print click's usage message and exit 2.
+Neo4j connection options, ``--json`` and ``--debug`` (both also accepted after the command); library
+errors print ``ErrorType: message`` and exit 1 (with ``--debug`` or ``$KGLLM_DEBUG`` set, the whole
+traceback), command-line usage errors print click's usage message and exit 2.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import os
 import shutil
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +26,7 @@ from typer.core import TyperCommand
 
 from kgllm.config import default_kb_path
 from kgllm.exceptions import ConfigError, KGLLMError
+from kgllm.formatting import format_answer
 
 __all__ = ["app", "main"]
 
@@ -87,7 +91,10 @@ def _global(
     neo4j_password: str | None = typer.Option(None, "--neo4j-password", help="[$NEO4J_PASSWORD]"),
     neo4j_database: str | None = typer.Option(None, "--neo4j-database", help="Neo4j database name."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output; no progress bars."),
+    debug: bool = typer.Option(False, "--debug", help="On an error, print the whole traceback, not one line "
+                                                       "[$KGLLM_DEBUG]."),
 ) -> None:
+    # --debug is acted on by main(), which turns errors into output: it is declared here for parsing and --help
     ctx.obj = Options(
         kb=kb or default_kb_path(os.environ.get("KGLLM_HOME")),
         store=store,
@@ -213,24 +220,6 @@ def ask(
     typer.echo(format_answer(answer))
 
 
-def format_answer(answer: Any, *, max_answers: int = 5, max_paths: int = 3) -> str:
-    """A short human-readable rendering of an Answer."""
-    lines = [f"Q: {answer.question}", f"A: {answer.text or '(no answer)'}"]
-    if answer.answers:
-        shown = ", ".join(f"{a.name} ({a.score:.2f})" for a in answer.answers[:max_answers])
-        lines.append(f"   answers: {shown}")
-    for path in answer.paths[:max_paths]:
-        lines.append(f"   path: {path.text()}  [{path.score:.2f}]")
-    for number, chunk in enumerate(answer.chunks[:max_paths], start=1):
-        text = " ".join(chunk.text.split())
-        lines.append(f"   document [D{number}]: {text[:160]}{'…' if len(text) > 160 else ''}  [{chunk.score or 0:.2f}]")
-    if answer.experts:
-        lines.append("   experts: " + ", ".join(f"{e.name} ({e.score:.2f})" for e in answer.experts))
-    for warning in answer.warnings:
-        lines.append(f"   warning: {warning}")
-    return "\n".join(lines)
-
-
 @app.command("export", cls=_Command)
 def export_cmd(ctx: typer.Context, out: Path = typer.Argument(..., metavar="OUT_DIR",
                                                               help="Directory to write the KB dump to.")) -> None:
@@ -304,13 +293,14 @@ def eval_cmd(
     option: list[str] = typer.Option([], "--option", "-o", help="Benchmark-specific KEY=VALUE (repeatable)."),
 ) -> None:
     """Evaluate on a benchmark; prints a JSON summary (metrics, latency, warnings), with --json the whole
-    report JSON (see DESIGN.md). 'all' prints a table of the benchmarks (with --json their reports).
+    report JSON, as --out writes it (see DESIGN.md; the per-question predictions go to --report). 'all'
+    prints a table of the benchmarks (with --json their reports).
 
     Benchmarks build their own knowledge bases and ignore --kb: MetaQA's is cached under the system
     temp dir (one per kb.txt checksum), so your KB is never changed.
     """
     from kgllm.eval.registry import EvalRequest
-    from kgllm.eval.runner import run_all, run_eval
+    from kgllm.eval.runner import run_all, run_eval, slim
 
     opts: Options = ctx.obj
     options = _parse_options(option)
@@ -324,7 +314,7 @@ def eval_cmd(
         results = run_all(root, split=split, limit=limit, out=out, report_dir=report, options=options,
                           progress=opts.progress, echo=None if opts.json else typer.echo)
         if opts.json:
-            typer.echo(json.dumps(results, indent=2, default=str))
+            typer.echo(json.dumps([slim(r) for r in results], indent=2, default=str))
         return
     if data is None:
         raise ConfigError(f"'kgllm eval {benchmark}' needs --data DIR")
@@ -333,7 +323,7 @@ def eval_cmd(
     result = run_eval(benchmark, request, out=out, report_dir=report)
     summary = {k: result[k] for k in ("benchmark", "split", "n", "metrics", "latency_ms", "seconds", "warnings")
                if k in result}
-    typer.echo(json.dumps(summary if not opts.json else result, indent=2, default=str))
+    typer.echo(json.dumps(summary if not opts.json else slim(result), indent=2, default=str))
 
 
 @app.command(cls=_Command)
@@ -372,17 +362,20 @@ def version(ctx: typer.Context) -> None:
     _emit(ctx.obj, {"version": __version__}, __version__)
 
 
+_HOISTED = ("--json", "--debug")
+
+
 def _hoist_flags(argv: list[str]) -> list[str]:
-    """Accept ``--json`` after the command too (``kgllm stats --json``): it is an option of the group,
-    so it moves before the command name. A ``--json`` given as the value of ``-o``/``--option`` stays."""
+    """Accept ``--json`` and ``--debug`` after the command too (``kgllm stats --json``): they are options
+    of the group, so they move before the command name. One given as the value of ``-o``/``--option`` stays."""
     command = _command_index(argv)
     if command is None:
         return argv
     tail = argv[command:]
-    moved = [i for i, arg in enumerate(tail) if arg == "--json" and (i == 0 or tail[i - 1] not in ("-o", "--option"))]
+    moved = [i for i, arg in enumerate(tail) if arg in _HOISTED and (i == 0 or tail[i - 1] not in ("-o", "--option"))]
     if not moved:
         return argv
-    return argv[:command] + ["--json"] + [arg for i, arg in enumerate(tail) if i not in moved]
+    return argv[:command] + [tail[i] for i in moved] + [arg for i, arg in enumerate(tail) if i not in moved]
 
 
 def _command_index(argv: list[str]) -> int | None:
@@ -419,11 +412,22 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
     return tuple(kinds)
 
 
+def _error(exc: BaseException, debug: bool) -> int:
+    """Report an expected error: one line ``ErrorType: message``, or with ``debug`` the whole traceback."""
+    if debug:
+        typer.echo("".join(traceback.format_exception(exc)).rstrip("\n"), err=True)
+    else:
+        typer.echo(f"{type(exc).__name__}: {exc}", err=True)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app, turning kgllm errors (and OS errors, such as an output path that cannot
-    be created) into one line and exit code 1; usage errors (an unknown option, a missing argument) print
-    click's usage message and exit 2."""
+    be created) into one line and exit code 1 (the traceback instead with ``--debug`` or ``KGLLM_DEBUG``
+    set to anything but ``0``); usage errors (an unknown option, a missing argument) print click's usage
+    message and exit 2."""
     args = _hoist_flags(list(sys.argv[1:] if argv is None else argv))
+    debug = "--debug" in args[:_command_index(args)] or os.environ.get("KGLLM_DEBUG", "") not in ("", "0")
     # The Neo4j driver logs what kgllm then reports as its one-line error ("Unable to retrieve routing
     # information"); without a handler Python would print those records on stderr too.
     driver_log = logging.getLogger("neo4j")
@@ -433,11 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=args, standalone_mode=False)
     except KGLLMError as exc:
-        typer.echo(f"{type(exc).__name__}: {exc}", err=True)
-        return 1
+        return _error(exc, debug)
     except OSError as exc:  # a path that cannot be written (--kb, --out, an export folder): one line too
-        typer.echo(f"{type(exc).__name__}: {exc}", err=True)
-        return 1
+        return _error(exc, debug)
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:

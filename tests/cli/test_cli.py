@@ -175,6 +175,20 @@ def test_eval_prints_the_warnings_of_the_report(capsys, fixtures_dir):
     assert summary["warnings"] == ["--limit 100 exceeds the 24 questions of the split; all were used"]
 
 
+def test_eval_json_is_the_report_that_out_writes(capsys, fixtures_dir, tmp_path):
+    # --json printed every prediction and latency besides the report JSON of DESIGN.md
+    data = fixtures_dir / "eval" / "countries_S1"
+    code, out, _ = run(capsys, "eval", "countries-s1", "--data", data, "--json", "--out", tmp_path / "r.json")
+    printed = json.loads(out)
+    assert code == 0 and printed == json.loads((tmp_path / "r.json").read_text())
+    assert {"benchmark", "split", "n", "metrics", "latency_ms", "config", "kgllm_version", "seconds"} <= set(printed)
+    assert "predictions" not in printed and "latencies_ms" not in printed
+    shutil.copytree(data, tmp_path / "root" / "countries" / "countries_S1")
+    code, out, _ = run(capsys, "--json", "eval", "all", "--data-root", tmp_path / "root", "--limit", 3)
+    reports = {r["benchmark"]: r for r in json.loads(out)}
+    assert code == 0 and reports["countries-s1"]["n"] == 3 and "predictions" not in reports["countries-s1"]
+
+
 def test_failed_import_into_a_new_kb_leaves_nothing_and_export_to_a_file(tmp_path, capsys, fixtures_dir):
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -402,6 +416,51 @@ def test_paths_that_cannot_be_written_are_one_line(tmp_path, capsys, fixtures_di
     blocker.write_text("not a folder\n", encoding="utf-8")
     code, out, err = run(capsys, "eval", "countries-s1", "--data", fixtures_dir / "eval" / "countries_S1",
                          "--limit", 2, "--out", blocker / "report.json")
-    assert code == 1 and err.startswith("FileExistsError: ") and len(err.strip().splitlines()) == 1
+    assert code == 1 and err.startswith("ConfigError: --out ") and len(err.strip().splitlines()) == 1
+    assert "is a file, not a folder" in err and not out  # refused before the run
     code, out, err = run(capsys, "--kb", blocker / "kb", "load", fixtures_dir / "kb" / "tiny_geo")
     assert code == 1 and err.startswith("NotADirectoryError: ") and len(err.strip().splitlines()) == 1
+
+
+def test_debug_prints_the_traceback_instead_of_one_line(tmp_path, capsys, fixtures_dir, monkeypatch):
+    # the one line `ErrorType: message` hid where an error that is really a bug came from
+    monkeypatch.delenv("KGLLM_DEBUG", raising=False)
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder\n", encoding="utf-8")
+    absent = ("--kb", tmp_path / "absent", "stats")
+    unwritable = ("--kb", blocker / "kb", "load", fixtures_dir / "kb" / "tiny_geo")
+    for args, frame, error in ((("--debug", *absent), "kb.py", "KBNotFound: "),
+                               ((*absent, "--debug"), "kb.py", "KBNotFound: "),
+                               ((*unwritable, "--debug"), "local.py", "NotADirectoryError: ")):
+        code, out, err = run(capsys, *args)
+        assert code == 1 and err.startswith("Traceback (most recent call last):") and frame in err, err
+        assert error in err.strip().splitlines()[-1]
+    monkeypatch.setenv("KGLLM_DEBUG", "1")
+    code, out, err = run(capsys, *absent)
+    assert code == 1 and err.startswith("Traceback (most recent call last):")
+    assert "KBNotFound: " in err.strip().splitlines()[-1]
+    monkeypatch.setenv("KGLLM_DEBUG", "0")
+    code, out, err = run(capsys, *absent)
+    assert code == 1 and err.startswith("KBNotFound: ") and len(err.strip().splitlines()) == 1
+    code, out, err = run(capsys, "eval", "countries-s1", "--data", tmp_path, "-o", "--debug")  # the value of -o
+    assert code == 1 and err.strip() == "ConfigError: expected KEY=VALUE for --option, got '--debug'"
+
+
+def test_nothing_in_the_library_imports_the_cli():
+    # DESIGN.md: cli.py sits on top and nothing imports it; kgllm/demo.py imported format_answer from it
+    import ast
+    from pathlib import Path
+
+    package = Path(kgllm.__file__).parent
+    importers = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            if "kgllm.cli" in names:
+                importers.append(str(path.relative_to(package)))
+    assert importers == []
