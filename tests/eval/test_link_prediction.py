@@ -192,7 +192,7 @@ def test_simulated_split_carves_train_and_measures_the_missing_filter(fixtures_d
     report = run_eval("nations", EvalRequest(data=data, split="dev", options={
         "simulate_split": True, "split_seed": 3, "epochs": 10, "dim": 16, "max_length": 2}))
     config = report["config"]
-    assert report["n"] == len(parts[1]) and config["trained_on"] == ["train"]
+    assert report["n"] == len(parts[1]) and config["trained_on"] == ["train'"]
     assert config["simulated_split"]["test'"] == len(parts[2]) and config["simulated_split"]["valid.txt"] == 40
     assert config["filter_complete"] is False and "test.txt" in config["filter_warning"]
     # the same models ranked with less filtered: never better, and worse here
@@ -205,3 +205,8 @@ def test_simulated_split_carves_train_and_measures_the_missing_filter(fixtures_d
     assert without["combined"]["mrr"] < from_without
     assert abs(from_without - report["metrics"]["mrr"]) < report["metrics"]["mrr"] - without["combined"]["mrr"]
     assert config["estimated_complete_filter"]["combined"]["mrr"] >= report["metrics"]["mrr"]
+    # learn_valid: the models also learn from valid.txt, as --split test learns from train + valid
+    more = run_eval("nations", EvalRequest(data=data, split="dev", options={
+        "simulate_split": True, "split_seed": 3, "epochs": 10, "dim": 16, "max_length": 2, "learn_valid": True}))
+    assert more["config"]["trained_on"] == ["train'", "valid.txt"] and more["n"] == report["n"]
+    assert more["config"]["rules"] != config["rules"]  # mined from more triples
