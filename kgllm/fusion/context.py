@@ -6,7 +6,8 @@ token budget measured with the model's own tokenizer: over budget, facts are dro
 first, then chunks, then paths, and the drop is reported in ``Answer.warnings``.
 
 After generation, ``Answer.facts`` is in citation order, so ``[n]`` in ``Answer.text`` is
-``Answer.facts[n - 1]``; citations the model invents are removed from the text and flagged.
+``Answer.facts[n - 1]``; citations the model invents are removed from the text and flagged (``[2-4]`` ranges too);
+a reply that cites nothing, an empty reply and one cut off at ``max_tokens`` are flagged as well.
 ``Answer.prompt``, ``Answer.tokens`` and ``Answer.llm_calls`` record what the answer cost.
 
 The extractive backend (``llm=None``) writes the text from the paths instead, at no LLM call.
@@ -46,7 +47,8 @@ TEMPLATE_FIELDS = ("question", "context", "facts", "paths", "chunks", "answers",
 #: Prompt budget in tokens when neither the caller nor the model's context length sets one.
 DEFAULT_BUDGET = 3072
 
-_CITATION_RE = re.compile(r"\s?\[(\s*D?\d+\s*(?:[,;]\s*D?\d+\s*)*)\]")
+_CITED = r"\s*D?\d+(?:\s*[-\u2013]\s*D?\d+)?\s*"  # [3], [D2], a range [2-4] / [D1-D3]
+_CITATION_RE = re.compile(rf"\s?\[({_CITED}(?:[,;]{_CITED})*)\]")
 
 
 @dataclass
@@ -302,13 +304,19 @@ class ContextFusion:
         """
         invented: list[str] = []
 
+        def given(ref: str) -> bool:  # every number of ``3``, ``D2`` or a range ``2-4`` was in the prompt
+            doc = ref.startswith("D")
+            ends = ref.split("-")
+            numbers = [int(end.lstrip("D")) for end in ends]
+            limit = n_chunks if doc else n_facts
+            return (all(1 <= n <= limit for n in numbers) and numbers == sorted(numbers)
+                    and not any(end.startswith("D") and not doc for end in ends))
+
         def fix(match: re.Match[str]) -> str:
             kept = []
             for raw in re.split(r"[,;]", match.group(1)):
-                ref = raw.strip()
-                number = int(ref.lstrip("D"))
-                limit = n_chunks if ref.startswith("D") else n_facts
-                if 1 <= number <= limit:
+                ref = re.sub(r"\s+", "", raw).replace("\u2013", "-")
+                if given(ref):
                     kept.append(ref)
                 elif ref not in invented:
                     invented.append(ref)
@@ -318,10 +326,25 @@ class ContextFusion:
             return f"{lead}[{', '.join(kept)}]"
 
         cleaned = _CITATION_RE.sub(fix, text)
-        warnings = [f"the LLM cited [{ref}], which is not among the {n_chunks if ref.startswith('D') else n_facts} "
-                    f"{'documents' if ref.startswith('D') else 'facts'} it was given; removed from the text"
-                    for ref in invented]
+        warnings = [f"the LLM cited [{ref}], which {'goes beyond' if '-' in ref else 'is not among'} the "
+                    f"{n_chunks if ref.startswith('D') else n_facts} {'documents' if ref.startswith('D') else 'facts'} "
+                    "it was given; removed from the text" for ref in invented]
         return cleaned.strip(), warnings
+
+    def reply_warnings(self, text: str, finish_reason: str | None, n_facts: int = 0, n_chunks: int = 0) -> list[str]:
+        """What a user should know about the model's (citation-checked) reply: no text at all, a text that cites
+        none of the facts and documents it was given, or a text cut at ``max_tokens``."""
+        warnings = []
+        if not text.strip():
+            reason = f" (finish reason: {finish_reason})" if finish_reason else ""
+            warnings.append(f"the LLM wrote no answer text{reason}; the answers and paths come from the graph")
+        elif (n_facts or n_chunks) and not _CITATION_RE.search(text):
+            given = " and ".join(f"{n} {what}{'s' if n > 1 else ''}"
+                                 for n, what in ((n_facts, "fact"), (n_chunks, "document")) if n)
+            warnings.append(f"the LLM's text cites none of the {given} it was given")
+        if finish_reason == "length":
+            warnings.append(f"the LLM's text was cut off at max_tokens={self.max_tokens}")
+        return warnings
 
     def generate(self, answer: Answer, llm: LLM | None, *, template: str | None = None,
                  budget: int | None = None, choices: Sequence[str] | None = None) -> Answer:
@@ -336,6 +359,8 @@ class ContextFusion:
         generation = llm.generate(fused.messages, max_tokens=self.max_tokens, temperature=self.temperature,
                                   stop=self.stop or None)
         text, citation_warnings = self.check_citations(generation.text, len(fused.facts), len(fused.chunks))
+        reply_warnings = self.reply_warnings(text, getattr(generation, "finish_reason", None), len(fused.facts),
+                                             len(fused.chunks))
         render = getattr(llm, "render", None)
         prompt = render(fused.messages) if render is not None else messages_to_text(fused.messages)
         tokens["prompt"] += generation.prompt_tokens
@@ -348,7 +373,7 @@ class ContextFusion:
             "llm_calls": calls,
             # Shown facts first, in citation order, so [n] is facts[n - 1]; then what did not fit.
             "facts": fused.facts + fused.dropped_facts,
-            "warnings": [*answer.warnings, *fused.warnings(), *citation_warnings],
+            "warnings": [*answer.warnings, *fused.warnings(), *citation_warnings, *reply_warnings],
         })
 
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from kgllm.exceptions import ConfigError
+from kgllm.exceptions import ConfigError, LLMError
 
 __all__ = [
     "Message",
@@ -211,7 +211,11 @@ class BaseLLM:
             LLMError: the backend failed.
         """
         messages, stop_list = self._check(prompt, max_tokens, temperature, stop)
-        return self._generate(messages, max_tokens=max_tokens, temperature=temperature, stop=stop_list)
+        generation = self._generate(messages, max_tokens=max_tokens, temperature=temperature, stop=stop_list)
+        if not isinstance(generation, Generation):  # a user's own backend returning the bare text, say
+            raise LLMError(f"{self.name}: {type(self).__name__}._generate returned {type(generation).__name__}, "
+                           "not a Generation(text=..., prompt_tokens=..., completion_tokens=...)")
+        return generation
 
     def stream(self, prompt: Prompt, *, max_tokens: int = 256, temperature: float = 0.0,
                stop: Sequence[str] | None = None) -> Iterator[str]:

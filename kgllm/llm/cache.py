@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +54,19 @@ class LLMCache:
         with self._connect() as conn:
             conn.execute(_SCHEMA)
 
-    def _connect(self) -> closing[sqlite3.Connection]:
-        # One short-lived connection per operation: no handles left open, safe across threads.
-        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        return closing(conn)
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """One short-lived connection per operation (no handles left open, safe across threads), under the lock.
+
+        Raises:
+            ConfigError: the file cannot be used (not a database, unreadable, locked too long).
+        """
+        try:
+            with self._lock, closing(sqlite3.connect(self.path, timeout=30.0, isolation_level=None)) as conn:
+                yield conn
+        except sqlite3.Error as exc:
+            raise ConfigError(f"the LLM cache {str(self.path)!r} cannot be used ({exc}); delete the file, or turn "
+                              "the cache off (--no-llm-cache, llm_cache=False)") from exc
 
     @staticmethod
     def key(backend: str, model: str, messages: Sequence[Message], *, max_tokens: int, temperature: float,
@@ -68,7 +77,7 @@ class LLMCache:
         return hashlib.sha256(json.dumps(request, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
     def get(self, key: str) -> Generation | None:
-        with self._lock, self._connect() as conn:
+        with self._connect() as conn:
             row = conn.execute("SELECT text, prompt_tokens, completion_tokens, finish_reason FROM completions "
                                "WHERE key = ?", (key,)).fetchone()
         if row is None:
@@ -77,17 +86,17 @@ class LLMCache:
                           cached=True)
 
     def put(self, key: str, backend: str, model: str, generation: Generation) -> None:
-        with self._lock, self._connect() as conn:
+        with self._connect() as conn:
             conn.execute("INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          (key, backend, model, generation.text, generation.prompt_tokens,
                           generation.completion_tokens, generation.finish_reason, time.time()))
 
     def __len__(self) -> int:
-        with self._lock, self._connect() as conn:
+        with self._connect() as conn:
             return int(conn.execute("SELECT COUNT(*) FROM completions").fetchone()[0])
 
     def clear(self) -> None:
-        with self._lock, self._connect() as conn:
+        with self._connect() as conn:
             conn.execute("DELETE FROM completions")
 
     def __repr__(self) -> str:

@@ -100,12 +100,13 @@ class HFLLM(BaseLLM):
         if not isinstance(torch_dtype, torch.dtype):
             raise ConfigError(f"unknown dtype {dtype!r}; expected float32, bfloat16 or float16")
         dtype_arg = _dtype_arg()
+        source = str(path) if path.is_dir() else self.model  # ``~/models/x`` expanded: transformers does not
         bars = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()  # loading is quiet unless the caller asks for progress
         try:
-            self.tokenizer: Any = AutoTokenizer.from_pretrained(self.model, trust_remote_code=trust_remote_code)
+            self.tokenizer: Any = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
             loaded: Any = AutoModelForCausalLM.from_pretrained(
-                self.model, trust_remote_code=trust_remote_code, **{dtype_arg: torch_dtype})
+                source, trust_remote_code=trust_remote_code, **{dtype_arg: torch_dtype})
         except (OSError, ValueError) as exc:
             raise ConfigError(f"hf:{self.model}: cannot load the model or tokenizer: {exc}") from exc
         finally:
@@ -114,7 +115,8 @@ class HFLLM(BaseLLM):
         self._model: Any = loaded.to(self.device)
         self._model.eval()
         self._lock = threading.Lock()  # one generate at a time: HF models are not re-entrant
-        self._identity = self._fingerprint(path) if path.is_dir() else self.model
+        # The weights' precision changes the text too (bfloat16 on CUDA by default, float32 on CPU).
+        self._identity = f"{self._fingerprint(path) if path.is_dir() else self.model}#{dtype}"
 
     # -- properties ------------------------------------------------------------------------------
     @property

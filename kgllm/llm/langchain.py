@@ -5,10 +5,14 @@ Pass the model object from Python: ``kb.ask(q, llm=ChatOllama(model="qwen2.5"))`
 when ``bind_params=True`` (most provider models accept them; LangChain's own fakes and some
 providers take them only in the constructor). ``stop`` is always passed, and enforced on the
 output too. Token counts come from the message's ``usage_metadata`` when the provider reports it.
+Cached completions are keyed on the model's class and all of its settings (its fields when it is wrapped).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -18,6 +22,7 @@ from kgllm.llm.base import BaseLLM, Generation, Message, StopTrimmer, approx_tok
 __all__ = ["LangChainLLM", "is_langchain_chat_model"]
 
 _INSTALL = 'pip install "kgllm[langchain]"'
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 def _base_chat_model() -> type:
@@ -49,6 +54,12 @@ def _content_text(content: Any) -> str:
     return str(content)
 
 
+def _opaque(value: Any) -> str:
+    """An object without a JSON form (a client, a pipeline) by its repr, less the memory address that would
+    make every process's key new."""
+    return _ADDRESS.sub("", repr(value))
+
+
 class LangChainLLM(BaseLLM):
     """A LangChain chat model behind the :class:`~kgllm.llm.base.LLM` protocol.
 
@@ -70,15 +81,30 @@ class LangChainLLM(BaseLLM):
         super().__init__(str(model_name))
         self.chat_model: Any = chat_model
         self.bind_params = bind_params
+        self._identity = self._settings_identity()
+
+    def _settings_identity(self) -> str:
+        """The model's class, name and every setting as it is handed over: its identifying parameters (which
+        many providers and users' own models leave empty or partial, e.g. without the base URL) and its
+        fields (clients and callbacks are excluded from them by LangChain). Taken once, so that state a model
+        keeps between calls does not change the key; hashed, so no key or password is written to the cache."""
+        model = self.chat_model
+        settings: dict[str, Any] = {}
+        for what, read in (("params", lambda: dict(model._identifying_params)), ("fields", model.model_dump)):
+            try:
+                settings[what] = read()
+            except Exception:  # noqa: BLE001 - third-party models may fail here: the rest still identifies
+                settings[what] = None
+        try:
+            text = json.dumps(settings, sort_keys=True, ensure_ascii=False, default=_opaque)
+        except (TypeError, ValueError):  # keys that are not strings
+            text = _opaque(settings)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        return f"{type(model).__module__}.{type(model).__qualname__}:{self.model}#{digest}"
 
     @property
     def identity(self) -> str:
-        # The model's own serialisable parameters (provider, model, temperature...) identify it.
-        try:
-            params = self.chat_model._identifying_params
-        except Exception:  # noqa: BLE001 - third-party models may fail here; fall back to the name
-            params = {}
-        return f"{type(self.chat_model).__qualname__}:{self.model}:{sorted(map(str, params.items()))}"
+        return self._identity
 
     def count_tokens(self, text: str) -> int:
         # Only use the model's tokenizer when it has a real one: LangChain's default downloads GPT-2's.

@@ -12,6 +12,7 @@ The API key is the ``api_key`` argument, else the environment variable named by 
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import json
 import os
 import random
@@ -129,7 +130,11 @@ class OpenAICompatibleLLM(BaseLLM):
 
     @property
     def identity(self) -> str:
-        return f"{self.model}@{self.base_url}"
+        # extra_body (top_p, seed, a LoRA adapter name...) changes the completions: part of the cache key.
+        if not self.extra_body:
+            return f"{self.model}@{self.base_url}"
+        body = json.dumps(self.extra_body, sort_keys=True, ensure_ascii=False, default=repr)
+        return f"{self.model}@{self.base_url}#{hashlib.sha256(body.encode()).hexdigest()[:16]}"
 
     def count_tokens(self, text: str) -> int:
         if self._tokenizer is not None:
@@ -197,6 +202,9 @@ class OpenAICompatibleLLM(BaseLLM):
                     if response.is_success:
                         return response
                     last = f"HTTP {response.status_code}: {_error_detail(response)}"
+                    if response.status_code == 404:  # most often a base URL that is not the API root
+                        last += (f" (POST {url}; the base URL must be the API root, such as "
+                                 "http://127.0.0.1:8000/v1)")
                     if response.status_code not in _RETRY_STATUS:
                         raise LLMError(f"{self.name}: {last}")
                 finally:

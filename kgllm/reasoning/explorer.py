@@ -2,9 +2,10 @@
 
 Used only when an LLM is given. At each hop the explorer lists the steps that leave the current
 frontier (``1. directed by``, ``2. inverse of starred actors`` ...), asks the model which ones lead
-towards the answer (or ``0`` to stop), walks the chosen ones on the graph and continues from the
-kept chains. The chains it ends with are ranked by the path scorer, so the model only prunes; every
-answer is still reached by real edges, and every prompt is one ``llm.generate`` call.
+towards the answer (or ``0`` to stop; a reply without numbers is read for the steps' names), walks the
+chosen ones on the graph and continues from the kept chains. The chains it ends with are ranked by the
+path scorer, so the model only prunes; every answer is still reached by real edges, and every prompt is
+one ``llm.generate`` call.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class LLMExplorer:
             self.calls += 1
             self.tokens["prompt"] += int(getattr(generation, "prompt_tokens", 0) or 0)
             self.tokens["completion"] += int(getattr(generation, "completion_tokens", 0) or 0)
+        if not _NUMBER.search(reply):  # no number at all: the model may have named the relations instead
+            return self._named(reply, codes)
         picked: list[int] = []
         for token in _NUMBER.findall(reply):
             number = int(token)
@@ -74,6 +77,22 @@ class LLMExplorer:
             if len(picked) >= self.width:
                 break
         return picked
+
+    def _named(self, reply: str, codes: Sequence[int]) -> list[int]:
+        """The options a reply names by their text (``directed by``, ``directed_by``), in the reply's order; a
+        name inside a longer one that also matched (``starring`` in ``inverse of starring``) does not count."""
+        text = " ".join(reply.lower().replace("_", " ").split())
+        spans: list[tuple[int, int, int]] = []
+        for code in codes:
+            name = " ".join(self.graph.code_text(code, self.relation_text).lower().replace("_", " ").split())
+            if name:
+                spans += [(m.start(), m.end(), code) for m in re.finditer(rf"(?<!\w){re.escape(name)}(?!\w)", text)]
+        named: list[int] = []
+        for start, end, code in sorted(spans):
+            inside = any(s <= start and end <= e and (s, e) != (start, end) for s, e, _ in spans)
+            if not inside and code not in named:
+                named.append(code)
+        return named[: self.width]
 
     def explore(self, question: str, topic: np.ndarray, scorer: PathScorer, state: QuestionState, *,
                 keep: int = 10) -> list[ChainResult]:

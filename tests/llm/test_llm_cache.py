@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from llm_testing import Reverser
 
+from kgllm.exceptions import ConfigError
 from kgllm.llm import CachedLLM, LLMCache, resolve_llm
 
 
@@ -57,3 +59,18 @@ def test_stream_is_cached_once_read_to_the_end(tmp_path):
     assert backend.calls == 1
     assert llm.generate("abc").cached  # a streamed completion serves later generate calls too
 
+
+
+def test_a_damaged_cache_file_is_an_error_naming_it(tmp_path):
+    (tmp_path / LLMCache.FILENAME).write_bytes(b"not a database " * 100)
+    with pytest.raises(ConfigError, match=r"completions\.sqlite' cannot be used \(file is not a database\); "
+                                          r"delete the file, or turn the cache off \(--no-llm-cache"):
+        resolve_llm(Reverser(), cache=tmp_path)
+    assert resolve_llm(Reverser(), cache=False).generate("hello").text == "olleh"
+    # damaged while in use: the lookup says so too
+    (tmp_path / LLMCache.FILENAME).unlink()
+    llm = resolve_llm(Reverser(), cache=tmp_path)
+    llm.generate("hello")
+    (tmp_path / LLMCache.FILENAME).write_bytes(b"not a database " * 100)
+    with pytest.raises(ConfigError, match="cannot be used"):
+        llm.generate("hello")

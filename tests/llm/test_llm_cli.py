@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from llm_testing import Reply
@@ -87,3 +88,16 @@ def test_bad_llm_specs_are_one_line_errors(kb_dir, home, capsys, tmp_path):
     (tmp_path / "weights" / "config.json").write_text("{}")
     code, _, err = ask(capsys, kb_dir, "--llm", f"hf:{tmp_path / 'weights'}")
     assert code == 1 and err.startswith("ConfigError: hf:") and "has no tokenizer" in err
+
+
+def test_a_damaged_llm_cache_is_a_one_line_error(kb_dir, chat_server, home, capsys, tmp_path):
+    kb = tmp_path / "kb"
+    shutil.copytree(kb_dir, kb)
+    (kb / "llm_cache").mkdir(exist_ok=True)
+    (kb / "llm_cache" / "completions.sqlite").write_bytes(b"not a database " * 100)
+    code, out, err = ask(capsys, kb, "--llm", f"openai:served-model@{chat_server.url}")
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert err.startswith("ConfigError: the LLM cache ") and "--no-llm-cache" in err
+    code, out, err = ask(capsys, kb, "--llm", f"openai:served-model@{chat_server.url}", "--no-llm-cache")
+    assert code == 0, err
+    assert json.loads(out)["llm_calls"] == 1

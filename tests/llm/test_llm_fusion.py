@@ -89,6 +89,43 @@ def test_llm_answer_citations_map_to_facts_and_invented_ones_are_dropped(chat_se
     assert answer.tokens == {"prompt": 120, "completion": 9} and answer.llm_calls == 1
 
 
+def test_cited_ranges_are_checked_too(chat_server, server_llm, movie_answer):
+    chat_server.script = [completion("Robert Zemeckis [1-2], also [4 - 9] and [1\u20133, 12].")]
+    answer = generate_answer(movie_answer, server_llm)
+    assert answer.text == "Robert Zemeckis [1-2], also and [1-3]."
+    assert [w for w in answer.warnings if "cited" in w] == [
+        "the LLM cited [4-9], which goes beyond the 5 facts it was given; removed from the text",
+        "the LLM cited [12], which is not among the 5 facts it was given; removed from the text"]
+
+def test_an_empty_or_cut_off_reply_is_reported(chat_server, server_llm, movie_answer):
+    def reply(content, finish_reason):
+        return Reply(body={"choices": [{"message": {"role": "assistant", "content": content},
+                                        "finish_reason": finish_reason}]})
+
+    chat_server.script = [reply(None, "length"), reply("Robert Zeme", "length"), reply("[9]", "stop")]
+    empty = generate_answer(movie_answer, server_llm, max_tokens=16)
+    assert empty.text == "" and empty.warnings == [
+        "the LLM wrote no answer text (finish reason: length); the answers and paths come from the graph",
+        "the LLM's text was cut off at max_tokens=16"]
+    cut = generate_answer(movie_answer, server_llm, max_tokens=16)
+    assert cut.text == "Robert Zeme" and cut.warnings == ["the LLM's text cites none of the 5 facts it was given",
+                                                          "the LLM's text was cut off at max_tokens=16"]
+    invented = generate_answer(movie_answer, server_llm, max_tokens=16)
+    assert invented.text == "" and invented.warnings == [
+        "the LLM cited [9], which is not among the 5 facts it was given; removed from the text",
+        "the LLM wrote no answer text (finish reason: stop); the answers and paths come from the graph"]
+
+def test_a_reply_that_cites_nothing_is_reported(chat_server, server_llm, movie_answer):
+    chat_server.script = [completion("Robert Zemeckis."), completion("Robert Zemeckis [2].")]
+    uncited = generate_answer(movie_answer, server_llm)
+    assert uncited.text == "Robert Zemeckis."
+    assert uncited.warnings == ["the LLM's text cites none of the 5 facts it was given"]
+    assert generate_answer(movie_answer, server_llm).warnings == []
+    chunk = Chunk(id="c1", domain="movies", text="Forrest Gump is a 1994 film.", score=0.4)
+    chat_server.script = [completion("In 1994.")]
+    with_docs = generate_answer(movie_answer.model_copy(update={"chunks": [chunk]}), server_llm)
+    assert with_docs.warnings == ["the LLM's text cites none of the 5 facts and 1 document it was given"]
+
 def test_cost_adds_to_earlier_llm_calls(chat_server, server_llm, movie_answer):
     explored = movie_answer.model_copy(update={"tokens": {"prompt": 1000, "completion": 50}, "llm_calls": 3})
     chat_server.script = [completion("Robert Zemeckis [2].")]

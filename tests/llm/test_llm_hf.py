@@ -7,7 +7,7 @@ from llm_testing import build_tiny_causal_lm
 
 from kgllm.exceptions import LLMError
 from kgllm.fusion.context import generate_answer
-from kgllm.llm import CachedLLM, resolve_llm
+from kgllm.llm import CachedLLM, LLMCache, resolve_llm
 from kgllm.llm.base import messages_to_text
 from kgllm.llm.hf import HFLLM
 
@@ -102,6 +102,23 @@ def test_spec_with_cache(tiny_chat_lm_dir, tmp_path):
     again = resolve_llm(f"hf:{tiny_chat_lm_dir}", cache=False, device="cpu")
     assert again is llm.llm  # a loaded model is reused, not loaded again per question
 
+
+def test_the_precision_is_part_of_the_cache_key(tiny_chat_lm_dir, tmp_path):
+    # bfloat16 weights write other texts than float32 ones: their completions are cached apart
+    full = CachedLLM(HFLLM(tiny_chat_lm_dir, device="cpu", dtype="float32"), LLMCache(tmp_path))
+    half = CachedLLM(HFLLM(tiny_chat_lm_dir, device="cpu", dtype="bfloat16"), LLMCache(tmp_path))
+    assert not full.generate("Kismet", max_tokens=4).cached
+    assert not half.generate("Kismet", max_tokens=4).cached
+    assert full.generate("Kismet", max_tokens=4).cached and half.generate("Kismet", max_tokens=4).cached
+
+def test_a_path_under_the_home_directory(tiny_lm_dir, tmp_path, monkeypatch):
+    # `--llm hf:~/models/x`: the shell does not expand a ~ after "hf:", so kgllm must
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "tiny").symlink_to(tiny_lm_dir, target_is_directory=True)
+    llm = HFLLM("~/models/tiny", device="cpu")  # what resolve_llm("hf:~/models/tiny") loads
+    assert llm.name == "hf:~/models/tiny" and llm.identity.startswith(str(tiny_lm_dir.resolve()))
+    assert llm.generate("Kismet", max_tokens=2).completion_tokens >= 1
 
 def test_generate_answer_with_a_local_model(chat, movie_answer):
     answer = generate_answer(movie_answer, chat, max_tokens=10)

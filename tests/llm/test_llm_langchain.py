@@ -10,7 +10,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 
 from kgllm.exceptions import ConfigError, LLMError
 from kgllm.fusion.context import generate_answer
-from kgllm.llm import CachedLLM, LangChainLLM, resolve_llm
+from kgllm.llm import CachedLLM, LangChainLLM, LLMCache, resolve_llm
 
 
 class RecordingChat(BaseChatModel):
@@ -28,6 +28,22 @@ class RecordingChat(BaseChatModel):
         usage = {"input_tokens": 42, "output_tokens": 5, "total_tokens": 47}
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=self.reply, usage_metadata=usage))])
 
+
+class EndpointChat(BaseChatModel):
+    """A user's own chat model: its settings are fields, and it declares no identifying parameters."""
+
+    base_url: str
+    temperature: float = 0.0
+    api_key: str = ""
+    session: object = None  # a client object: a new one in every process
+
+    @property
+    def _llm_type(self) -> str:
+        return "endpoint"
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        text = f"{self.base_url} at {self.temperature}"
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
 
 def test_generic_fake_chat_model_generate_and_stream():
     chat = GenericFakeChatModel(messages=iter([AIMessage(content="Robert Zemeckis directed it."),
@@ -66,6 +82,19 @@ def test_fusion_through_a_langchain_model(movie_answer, tmp_path):
     assert "[1] Forrest Gump starred actors Tom Hanks" in chat.seen[0]["messages"][1].content
     assert generate_answer(movie_answer, llm).llm_calls == 0 and len(chat.seen) == 1  # served from the cache
 
+
+def test_every_setting_of_the_chat_model_is_part_of_the_cache_key(tmp_path):
+    def ask(**settings):
+        return resolve_llm(EndpointChat(session=object(), **settings), cache=tmp_path).generate("Who directed Kismet?")
+
+    first = ask(base_url="http://a/v1")
+    assert not first.cached and first.text == "http://a/v1 at 0.0"
+    assert ask(base_url="http://b/v1").text == "http://b/v1 at 0.0"  # another server
+    assert ask(base_url="http://a/v1", temperature=0.7).text == "http://a/v1 at 0.7"  # another setting
+    again = ask(base_url="http://a/v1")
+    assert again.cached and again.text == first.text
+    assert not ask(base_url="http://a/v1", api_key="sk-secret-1").cached
+    assert b"sk-secret-1" not in (tmp_path / LLMCache.FILENAME).read_bytes()  # settings are hashed
 
 def test_provider_errors_become_llm_errors():
     chat = FakeListChatModel(responses=[])  # raises on its first call: no responses left

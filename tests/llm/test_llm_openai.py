@@ -95,6 +95,16 @@ def test_client_errors_are_not_retried(chat_server):
     assert len(chat_server.requests) == 1
 
 
+def test_not_found_names_the_url_it_posted_to(chat_server):
+    chat_server.script = [Reply(status=404, body={"detail": "Not Found"})]
+    llm = resolve_llm(f"openai:test-model@{chat_server.url}/chat/completions", cache=False)  # not the API root
+    with llm, pytest.raises(LLMError) as err:
+        llm.generate("hi")
+    assert str(err.value) == (f"openai:test-model@{chat_server.url}/chat/completions: HTTP 404: "
+                              f'{{"detail": "Not Found"}} (POST {chat_server.url}/chat/completions/chat/completions; '
+                              "the base URL must be the API root, such as http://127.0.0.1:8000/v1)")
+    assert len(chat_server.requests) == 1
+
 def test_slow_server_times_out(chat_server):
     chat_server.script = [Reply(delay=1.5), Reply(delay=1.5)]
     with make(chat_server, timeout=0.3, max_retries=1) as llm:
@@ -187,6 +197,21 @@ def test_stream_cut_short_is_an_error_and_not_cached(chat_server, tmp_path):
     assert llm.generate("Who directed Forrest Gump?").cached and len(chat_server.requests) == 3
     llm.close()
 
+
+def test_extra_body_is_part_of_the_cache_key(chat_server, tmp_path):
+    # top_p, seed or an adapter name change what the server writes: a cached completion made with other
+    # extra fields must not be served.
+    def llm(**extra):
+        return resolve_llm(f"openai:test-model@{chat_server.url}", cache=tmp_path, extra_body=extra or None)
+
+    for extra in ({}, {"top_p": 0.1}, {"top_p": 0.9}, {"top_p": 0.9, "seed": 7}):
+        with llm(**extra) as backend:
+            assert not backend.generate("Who directed Kismet?").cached
+    assert len(chat_server.requests) == 4
+    assert [r.body.get("top_p") for r in chat_server.requests] == [None, 0.1, 0.9, 0.9]
+    with llm(seed=7, top_p=0.9) as backend:  # the same fields in another order: the same request
+        assert backend.generate("Who directed Kismet?").cached
+    assert len(chat_server.requests) == 4
 
 def test_stream_error_event(chat_server):
     chat_server.script = [Reply(events=[{"error": {"message": "overloaded"}}])]

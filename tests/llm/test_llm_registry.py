@@ -81,6 +81,14 @@ def test_base_validates_arguments():
     assert llm.generate("abc|def", stop="|").text == "fed"  # a bare string stop is one stop, not characters
 
 
+def test_a_backend_that_returns_bare_text_is_told_what_to_return():
+    class Bare(Reverser):
+        def _generate(self, messages, *, max_tokens, temperature, stop):
+            return "Robert Zemeckis"
+
+    with pytest.raises(LLMError, match=r"^reverse:rev-1: Bare\._generate returned str, not a Generation\(text="):
+        Bare().generate("Who directed Forrest Gump?")
+
 def test_stream_is_cut_at_stop_across_pieces():
     trimmer = StopTrimmer(["STOP"])
     out = "".join(trimmer.feed(p) for p in ["Rob", "ert ST", "OP and more"]) + trimmer.flush()

@@ -61,3 +61,45 @@ def test_explorer_stops_when_nothing_is_chosen():
     explorer = LLMExplorer(graph, ScriptedLLM([]), width=2)
     scorer = TableScorer(graph, {})
     assert explorer.explore("q", np.array([movies.node("Kismet")]), scorer, scorer.prepare(["q"])[0]) == []
+
+
+class NamingLLM:
+    """Answers each pruning prompt with the next scripted reply, naming relations instead of numbering them."""
+
+    name = "naming"
+
+    def __init__(self, replies: list[str]) -> None:
+        self.replies = list(replies)
+
+    def generate(self, prompt, *, max_tokens=256, temperature=0.0, stop=None) -> Generation:
+        return Generation(self.replies.pop(0) if self.replies else "That is all.", 10, 3)
+
+    def stream(self, prompt, **kwargs):
+        yield self.generate(prompt).text
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+def test_explorer_understands_relations_named_instead_of_numbered():
+    movies = make_snapshot(MOVIE_TRIPLES)
+    graph = RelationGraph(movies)
+    llm = NamingLLM(["Inverse of Starred_Actors", "The relation directed_by leads there, then release year."])
+    explorer = LLMExplorer(graph, llm, width=1)
+    scorer = TableScorer(graph, {})
+    results = explorer.explore("who directed the films of Tom Hanks", np.array([movies.node("Tom Hanks")]),
+                               scorer, scorer.prepare(["q"])[0])
+    assert [graph.code_name(c) for c in results[0].chain] == ["~starred_actors", "directed_by"]
+    assert {movies.ids[i] for i in results[0].answers} == {"Robert Zemeckis", "Penny Marshall"}
+
+
+def test_a_named_relation_inside_a_longer_named_one_is_not_taken():
+    people = make_snapshot([("Ann", "knows", "Bob"), ("Bob", "knows", "Cid")])
+    graph = RelationGraph(people)
+    scorer = TableScorer(graph, {})
+    for reply, expected in (("inverse of knows", ["~knows"]), ("knows", ["knows"]),
+                            ("knows, or inverse of knows", ["knows", "~knows"]),
+                            ("inverse of knows, or knows", ["knows", "~knows"]), ("likes", [])):
+        explorer = LLMExplorer(graph, NamingLLM([reply]), width=2, max_hops=1)
+        results = explorer.explore("q", np.array([people.node("Bob")]), scorer, scorer.prepare(["q"])[0])
+        assert sorted(graph.code_name(r.chain[0]) for r in results) == sorted(expected), reply
