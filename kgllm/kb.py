@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kgllm.config import StoreSettings, validate_domain_name
-from kgllm.exceptions import ConfigError, DomainNotFound, KBNotFound
+from kgllm.exceptions import ConfigError, DomainNotFound, KBNotFound, LoadError
 from kgllm.kb_indexes import INDEX_KINDS, DomainIndexes
 from kgllm.kb_manifest import (
     MANIFEST,
@@ -183,13 +183,21 @@ class KnowledgeBase(DomainIndexes):
         if readers:
             bar = _progress(progress, f"loading {domain}")
             with self.store.writer(domain) as writer:
+                edges = 0
                 for reader in readers:
                     for batch in _batched(reader, _BATCH):
                         writer.add(batch)
+                        edges += len(batch)
                         if bar is not None:
                             bar.update(len(batch))
                     if getattr(reader, "names", None):  # RDF labels, known once the file is read
                         writer.set_names(reader.names)  # type: ignore[attr-defined]
+                if not edges and not chunks and domain not in self.domains and domain not in self.store.domains():
+                    # an RDF file of labels only: the names would be dropped and an empty expert made
+                    files = [str(getattr(reader, "path", reader)) for reader in readers]
+                    raise LoadError(f"no triples found, only entity names (labels); a new domain ({domain!r}) "
+                                    "needs edges: load the names into the domain whose entities they name",
+                                    path=", ".join(files))
                 if names:
                     writer.set_names(names)
                 # the chunks are written before the graph commits: a failed write leaves the graph as it was

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kgllm.exceptions import ConfigError
+from kgllm.exceptions import ConfigError, LoadError
 from kgllm.kb_manifest import atomic_write_text
 from kgllm.types import Chunk
 
@@ -117,10 +117,28 @@ class DomainIndexes:
             return [Chunk.model_validate_json(line) for line in handle if line.strip()]
 
     def add_chunks(self, domain: str, chunks: Sequence[Chunk]) -> int:
-        """Append chunks (same id = same chunk, kept once); returns how many were new."""
+        """Append chunks (same id and text = same chunk, kept once); returns how many were new.
+
+        Raises:
+            LoadError: a chunk's id is held already with another text: another document of the same
+                name, or the same one edited or chunked otherwise (nothing is written). Chunk ids are
+                ``<source>#<n>``, so keeping both would mix the two documents' chunks.
+        """
         existing = self.chunks(domain)
-        seen = {chunk.id for chunk in existing}
-        new = [chunk.model_copy(update={"domain": domain}) for chunk in chunks if chunk.id not in seen]
+        texts = {chunk.id: chunk.text for chunk in existing}
+        new = []
+        for chunk in chunks:
+            text = texts.get(chunk.id)
+            if text is None:
+                texts[chunk.id] = chunk.text
+                new.append(chunk.model_copy(update={"domain": domain}))
+            elif text != chunk.text:
+                from kgllm.loaders._io import shorten
+
+                raise LoadError(f"domain {domain!r} already holds a different document named {chunk.source!r} "
+                                f"(its chunk {chunk.id!r} has another text); rename the file, or delete the "
+                                "domain and load it again", path=chunk.source, line=chunk.line,
+                                value=shorten(chunk.text))
         if new:
             text = "".join(chunk.to_json() + "\n" for chunk in existing + new)
             atomic_write_text(self._docs_file(domain), text)

@@ -230,6 +230,45 @@ def test_domain_with_documents_only(kb, tmp_path):
     assert answer.answers == [] and answer.text.startswith("No entity")
 
 
+def test_labels_only_rdf_names_existing_entities_but_makes_no_empty_domain(kb, tmp_path):
+    labels = tmp_path / "labels.nt"
+    labels.write_text('<http://ex.org/k> <http://www.w3.org/2000/01/rdf-schema#label> "Kismet (1944)" .\n'
+                      '<http://ex.org/d> <http://www.w3.org/2000/01/rdf-schema#label> "William Dieterle" .\n',
+                      encoding="utf-8")
+    before = _state(kb)
+    # it used to "load" into a new domain: 0 triples, the names dropped, an empty expert consulted by routing
+    with pytest.raises(LoadError, match=r"labels\.nt: no triples found, only entity names \(labels\); a new "
+                                        r"domain \('names'\) needs edges"):
+        kb.load_triples("names", labels)
+    assert "names" not in kb.domains and _state(kb) == before
+    edges = tmp_path / "edges.nt"
+    edges.write_text("<http://ex.org/k> <http://ex.org/directed_by> <http://ex.org/d> .\n", encoding="utf-8")
+    kb.load_triples("films", edges, description="Films and their directors.")
+    kb.load_triples("films", labels)  # names for a domain's entities, loaded after its edges (DBpedia-style)
+    assert kb.store.entity("http://ex.org/k", "films").name == "Kismet (1944)"
+
+
+def test_another_document_of_the_same_name_is_refused_not_dropped(kb, tmp_path):
+    # chunk ids are "<file name>#<n>": a second notes.md (another folder, or the first one edited) used
+    # to be dropped without a word as "the same chunk", leaving the old text in the KB
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, other = tmp_path / "a" / "notes.md", tmp_path / "b" / "notes.md"
+    first.write_text("Kismet is a 1944 film directed by William Dieterle.\n", encoding="utf-8")
+    other.write_text("\nRonald Colman starred in Kismet.\n", encoding="utf-8")
+    kb.load_documents("tiny_movies", [first])
+    assert kb.load_documents("tiny_movies", [first])["chunks_added"] == 0  # the same document again
+    before = _state(kb), [c.text for c in kb.chunks("tiny_movies")]
+    with pytest.raises(LoadError, match=r"notes.md line 2: domain 'tiny_movies' already holds a different "
+                                        r"document named 'notes.md'.*'Ronald Colman starred in Kismet.'"):
+        kb.load_documents("tiny_movies", [other])
+    extra = tmp_path / "extra.txt"
+    extra.write_text("New Film|directed_by|William Dieterle\n", encoding="utf-8")
+    with pytest.raises(LoadError, match="different document"):  # nor with triples: neither is loaded
+        kb.load_triples("tiny_movies", extra, format="pipe", documents=[other])
+    assert (_state(kb), [c.text for c in kb.chunks("tiny_movies")]) == before
+
+
 def test_domains_loaded_by_another_opener_are_kept(kb, tmp_path, fixtures_dir):
     # Another process (here: a second open of the same directory) loads a domain while ``kb`` is open;
     # ``kb``'s later edits must not write its older copy of the manifest over that domain.

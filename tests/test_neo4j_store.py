@@ -65,6 +65,25 @@ def test_load_failing_after_many_batches_is_undone(store):
     assert store.entity("e30", "d") is None and store.entity("x", "d") is None
 
 
+def test_ids_and_names_too_long_for_the_index_are_bad_input(store):
+    # Neo4j's range indexes refuse values over ~8 kB; the load used to fail with a bare StoreError
+    # ("Property value is too large to index") naming no file, line or value
+    store.add_triples("d", _chain(3))
+    before = store.count(), {(f.head, f.tail) for f in store.iter_triples("d")}
+    long_id = "日" * 3000  # 9,000 bytes of UTF-8
+    rows = [*_chain(10, prefix="n"), RawTriple("n1", "next", long_id, "long.tsv", 12)]
+    with pytest.raises(LoadError, match=r"long\.tsv line 12: entity id too long for the Neo4j store .*'日日日"):
+        store.add_triples("d", rows)
+    with store.writer("d") as writer:
+        writer.add(_chain(2))
+        writer.set_names({"e1": "x" * 9000})
+        with pytest.raises(LoadError, match=r"display name of entity 'e1' too long .*'xxx"):
+            writer.commit()
+    assert (store.count(), {(f.head, f.tail) for f in store.iter_triples("d")}) == before
+    assert _tags(store) == {"nodes": 0, "rels": 0, "loads": 0}
+    assert store.entity("n5", "d") is None and store.entity("e1", "d").name == "e1"
+    store.add_triples("d", [RawTriple("e1", "next", "日" * 2600, "ok.tsv", 1)])  # 7,800 bytes: fits
+
 def test_nodes_deleted_by_another_client_mid_load_fail_the_load(store, neo4j_server):
     store.add_triples("d", _chain(3))
     before = store.count("d")

@@ -167,6 +167,10 @@ class Pack(_Strict):
         """
         path = Path(directory)
         manifest = path if path.is_file() else path / MANIFEST
+        if path.is_file() and path.suffix.lower() not in (".yaml", ".yml"):
+            raise LoadError(f"not a pack: a pack is a directory with {MANIFEST} (or that manifest itself); "
+                            "load a triples file into a domain with load_triples (kgllm load --domain D "
+                            "--triples FILE), documents with load_documents (--documents FILE)", path=path)
         if not manifest.is_file():
             raise LoadError(f"not a pack: no {MANIFEST} found", path=path)
         try:
@@ -184,29 +188,35 @@ class Pack(_Strict):
                             line=mark.line + 1 if mark is not None else None) from None
         if not isinstance(data, dict):
             raise LoadError(f"a manifest must be a mapping of keys, got {type(data).__name__}", path=manifest)
+        _check_duplicate_keys(root, manifest)
         try:
             pack = cls.model_validate(data)
         except ValidationError as exc:
             raise _manifest_error(exc, manifest, root) from None
         pack._dir = manifest.parent
-        pack._check_files()
+        pack._check_files(root)
         return pack
 
-    def _check_files(self) -> None:
+    def _check_files(self, root_node: yaml.Node | None = None) -> None:
         if not self.triples and not self.documents:
             raise LoadError("a pack needs at least one entry under 'triples' or 'documents'",
                             path=self.manifest_path)
-        listed = [("triples", s.path) for s in self.triples] + [("names", p) for p in self.names]
-        listed += [("documents", s.path) for s in self.documents]
+        listed: list[tuple[list[Any], str]] = [(["triples", i, "path"], s.path) for i, s in enumerate(self.triples)]
+        listed += [(["names", i], p) for i, p in enumerate(self.names)]
+        listed += [(["documents", i, "path"], s.path) for i, s in enumerate(self.documents)]
         root = self._dir.resolve()
-        for key, relative in listed:
+        for loc, relative in listed:
+            key, line = loc[0], _line_of(root_node, loc)
             # A pack is self-contained: no absolute paths, no way out of its directory.
             if not self.file(relative).resolve().is_relative_to(root):
                 raise LoadError(f"file listed under {key!r} is outside the pack directory: {relative!r}",
-                                path=self.manifest_path)
+                                path=self.manifest_path, line=line)
+            if self.file(relative).is_dir():
+                raise LoadError(f"file listed under {key!r} is a directory, not a file: {relative!r}",
+                                path=self.manifest_path, line=line)
             if not self.file(relative).is_file():
                 raise LoadError(f"file listed under {key!r} does not exist: {relative!r} "
-                                f"(paths are relative to {self._dir})", path=self.manifest_path)
+                                f"(paths are relative to {self._dir})", path=self.manifest_path, line=line)
         if self.scorer is not None:
             scorer = self.file(self.scorer)
             line = _key_line(self.manifest_path, "scorer")
@@ -272,6 +282,22 @@ def _manifest_error(exc: ValidationError, manifest: Path, root: yaml.Node | None
         message = f"invalid value for {where!r}: {error['msg']}"
         value = error.get("input")
     return LoadError(message, path=manifest, line=_line_of(root, loc), value=value)
+
+
+def _check_duplicate_keys(node: yaml.Node | None, manifest: Path) -> None:
+    """A LoadError for a key given twice in one mapping (YAML would keep the last one without a word)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in seen:
+                    raise LoadError(f"key {key.value!r} is given twice", path=manifest,
+                                    line=key.start_mark.line + 1)
+                seen.add(key.value)
+            _check_duplicate_keys(value, manifest)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_duplicate_keys(item, manifest)
 
 
 def _key_line(manifest: Path, key: str) -> int | None:

@@ -1,7 +1,8 @@
 """RDF readers over rdflib: N-Triples streamed line by line, Turtle parsed whole.
 
 Ids are the IRIs (full, as written) or, for literal objects, the literal's lexical form; blank
-nodes become ``_:label`` with the label written in the file, so ids are stable across loads.
+nodes become ``_:label`` with the label written in the file, and Turtle's anonymous ones (``[ ... ]``,
+collections) ``_:[1]``, ``_:[2]``... in the order the file gives them, so ids are stable across loads.
 Label literals (``rdfs:label``, ``skos:prefLabel``, ``schema:name``, ``foaf:name``) are not yielded as
 edges: they become display names, collected into the ``names`` dict the caller passes (English or
 untagged labels win over other languages; among equals the first seen wins). Relations are the
@@ -9,7 +10,8 @@ predicate IRIs; a pack's ``relation_text`` gives them readable text.
 
 N-Triples is parsed one line at a time with rdflib's own parser, so memory stays flat for any
 file size. Turtle has no line structure to stream on (statements span lines, prefixes apply to
-the whole file), so it is parsed whole into an rdflib graph: use N-Triples for large files.
+the whole file), so it is parsed whole (rdflib's Turtle parser, into a list of rows rather than a
+graph): use N-Triples for large files. A Turtle triple's line is the line its object ends on.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from rdflib import BNode, Graph, Literal, URIRef
 from rdflib.namespace import FOAF, RDFS, SKOS
-from rdflib.plugins.parsers.notation3 import BadSyntax
+from rdflib.plugins.parsers.notation3 import BadSyntax, RDFSink, SinkParser
 from rdflib.plugins.parsers.ntriples import ParseError, W3CNTriplesParser
 from rdflib.term import Node
 
@@ -99,8 +101,8 @@ def iter_ntriples(path: Path, *, source: str, names: MutableMapping[str, str], e
         try:
             parser.parseline(bnode_context=bnodes)
         except ParseError as exc:
-            raise LoadError(f"invalid N-Triples statement ({exc})", path=path, line=number,
-                            value=shorten(text)) from None
+            raise LoadError(f"invalid N-Triples statement {_nt_problem(str(exc), text, parser.line)}", path=path,
+                            line=number, value=shorten(text)) from None
         if sink.triple_ is None:  # blank line or comment
             continue
         s, p, o = sink.triple_
@@ -111,6 +113,19 @@ def iter_ntriples(path: Path, *, source: str, names: MutableMapping[str, str], e
             yield row
     if empty:
         raise LoadError("no triples found (only blank lines or comments)", path=path)
+
+
+def _nt_problem(reason: str, text: str, rest: object) -> str:
+    """Where and why rdflib stopped reading an N-Triples line, in words (not its regular expressions)."""
+    rest = rest if isinstance(rest, str) else ""
+    column = len(text) - len(rest) + 1
+    if reason.startswith("Failed to eat"):  # "Failed to eat <regex> at <rest>"
+        if not rest.strip():
+            return f"(column {column}: the line ends before the statement does; it must end with ' .')"
+        if rest.startswith("<") and ":" not in rest.split(">", 1)[0]:
+            return f"(column {column}: a relative IRI; N-Triples needs absolute ones such as <http://...>)"
+        return f"(column {column}: cannot read {shorten(rest, 40)!r})"
+    return f"(column {column}: {reason})"
 
 
 def _row(s: Node, p: Node, o: Node, labels: _Labels, source: str, line: int | None) -> RawTriple | None:
@@ -124,11 +139,37 @@ def _row(s: Node, p: Node, o: Node, labels: _Labels, source: str, line: int | No
     return RawTriple(head, str(p), tail, source, line)
 
 
+class _TurtleRows(RDFSink):
+    """An rdflib Turtle sink keeping each triple with the line the parser is on (its object's last line),
+    naming anonymous blank nodes ``[1]``, ``[2]``... in document order instead of by a random id."""
+
+    def __init__(self) -> None:
+        super().__init__(Graph())
+        self.rows: list[tuple[Node, Node, Node, int]] = []
+        self.parser: SinkParser | None = None
+        self._anonymous = 0
+
+    def newBlankNode(self, arg=None, uri=None, why=None) -> BNode:  # type: ignore[no-untyped-def]
+        self._anonymous += 1
+        return BNode(f"[{self._anonymous}]")
+
+    def makeStatement(self, quadruple, why=None) -> None:  # type: ignore[no-untyped-def]
+        f, p, s, o = quadruple
+        line = self.parser.lines + 1 if self.parser is not None else 0
+        self.rows.append((self.normalise(f, s), self.normalise(f, p), self.normalise(f, o), line))
+
+
+class _TurtleParser(SinkParser):
+    """rdflib's Turtle parser, keeping a blank node's label as written (``_:x`` is ``BNode("x")``)."""
+
+    def anonymousNode(self, ln: str) -> BNode:
+        return BNode(ln)
+
+
 def iter_turtle(path: Path, *, source: str, names: MutableMapping[str, str], encoding: str = "utf-8",
                 local_names: bool = True) -> Iterator[RawTriple]:
-    """The triples of a Turtle file (parsed whole by rdflib), in a stable sorted order.
-
-    Turtle statements carry no single line, so rows have ``line=None``.
+    """The triples of a Turtle file (parsed whole by rdflib), in file order, each with the line its
+    object ends on.
 
     Raises:
         LoadError: a syntax error, naming the 1-based line and the text of that line.
@@ -142,9 +183,10 @@ def iter_turtle(path: Path, *, source: str, names: MutableMapping[str, str], enc
         bad = data.split(b"\n")[line - 1].decode(encoding, errors="replace")
         raise LoadError(f"not valid {encoding} text ({exc.reason})", path=path, line=line,
                         value=shorten(bad)) from None
-    graph = Graph()
+    sink = _TurtleRows()
+    sink.parser = _TurtleParser(sink, baseURI=path.resolve().as_uri(), turtle=True)
     try:
-        graph.parse(data=text, format="turtle", publicID=path.resolve().as_uri())
+        sink.parser.loadBuf(text)
     except BadSyntax as exc:
         # BadSyntax keeps the parsed text and the failing offset; count lines up to it ourselves.
         offset = getattr(exc, "_i", 0)
@@ -152,11 +194,11 @@ def iter_turtle(path: Path, *, source: str, names: MutableMapping[str, str], enc
         bad = text.split("\n")[line - 1] if line - 1 < len(text.split("\n")) else ""
         raise LoadError(f"invalid Turtle ({getattr(exc, '_why', exc)})", path=path, line=line,
                         value=shorten(bad)) from None
-    if len(graph) == 0:
+    if not sink.rows:
         raise LoadError("no triples found", path=path)
     labels = _Labels(names, local_names)
-    for s, p, o in sorted(graph):
-        row = _row(s, p, o, labels, source, None)
+    for s, p, o, line in sink.rows:
+        row = _row(s, p, o, labels, source, line)
         if row is not None:
             yield row
 

@@ -165,6 +165,15 @@ class TripleReader(Iterator[RawTriple]):
                 except StopIteration:
                     return
                 except csv.Error as exc:
+                    # A quote left open runs to the end of the file, or until the field outgrows the csv
+                    # module's limit: name the line it opened on, not the line where reading gave up.
+                    if str(exc) == "unexpected end of data":
+                        raise LoadError(f"malformed CSV (a quoted field opened on line {start} is never closed)",
+                                        path=self.path, line=start, value=shorten(pending[0])) from None
+                    if str(exc).startswith("field larger than field limit") and reader.line_num > start:
+                        raise LoadError(f"malformed CSV (a quoted field opened on line {start} is not closed by "
+                                        f"line {reader.line_num}; {exc})", path=self.path, line=start,
+                                        value=shorten(pending[0])) from None
                     raise LoadError(f"malformed CSV ({exc})", path=self.path, line=reader.line_num,
                                     value=shorten("\n".join(pending))) from None
                 if fields:

@@ -85,6 +85,19 @@ _DROP_RELS = "MATCH ()-[r:REL]->() WHERE r.load = $load WITH r LIMIT $batch DELE
 _DROP_NODES = "MATCH (n:Entity) WHERE n.load = $load WITH n LIMIT $batch DETACH DELETE n RETURN count(*) AS n"
 
 
+# Neo4j's range indexes (on the node key, domain + id, and on the lower-cased name) refuse a value of
+# more than about 8,160 bytes of UTF-8 with a bare database error: such ids and names are bad input.
+MAX_INDEXED_BYTES = 8000
+
+
+def _too_long(text: str) -> bool:
+    return len(text) * 4 > MAX_INDEXED_BYTES and len(text.encode("utf-8")) > MAX_INDEXED_BYTES
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _check_row(row: Any) -> tuple[str, str, str, str | None, int | None]:
     """A RawTriple or plain tuple as ``(head, relation, tail, source, line)``, or a LoadError."""
     try:
@@ -210,6 +223,11 @@ class Neo4jBulkWriter(WriterLifecycle):
             node_rows = []
             for eid in missing:
                 name = self._names.get(eid, eid)
+                if _too_long(self._prefix + eid) or _too_long(name.lower()):
+                    source, line = next((row[3], row[4]) for row in fresh if eid in (row[0], row[2]))
+                    what = "entity id" if name == eid else f"display name of entity {_cut(eid)!r}"
+                    raise LoadError(f"{what} too long for the Neo4j store (at most {MAX_INDEXED_BYTES} bytes "
+                                    f"of UTF-8, with the domain name)", path=source, line=line, value=_cut(name))
                 node_rows.append([self._prefix + eid, eid, name, name.lower()])
             nodes = self._store._write(_MergeNodes(node_rows, self.domain, self.load_id, self._batch_size))
             # Only after the transaction committed: a retried transaction must start from the old caches.
@@ -248,6 +266,10 @@ class Neo4jBulkWriter(WriterLifecycle):
             self._settle()
             renames = [[self._prefix + eid, name, name.lower()] for eid, name in self._names.items()
                        if self._named.get(eid) != name]
+            long_name = next((row for row in renames if _too_long(row[2])), None)
+            if long_name is not None:
+                raise LoadError(f"display name of entity {_cut(long_name[0][len(self._prefix):])!r} too long for the "
+                                f"Neo4j store (at most {MAX_INDEXED_BYTES} bytes of UTF-8)", value=_cut(long_name[1]))
             # Names of existing nodes change before the commit point: a commit failing after this
             # keeps the new display names (the triples and nodes of the load are removed).
             if self._started or (renames and self.domain in self._store.domains()):

@@ -84,7 +84,23 @@ def test_bad_chunking_and_name(pack_dir: Path) -> None:
 
 def test_missing_listed_file(pack_dir: Path) -> None:
     (pack_dir / "openbook.txt").unlink()
-    with pytest.raises(LoadError, match=r"manifest\.yaml: file listed under 'documents' does not exist: 'openbook\.txt'"):
+    with pytest.raises(LoadError, match=r"manifest\.yaml line 9: file listed under 'documents' does not exist: "
+                                        r"'openbook\.txt'"):
+        load_pack(pack_dir)
+    (pack_dir / "openbook.txt").mkdir()  # it used to say "does not exist" of a directory
+    with pytest.raises(LoadError, match=r"manifest\.yaml line 9: file listed under 'documents' is a directory, "
+                                        r"not a file: 'openbook\.txt'"):
+        load_pack(pack_dir)
+
+
+def test_key_given_twice(pack_dir: Path) -> None:
+    # YAML keeps the last of two equal keys: the pack used to load as a domain named "other"
+    _edit(pack_dir, "examples:", "name: other\nexamples:")
+    with pytest.raises(LoadError, match=r"manifest\.yaml line 20: key 'name' is given twice"):
+        load_pack(pack_dir)
+    _edit(pack_dir, "name: other\n", "")
+    _edit(pack_dir, "{path: kb.txt, format: pipe}", "{path: kb.txt, format: pipe, path: openbook.txt}")
+    with pytest.raises(LoadError, match=r"manifest\.yaml line 7: key 'path' is given twice"):
         load_pack(pack_dir)
 
 
@@ -134,6 +150,10 @@ def test_document_overlap_must_be_below_chunk_size(pack_dir: Path) -> None:
 def test_not_a_pack_and_empty_pack(tmp_path: Path, pack_dir: Path) -> None:
     with pytest.raises(LoadError, match=r"not a pack: no manifest\.yaml found"):
         load_pack(tmp_path)
+    assert load_pack(pack_dir / MANIFEST).name == "tiny-movies"  # the manifest itself is a pack's path too
+    with pytest.raises(LoadError, match=r"kb\.txt: not a pack: a pack is a directory with manifest\.yaml .*"
+                                        r"--domain D --triples FILE"):  # it used to be "invalid YAML"
+        load_pack(pack_dir / "kb.txt")
     manifest = pack_dir / MANIFEST
     text = manifest.read_text()
     text = re.sub(r"triples:\n  - .*\n", "", text)

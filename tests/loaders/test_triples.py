@@ -117,7 +117,25 @@ def test_turtle_labels_and_language_preference(fx: Path) -> None:
     assert reader.names[m + "William_Dieterle"] == "William Dieterle"  # schema:name
     assert reader.names[m + "Marlene_Dietrich"] == "Marlene Dietrich"  # English label wins over German
     assert reader.names[m + "Douglas_Sirk"] == "Douglas Sirk"  # unlabelled: local name
-    assert all(r.line is None and r.source == "films.ttl" for r in read_triples(fx / "films.ttl"))
+    rows = list(read_triples(fx / "films.ttl"))  # each with the line its object ends on
+    assert all(r.source == "films.ttl" for r in rows)
+    assert [(r.tail.rsplit("/", 1)[-1], r.line) for r in rows] == [
+        ("William_Dieterle", 9), ("Edward_Knoblock", 10), ("Marlene_Dietrich", 11), ("Ronald_Colman", 11),
+        ("1944", 12), ("Douglas_Sirk", 17)]
+
+
+def test_turtle_blank_nodes_have_stable_ids(tmp_path: Path) -> None:
+    # they used to be rdflib's random ids: every load of the same file added its blank-node triples again
+    path = _write(tmp_path / "b.ttl", '@prefix ex: <http://ex.org/> .\n_:x ex:p ex:o .\n'
+                                      'ex:a ex:q [ ex:r ex:s ] ;\n   ex:list ( ex:t ) .\n')
+    rows = [r[:3] + (r.line,) for r in read_triples(path)]
+    assert rows == [r[:3] + (r.line,) for r in read_triples(path)]
+    rdf = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+    assert rows == [("_:x", "http://ex.org/p", "http://ex.org/o", 2),
+                    ("_:[1]", "http://ex.org/r", "http://ex.org/s", 3),
+                    ("http://ex.org/a", "http://ex.org/q", "_:[1]", 3),
+                    ("_:[2]", rdf + "first", "http://ex.org/t", 4), ("_:[2]", rdf + "rest", rdf + "nil", 4),
+                    ("http://ex.org/a", "http://ex.org/list", "_:[2]", 4)]
 
 
 def test_read_rdf_names_labels_only(fx: Path) -> None:
@@ -221,9 +239,23 @@ def test_ntriples_syntax_error(fx: Path, tmp_path: Path) -> None:
     lines.insert(5, "<http://example.org/movies/Kismet> <http://example.org/movies/rel/directed_by> Dieterle .")
     path = _write(tmp_path / "films.nt", "\n".join(lines) + "\n")
     reader = read_triples(path)
-    with pytest.raises(LoadError, match=r"films\.nt line 6: invalid N-Triples statement .*Dieterle \.'"):
+    with pytest.raises(LoadError, match=r"films\.nt line 6: invalid N-Triples statement \(column 80: Unrecognised "
+                                        r"object type\): '<http://example.org/movies/Kismet> .*Dieterle \.'"):
         list(reader)
     assert reader.count == 4  # four statements (after the comment) were read before the bad line
+
+
+@pytest.mark.parametrize("line, problem", [  # they used to quote rdflib's regular expressions
+    ('<http://x/a> <http://x/r> "open .', "column 27: cannot read '\"open .'"),
+    ("<http://x/a> <http://x/r> <http://x/b>", "column 39: the line ends before the statement does; it must "
+                                               "end with ' .'"),
+    ("<a> <r> <b> .", "column 1: a relative IRI; N-Triples needs absolute ones such as <http://...>"),
+])
+def test_ntriples_syntax_error_says_where_and_why(tmp_path: Path, line: str, problem: str) -> None:
+    path = _write(tmp_path / "kb.nt", "<http://x/a> <http://x/r> <http://x/c> .\n" + line + "\n")
+    with pytest.raises(LoadError) as err:
+        list(read_triples(path))
+    assert str(err.value) == f"{path} line 2: invalid N-Triples statement ({problem}): {line!r}"
 
 
 def test_turtle_syntax_error(fx: Path, tmp_path: Path) -> None:
@@ -247,6 +279,19 @@ def test_jsonl_errors(tmp_path: Path) -> None:
 def test_malformed_csv(tmp_path: Path) -> None:
     with pytest.raises(LoadError, match=r"kb\.csv line 2: malformed CSV"):
         list(read_triples(_write(tmp_path / "kb.csv", 'a,r,b\na,"r"x,b\n')))
+
+
+def test_csv_quote_never_closed_names_the_line_it_opens_on(tmp_path: Path) -> None:
+    # it used to name the file's last line ("unexpected end of data") and quote every line after the quote
+    text = 'a,r,b\n"c,r,d\n' + "e,r,f\n" * 1000
+    with pytest.raises(LoadError) as err:
+        list(read_triples(_write(tmp_path / "kb.csv", text)))
+    assert str(err.value) == (f"{tmp_path / 'kb.csv'} line 2: malformed CSV (a quoted field opened on line 2 is "
+                              "never closed): '\"c,r,d'")
+    text = 'a,r,b\n"c,r,d\n' + "e,r,f\n" * 30_000  # long enough to outgrow the csv module's field limit
+    with pytest.raises(LoadError, match=r"kb\.csv line 2: malformed CSV \(a quoted field opened on line 2 is not "
+                                        r"closed by line 2\d{4}; field larger than field limit .*'\"c,r,d'$"):
+        list(read_triples(_write(tmp_path / "kb.csv", text)))
 
 
 def test_unknown_format_and_bad_order(fx: Path) -> None:
