@@ -25,6 +25,7 @@ are the same key.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -57,14 +58,18 @@ described mentioned main primary topics tags tag many much all any some
 
 
 def normalize(text: str) -> str:
-    """Lower-cased word characters joined by single spaces: the key of the name table."""
-    return " ".join(_WORD.findall(text.lower()))
+    r"""Lower-cased word characters joined by single spaces: the key of the name table.
+
+    NFC first: a name written with combining accents (``Zoe\u0308``) gets the key of its composed spelling
+    (``\w`` does not match a combining mark). The pipeline puts questions in NFC too.
+    """
+    return " ".join(_WORD.findall(unicodedata.normalize("NFC", text).lower()))
 
 
 def _name_key(text: str) -> str:
     """:func:`normalize`, or the stripped lower-cased text for a name with no word character
     (a film called ``$``) that would otherwise have no key at all."""
-    return normalize(text) or text.strip().lower()
+    return normalize(text) or unicodedata.normalize("NFC", text).strip().lower()
 
 
 # fuzzy matching: shorter names must match exactly; then one edit per FUZZY_CHARS_PER_EDIT characters;

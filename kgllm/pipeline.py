@@ -25,6 +25,7 @@ batch of :class:`~kgllm.pipeline_work.QuestionWork`.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -222,7 +223,7 @@ class Pipeline:
         """Stage 0: empty and huge questions."""
         if question is not None and not isinstance(question, str):
             raise ConfigError(f"a question must be a string, got {type(question).__name__}: {question!r}")
-        text = (question or "").strip()
+        text = unicodedata.normalize("NFC", question or "").strip()  # composed accents, as names are keyed
         answer = Answer(question=question or "")
         work = QuestionWork(question=text, answer=answer)
         if not text:

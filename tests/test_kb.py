@@ -330,3 +330,16 @@ def test_experts_of_a_pack_with_same_as_and_hops(tmp_path, fixtures_dir):
         assert kb.domains == ["cooking", "tiny-movies"]
     with kgllm.open(tmp_path / "kb", create=False) as reopened:
         assert reopened.expert("cooking").reasoning.max_hops == 1
+
+
+def test_decomposed_accents_in_the_file_or_the_question_still_link(tmp_path):
+    import unicodedata
+
+    data = tmp_path / "people.tsv"
+    data.write_text(unicodedata.normalize("NFD", "Zoë Müller\tknows\tJosé Álvarez\n") + "Zoe\tknows\tJo\n")
+    with kgllm.open(tmp_path / "kb") as people:
+        people.load_triples("people", data, format="tsv")
+        for question in ("Who does [Zoë Müller] know?", unicodedata.normalize("NFD", "Who does [Zoë Müller] know?")):
+            answer = people.ask(question)
+            assert unicodedata.normalize("NFC", answer.answers[0].name) == "José Álvarez", question
+            assert answer.question == question  # the question is kept as asked

@@ -176,3 +176,19 @@ def test_equal_candidates_link_in_name_order_whatever_the_node_order(embedder):
     vector, fuzzy = seen[0]
     assert vector == [(name, "vector") for name in ["TOM HANKS", "Tom Hanks", "tom hanks"]]
     assert fuzzy == [(name, "fuzzy") for name in ["TOM HANKS", "Tom Hanks", "tom hanks"]]
+
+
+def test_names_and_questions_in_decomposed_unicode_link():
+    """A file written with combining accents (NFD) and a question typed composed (NFC), or the reverse."""
+    import unicodedata
+
+    from kgllm.eval.kgdata import snapshot_from_triples
+
+    nfd = unicodedata.normalize("NFD", "Zoë Müller")
+    snap = snapshot_from_triples([(nfd, "knows", "José Álvarez"), ("Zoe", "knows", "Jo")], domain="people")
+    for question in ("Who does [Zoë Müller] know?", "who does Zoë Müller know",
+                     unicodedata.normalize("NFD", "Who does [Zoë Müller] know?")):
+        text = unicodedata.normalize("NFC", question)  # as the pipeline passes it
+        links = EntityLinker.from_snapshot(snap).link(text)
+        assert links and links[0].id == nfd, question
+    assert normalize(nfd) == normalize("Zoë Müller") == "zoë müller"
