@@ -7,7 +7,9 @@ Options (``-o KEY=VALUE``): ``graph`` (concept triples, default ``<data>/../conc
 ``wordnet`` (``true`` or a WordNet 3.0 folder: add WordNet's triples to the graph, see :mod:`kgllm.fusion.wordnet`),
 ``cache_dir`` (feature cache, default ``~/.cache/kgllm/mcqa``), ``max_nodes``, ``hops``, ``hidden``,
 ``layers``, ``heads``, ``dropout``, ``batch_size``, ``interaction``, ``dev_fraction`` (share of the
-training questions held out to pick the best epoch), ``threads`` (torch CPU threads).
+training questions held out to pick the best epoch), ``threads`` (torch CPU threads), ``device`` (where the
+adapter trains and scores: ``cpu``, the default and the only bit-reproducible one, ``cuda``, ``cuda:N``, or
+``auto`` for a GPU when torch sees one; the frozen encoder picks its own).
 """
 
 from __future__ import annotations
@@ -39,6 +41,15 @@ SPLIT_FILES: dict[str, dict[str, str]] = {
 #: Open-book facts retrieved as documents (OpenBookQA only).
 DOCUMENTS = {"obqa": "openbook.txt"}
 _FEATURE_OPTIONS = ("max_nodes", "hops", "top_documents")
+_CONFIG_OPTIONS = ("epochs", "lr", "weight_decay", "batch_size", "hidden", "layers", "heads", "dropout", "seed")
+#: The numeric options: type, smallest value (or None), largest value (or None); a bound in a list is excluded.
+#: (``max_nodes``: the feature cache stores a subgraph's local node ids as int16.)
+_Bound = float | list[float] | None
+_NUMBERS: dict[str, tuple[type, _Bound, _Bound]] = {
+    "epochs": (int, 1, None), "batch_size": (int, 1, None), "hidden": (int, 1, None), "layers": (int, 0, None),
+    "heads": (int, 1, None), "seed": (int, 0, None), "max_nodes": (int, 1, 32_000), "hops": (int, 2, 3),
+    "top_documents": (int, 0, None), "limit": (int, 1, None), "threads": (int, 1, None), "lr": (float, [0], None),
+    "weight_decay": (float, 0, None), "dropout": (float, 0, [1]), "dev_fraction": (float, 0, [1])}
 _NO = {"false", "0", "no", "off", ""}
 
 
@@ -103,11 +114,48 @@ def _documents(name: str, data: Path) -> list[str]:
     return read_facts(path)
 
 
+def _numbers(options: dict[str, Any]) -> dict[str, Any]:
+    """The numeric options given (``-o KEY=VALUE``), converted and checked.
+
+    Raises:
+        ConfigError: a value that is not a number of the option's kind or is out of its range, naming both.
+    """
+    out: dict[str, Any] = {}
+    for key, (kind, low, high) in _NUMBERS.items():
+        raw = options.get(key)
+        if raw is None or raw == "":
+            continue
+        try:
+            value = float(raw) if not isinstance(raw, bool) else None
+        except (TypeError, ValueError):
+            value = None
+        if value is None or (kind is int and not value.is_integer()) or not _within(value, low, high):
+            what = "a whole number " if kind is int else ""
+            raise ConfigError(f"{key} must be {what}{_describe(low, high)}, got {raw!r}")
+        out[key] = kind(value)
+    return out
+
+
+def _within(value: float, low: _Bound, high: _Bound) -> bool:
+    above = low is None or (value > low[0] if isinstance(low, list) else value >= low)
+    return above and (high is None or (value < high[0] if isinstance(high, list) else value <= high))
+
+
+def _describe(low: _Bound, high: _Bound) -> str:
+    parts = []
+    if low is not None:
+        parts.append(f"above {low[0]:g}" if isinstance(low, list) else f"at least {low:g}")
+    if high is not None:
+        parts.append(f"below {high[0]:g}" if isinstance(high, list) else f"at most {high:g}")
+    return " and ".join(parts)
+
+
 def _set_threads(options: dict[str, Any]) -> None:
-    if options.get("threads"):
+    threads = _numbers(options).get("threads")
+    if threads:
         import torch
 
-        torch.set_num_threads(int(options["threads"]))
+        torch.set_num_threads(threads)
 
 
 def _cache_dir(options: dict[str, Any]) -> Path:
@@ -119,27 +167,29 @@ def run_training(name: str, request: TrainRequest) -> dict[str, Any]:
     from kgllm.embed import Embedder
     from kgllm.fusion.features import FeatureBuilder
     from kgllm.fusion.grounding import ConceptGraph
-    from kgllm.fusion.training import GraphData, TrainConfig, save_model, train_adapter
+    from kgllm.fusion.training import GraphData, TrainConfig, resolve_device, save_model, train_adapter
 
     opts = dict(request.options)
-    fraction = float(opts.get("dev_fraction", 0.1))
-    if not 0 <= fraction < 1:  # at least one question must be left to train on
-        raise ConfigError(f"dev_fraction must be at least 0 and below 1, got {opts['dev_fraction']!r}")
+    numbers = _numbers(opts)  # bad values fail before any work; dev_fraction leaves a question to train on
+    fraction = numbers.get("dev_fraction", 0.1)
+    hidden, heads = numbers.get("hidden", TrainConfig.hidden), numbers.get("heads", TrainConfig.heads)
+    if hidden % heads:
+        raise ConfigError(f"hidden ({hidden}) must be divisible by heads ({heads})")
+    device = resolve_device(opts.get("device", "cpu"))
     _set_threads(opts)
     train_path = _split_file(name, request.data, request.split)
-    graph_path = _with_wordnet(_graph_path(request.data, opts), opts)
+    source_graph = _graph_path(request.data, opts)
+    graph_path = _with_wordnet(source_graph, opts)
     graph = ConceptGraph.from_triples(graph_path)
     documents = _documents(name, request.data)
     embedder = Embedder(opts.get("encoder"), cache_dir=_cache_dir(opts))
-    feat_opts = {k: int(opts[k]) for k in _FEATURE_OPTIONS if k in opts}
+    feat_opts = {k: numbers[k] for k in _FEATURE_OPTIONS if k in numbers}
     builder = FeatureBuilder(graph, embedder, documents=documents, cache_dir=_cache_dir(opts), **feat_opts)
-    questions = _read_questions(name, train_path, int(opts["limit"]) if opts.get("limit") else None)
+    questions = _read_questions(name, train_path, numbers.get("limit"))
     started = time.perf_counter()
     feats = builder.build(questions, progress=request.progress)
     feature_seconds = time.perf_counter() - started
-    cfg = TrainConfig(**{k: type(getattr(TrainConfig, k))(opts[k]) for k in
-                         ("epochs", "lr", "weight_decay", "batch_size", "hidden", "layers", "heads", "dropout",
-                          "seed") if k in opts and opts[k] is not None},
+    cfg = TrainConfig(**{k: numbers[k] for k in _CONFIG_OPTIONS if k in numbers},
                       use_graph=not flag(opts.get("no_graph", False)),
                       interaction=flag(opts.get("interaction", False)))
     # Hold out part of the training questions to pick the epoch; the dev split stays untouched.
@@ -149,8 +199,10 @@ def run_training(name: str, request: TrainRequest) -> dict[str, Any]:
     train_data = GraphData(_subset(feats, kept), graph.n_relation_ids)
     hold_data = GraphData(_subset(feats, held), graph.n_relation_ids) if held else None
     model, history = train_adapter(train_data, cfg, dev=hold_data, n_graph_relations=graph.n_relation_ids,
-                                   progress=request.progress)
+                                   progress=request.progress, device=device)
     info = {"benchmark": name, "train_file": train_path.name, "n_train": len(kept), "n_heldout": len(held),
+            "device": str(device), "graph_source": str(source_graph.resolve()),
+            "wordnet": graph_path != source_graph, "options": {k: str(v) for k, v in request.options.items()},
             "history": history, "feature_seconds": feature_seconds,
             "features": {"max_nodes": builder.max_nodes, "hops": builder.hops,
                          "top_documents": builder.top_documents}}
@@ -178,14 +230,15 @@ def run_benchmark(name: str, request: EvalRequest) -> dict[str, Any]:
     from kgllm.embed import Embedder
     from kgllm.eval.metrics import latency_summary
     from kgllm.fusion.features import FeatureBuilder
-    from kgllm.fusion.grounding import ConceptGraph
     from kgllm.fusion.training import (
         GraphData,
         accuracy,
+        load_graph,
         load_model,
         load_saved_vectors,
         predict,
         read_manifest,
+        resolve_device,
     )
 
     if request.model is None:
@@ -195,9 +248,10 @@ def run_benchmark(name: str, request: EvalRequest) -> dict[str, Any]:
     _set_threads(opts)
     path = _split_file(name, request.data, request.split)
     manifest = read_manifest(request.model)
-    graph = ConceptGraph.from_triples(Path(request.model) / "graph.tsv")
+    graph = load_graph(Path(request.model))
     embedder = Embedder(opts.get("encoder") or manifest["encoder"], cache_dir=_cache_dir(opts))
     model, manifest = load_model(request.model, encoder=embedder.model_name, vocab_hash=graph.vocab_hash)
+    model.to(resolve_device(opts.get("device", "cpu")))
     docs = Path(request.model) / "documents.txt"
     documents = docs.read_text(encoding="utf-8").splitlines() if docs.exists() else []
     builder = FeatureBuilder(graph, embedder, documents=documents, cache_dir=_cache_dir(opts),

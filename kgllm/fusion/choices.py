@@ -6,9 +6,10 @@ keeps a loaded model directory (adapter, concept graph, encoder) for many questi
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +17,38 @@ import numpy as np
 
 from kgllm.exceptions import ConfigError, ModelError
 from kgllm.fusion.features import FeatureBuilder, MCFeatures, MCQuestion
-from kgllm.fusion.grounding import ConceptGraph
-from kgllm.fusion.training import GraphData, load_model, load_saved_vectors, predict, read_manifest
+from kgllm.fusion.training import (
+    DOCUMENT_VECTORS,
+    DOCUMENTS,
+    GRAPH,
+    MANIFEST,
+    NODE_VECTORS,
+    WEIGHTS,
+    GraphData,
+    load_graph,
+    load_model,
+    load_saved_vectors,
+    predict,
+    read_manifest,
+)
 from kgllm.types import Answer, Fact, ScoredAnswer
 
-__all__ = ["ChoiceAnswerer", "answer_choices", "validate_choices"]
+__all__ = ["ChoiceAnswerer", "answer_choices", "validate_choices", "choice_label"]
 
 UNGROUNDED = "no concept of the question or its choices is in the concept graph; answered by the LM alone"
 # names the option of the command line (kgllm ask --adapter) and of kb.ask, through which users give one
 NO_ADAPTER = ("no trained adapter given (--adapter on the command line, adapter= in kb.ask); "
               "choices ranked by embedding similarity")
+
+
+def choice_label(index: int) -> str:
+    """The label of the ``index``-th choice: A, B, ..., Z, then AA, AB, ... (spreadsheet columns)."""
+    label = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        label = chr(65 + rest) + label
+    return label
 
 
 def validate_choices(question: str, choices: Sequence[str] | None) -> list[str]:
@@ -40,11 +63,15 @@ def validate_choices(question: str, choices: Sequence[str] | None) -> list[str]:
         raise ConfigError(f"a multiple-choice question needs a non-empty question, got {question!r}")
     if choices is None or isinstance(choices, str):
         raise ConfigError(f"choices must be a list of at least 2 strings, got {choices!r}")
-    items = [str(c).strip() for c in choices]
+    items = list(choices)
+    odd = [c for c in items if not isinstance(c, str)]  # None or 1 is not the choice "None" or "1"
+    if odd:
+        raise ConfigError(f"answer choices must be strings, got {odd[0]!r} in {items!r}")
+    items = [c.strip() for c in items]
     if len(items) < 2:
-        raise ConfigError(f"a multiple-choice question needs at least 2 choices, got {len(items)}: {list(choices)!r}")
+        raise ConfigError(f"a multiple-choice question needs at least 2 choices, got {len(items)}: {items!r}")
     if any(not c for c in items):
-        raise ConfigError(f"empty answer choice in {list(choices)!r}")
+        raise ConfigError(f"empty answer choice in {items!r}")
     return items
 
 
@@ -68,10 +95,10 @@ class ChoiceAnswerer:
         if embedder.model_name != manifest["encoder"]:
             raise ModelError(f"{self.model_dir} was trained with encoder {manifest['encoder']!r}, "
                              f"not {embedder.model_name!r}")
-        graph = ConceptGraph.from_triples(self.model_dir / "graph.tsv")
+        graph = load_graph(self.model_dir)
         self.model, self.manifest = load_model(self.model_dir, encoder=embedder.model_name,
                                                vocab_hash=graph.vocab_hash)
-        docs_path = self.model_dir / "documents.txt"
+        docs_path = self.model_dir / DOCUMENTS
         documents = docs_path.read_text(encoding="utf-8").splitlines() if docs_path.exists() else []
         extra = self.manifest.get("features", {})
         self.builder = FeatureBuilder(graph, embedder, documents=documents,
@@ -94,7 +121,7 @@ class ChoiceAnswerer:
         for idx in by_k.values():
             started = time.perf_counter()
             questions = [MCQuestion(id=str(i), stem=checked[i][0], choices=checked[i][1],
-                                    labels=[chr(65 + j) for j in range(len(checked[i][1]))]) for i in idx]
+                                    labels=[choice_label(j) for j in range(len(checked[i][1]))]) for i in idx]
             feats = self.builder.compute(questions, len(questions[0].choices))
             scores = predict(self.model, GraphData(feats, self.graph.n_relation_ids))
             seconds = (time.perf_counter() - started) / len(idx)
@@ -123,9 +150,35 @@ class ChoiceAnswerer:
                       facts=facts[:20], warnings=warnings, timings={"adapter": seconds})
 
 
-@lru_cache(maxsize=4)
+#: Loaded model directories, most recently used last: path -> (stamp of its files, answerer).
+_LOADED: OrderedDict[str, tuple[tuple[tuple[int, int] | None, ...], ChoiceAnswerer]] = OrderedDict()
+_LOADED_MAX = 4
+_LOADED_LOCK = threading.Lock()
+
+
 def _answerer(model_dir: str) -> ChoiceAnswerer:
-    return ChoiceAnswerer(model_dir)
+    """The loaded model of ``model_dir``, reused until one of its files changes: a model trained again
+    into the same directory is loaded again (and the old one dropped), not served from memory."""
+    stamp: list[tuple[int, int] | None] = []
+    for name in (MANIFEST, WEIGHTS, GRAPH, DOCUMENTS, NODE_VECTORS, DOCUMENT_VECTORS):
+        try:
+            info = (Path(model_dir) / name).stat()
+            stamp.append((info.st_mtime_ns, info.st_size))
+        except OSError:
+            stamp.append(None)
+    key = tuple(stamp)
+    with _LOADED_LOCK:
+        found = _LOADED.get(model_dir)
+        if found is not None and found[0] == key:
+            _LOADED.move_to_end(model_dir)
+            return found[1]
+        _LOADED.pop(model_dir, None)
+    answerer = ChoiceAnswerer(model_dir)
+    with _LOADED_LOCK:
+        _LOADED[model_dir] = (key, answerer)
+        while len(_LOADED) > _LOADED_MAX:
+            _LOADED.popitem(last=False)
+    return answerer
 
 
 def _zero_shot(question: str, choices: list[str], embedder: Any) -> Answer:
@@ -137,7 +190,7 @@ def _zero_shot(question: str, choices: list[str], embedder: Any) -> Answer:
     scores = (joint @ q_vec + c_vec @ q_vec) / 2
     order = np.argsort(-scores, kind="stable")
     return Answer(question=question, text=choices[int(order[0])],
-                  answers=[ScoredAnswer(id=chr(65 + j), name=choices[j], score=float(scores[j])) for j in order],
+                  answers=[ScoredAnswer(id=choice_label(j), name=choices[j], score=float(scores[j])) for j in order],
                   warnings=[NO_ADAPTER],
                   timings={"zero_shot": time.perf_counter() - started})
 

@@ -65,25 +65,28 @@ class ConceptGraph:
         """Read ``relation<TAB>head<TAB>tail`` lines (CN-100K's layout).
 
         Raises:
-            LoadError: a line without exactly three non-empty tab-separated fields.
+            LoadError: a line without exactly three non-empty tab-separated fields, or not UTF-8 text.
         """
         path = Path(path)
         names: dict[str, int] = {}
         relations: dict[str, int] = {}
         heads, rels, tails = [], [], []
-        with path.open(encoding="utf-8") as handle:
-            for line_no, line in enumerate(handle, 1):
-                line = line.rstrip("\n")
-                if not line.strip():
-                    continue
-                parts = line.split("\t")
-                if len(parts) != 3 or not all(p.strip() for p in parts):
-                    raise LoadError(f"expected 3 tab-separated fields 'relation<TAB>head<TAB>tail', got {len(parts)}",
-                                    path=path, line=line_no, value=line)
-                rel, head, tail = (p.strip() for p in parts)
-                rels.append(relations.setdefault(rel, len(relations)))
-                heads.append(names.setdefault(head.lower(), len(names)))
-                tails.append(names.setdefault(tail.lower(), len(names)))
+        try:
+            with path.open(encoding="utf-8") as handle:
+                for line_no, line in enumerate(handle, 1):
+                    line = line.rstrip("\n")
+                    if not line.strip():
+                        continue
+                    parts = line.split("\t")
+                    if len(parts) != 3 or not all(p.strip() for p in parts):
+                        raise LoadError("expected 3 tab-separated fields 'relation<TAB>head<TAB>tail', "
+                                        f"got {len(parts)}", path=path, line=line_no, value=line)
+                    rel, head, tail = (p.strip() for p in parts)
+                    rels.append(relations.setdefault(rel, len(relations)))
+                    heads.append(names.setdefault(head.lower(), len(names)))
+                    tails.append(names.setdefault(tail.lower(), len(names)))
+        except UnicodeDecodeError as exc:  # decoded in blocks: neither the line nor the file offset is known
+            raise LoadError(f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x}: {exc.reason})", path=path) from exc
         if not heads:
             raise LoadError("no triples found", path=path)
         return cls(list(names), list(relations), np.asarray(heads), np.asarray(rels), np.asarray(tails))

@@ -15,25 +15,27 @@ import pickle
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from kgllm.exceptions import ModelError
+from kgllm.exceptions import ConfigError, ModelError
 from kgllm.fusion.adapter import MultipleChoiceAdapter
 from kgllm.fusion.features import MCFeatures
-from kgllm.fusion.grounding import NODE_CHOICE, NODE_QUESTION, QASubgraph
+from kgllm.fusion.grounding import NODE_CHOICE, NODE_QUESTION, ConceptGraph, QASubgraph
 from kgllm.fusion.pyg import Batch, Data
 from kgllm.model_manifest import read_model_manifest
 
 __all__ = ["TrainConfig", "GraphData", "qa_batch", "train_adapter", "predict", "save_model", "load_model",
-           "MANIFEST", "CONTEXT_RELATIONS", "load_saved_vectors"]
+           "MANIFEST", "CONTEXT_RELATIONS", "load_saved_vectors", "load_graph", "resolve_device"]
 
 MANIFEST = "manifest.json"
 WEIGHTS = "adapter.pt"
+GRAPH = "graph.tsv"
+DOCUMENTS = "documents.txt"
 NODE_VECTORS = "node_vectors.npy"
 DOCUMENT_VECTORS = "document_vectors.npy"
 #: Extra relation ids after the graph's: context->question, context->choice and their inverses.
@@ -111,6 +113,31 @@ def qa_batch(graphs: list[Data], node_vectors: torch.Tensor) -> Batch:
     return batch
 
 
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """Where the adapter runs: ``None`` (or ``"auto"``) is the first CUDA GPU when torch sees one, else the CPU.
+
+    Raises:
+        ConfigError: not ``cpu``, ``cuda`` or ``cuda:N``, or a GPU that torch does not see.
+    """
+    if device is None or str(device).strip().lower() in ("", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(str(device).strip().lower())
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {str(device)!r}; use cpu, cuda or cuda:N") from exc
+    if chosen.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unknown device {str(device)!r}; use cpu, cuda or cuda:N")
+    if chosen.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count or (chosen.index or 0) >= count:
+            raise ConfigError(f"device {str(device)!r} asked for, but torch sees {count} CUDA GPU(s)")
+    return chosen
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -127,33 +154,41 @@ def build_model(lm_dim: int, node_dim: int, n_graph_relations: int, cfg: TrainCo
 def predict(model: MultipleChoiceAdapter, data: GraphData, *, batch_size: int = 64) -> np.ndarray:
     """Scores of every choice, shape ``(n_questions, n_choices)``."""
     model.eval()
+    device = _model_device(model)  # the inputs go where the model is
     out = []
     k = data.feats.n_choices
     for start in range(0, len(data.feats), batch_size):
         idx = list(range(start, min(start + batch_size, len(data.feats))))
         lm, graphs = data.batch(idx, graphs=model.use_graph)
-        out.append(model(lm, graphs).view(len(idx), k))
+        out.append(model(lm.to(device), graphs.to(device) if graphs is not None else None).view(len(idx), k).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, k), dtype=np.float32)
 
 
 def train_adapter(train: GraphData, cfg: TrainConfig, *, dev: GraphData | None = None, n_graph_relations: int,
-                  progress: bool = False) -> tuple[MultipleChoiceAdapter, list[dict[str, float]]]:
+                  progress: bool = False, device: str | torch.device | None = "cpu"
+                  ) -> tuple[MultipleChoiceAdapter, list[dict[str, float]]]:
     """Train a :class:`MultipleChoiceAdapter` with cross-entropy over each question's choices.
 
+    Args:
+        device: Where to train (see :func:`resolve_device`; ``None`` picks a CUDA GPU when there is
+            one). Only the CPU gives bit-identical models for one seed: CUDA's scatter sums are
+            not deterministic.
+
     Returns:
-        The model (the epoch with the best dev accuracy when ``dev`` is given, else the last) and a
-        per-epoch history of ``loss``, ``train_accuracy``, ``seconds`` and ``dev_accuracy``.
+        The model, on the CPU (the epoch with the best dev accuracy when ``dev`` is given, else the
+        last), and a per-epoch history of ``loss``, ``train_accuracy``, ``seconds`` and ``dev_accuracy``.
     """
+    where = resolve_device(device)
     seed_everything(cfg.seed)
     feats = train.feats
     if (feats.answers < 0).any():
         raise ValueError("training questions need answers")
-    model = build_model(feats.lm.shape[-1], feats.node_vectors.shape[1], n_graph_relations, cfg)
+    model = build_model(feats.lm.shape[-1], feats.node_vectors.shape[1], n_graph_relations, cfg).to(where)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * ((len(feats) + cfg.batch_size - 1) // cfg.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=max(steps, 1),
                                                    pct_start=0.1)
-    answers = torch.from_numpy(feats.answers)
+    answers = torch.from_numpy(feats.answers).to(where)
     generator = np.random.default_rng(cfg.seed)
     history: list[dict[str, float]] = []
     best: tuple[float, dict[str, torch.Tensor]] | None = None
@@ -169,7 +204,8 @@ def train_adapter(train: GraphData, cfg: TrainConfig, *, dev: GraphData | None =
             bar = tqdm(chunks, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step")
         for chunk in bar if bar is not None else chunks:
             lm, graphs = train.batch(chunk, graphs=cfg.use_graph)
-            scores = model(lm, graphs).view(len(chunk), feats.n_choices)
+            scores = model(lm.to(where), graphs.to(where) if graphs is not None else None).view(len(chunk),
+                                                                                               feats.n_choices)
             loss = torch.nn.functional.cross_entropy(scores, answers[chunk])
             optimizer.zero_grad()
             loss.backward()
@@ -192,7 +228,7 @@ def train_adapter(train: GraphData, cfg: TrainConfig, *, dev: GraphData | None =
             bar.close()
     if best is not None:
         model.load_state_dict(best[1])
-    model.eval()
+    model.cpu().eval()
     return model, history
 
 
@@ -206,16 +242,22 @@ def save_model(model_dir: Path, model: MultipleChoiceAdapter, cfg: TrainConfig, 
                document_vectors: np.ndarray | None = None, info: dict[str, Any] | None = None) -> Path:
     """Write weights, the concept graph, its node embeddings, documents and a manifest into ``model_dir``."""
     model_dir.mkdir(parents=True, exist_ok=True)
+    # A model saved over an earlier one must not inherit its optional files (an OBQA model's facts would
+    # be retrieved for a CSQA model trained without them).
+    for name, kept in ((NODE_VECTORS, node_vectors is not None), (DOCUMENTS, bool(documents)),
+                       (DOCUMENT_VECTORS, bool(documents) and document_vectors is not None)):
+        if not kept:
+            (model_dir / name).unlink(missing_ok=True)
     # Saved embeddings spare every process that loads the model re-encoding each concept name and fact.
     if node_vectors is not None:
         np.save(model_dir / NODE_VECTORS, node_vectors.astype(np.float16))
     if documents and document_vectors is not None:  # float32: the values the training features used
         np.save(model_dir / DOCUMENT_VECTORS, document_vectors.astype(np.float32))
     torch.save(model.state_dict(), model_dir / WEIGHTS)
-    if Path(graph_path).resolve() != (model_dir / "graph.tsv").resolve():
-        shutil.copyfile(graph_path, model_dir / "graph.tsv")
+    if Path(graph_path).resolve() != (model_dir / GRAPH).resolve():
+        shutil.copyfile(graph_path, model_dir / GRAPH)
     if documents:
-        (model_dir / "documents.txt").write_text("\n".join(documents) + "\n", encoding="utf-8")
+        (model_dir / DOCUMENTS).write_text("\n".join(documents) + "\n", encoding="utf-8")
     manifest = {"kind": "kgllm-mcqa-adapter", "format": 2, "encoder": encoder, "encoder_dim": encoder_dim,
                 "lm_dim": model.lm_dim, "node_dim": node_dim, "graph_vocab_hash": vocab_hash,
                 "n_graph_relations": n_graph_relations, "config": asdict(cfg), "seed": cfg.seed, **(info or {})}
@@ -223,9 +265,41 @@ def save_model(model_dir: Path, model: MultipleChoiceAdapter, cfg: TrainConfig, 
     return model_dir
 
 
+#: What :func:`load_model` and its callers read from a manifest.
+_REQUIRED = ("encoder", "lm_dim", "node_dim", "graph_vocab_hash", "n_graph_relations", "config")
+
+
 def read_manifest(model_dir: Path) -> dict[str, Any]:
-    return read_model_manifest(model_dir, MANIFEST, key="kind", expected="kgllm-mcqa-adapter",
-                               what="multiple-choice adapter")
+    """The manifest of an adapter directory, checked to hold every entry loading needs.
+
+    Raises:
+        ModelError: missing or unreadable, another kind of model, or an entry missing or unknown.
+    """
+    manifest = read_model_manifest(model_dir, MANIFEST, key="kind", expected="kgllm-mcqa-adapter",
+                                   what="multiple-choice adapter")
+    path = Path(model_dir) / MANIFEST
+    missing = [k for k in _REQUIRED if k not in manifest]
+    if missing:
+        raise ModelError(f"{path}: incomplete manifest, missing {', '.join(missing)}")
+    config = manifest["config"]
+    known = {f.name for f in fields(TrainConfig)}
+    if not isinstance(config, dict) or set(config) - known:
+        unknown = sorted(set(config) - known) if isinstance(config, dict) else config
+        raise ModelError(f"{path}: config has entries this version does not know: {unknown!r}")
+    return manifest
+
+
+def load_graph(model_dir: Path) -> ConceptGraph:
+    """The concept graph saved in ``model_dir`` (``graph.tsv``).
+
+    Raises:
+        ModelError: the file is missing.
+        LoadError: a line that is not a triple, or a file that is not UTF-8 text.
+    """
+    path = Path(model_dir) / GRAPH
+    if not path.is_file():
+        raise ModelError(f"{model_dir}: the adapter's concept graph {GRAPH} is missing")
+    return ConceptGraph.from_triples(path)
 
 
 def load_model(model_dir: Path, *, encoder: str | None = None, vocab_hash: str | None = None
@@ -243,10 +317,13 @@ def load_model(model_dir: Path, *, encoder: str | None = None, vocab_hash: str |
                          f"the graph given has vocabulary {vocab_hash!r}")
     cfg = TrainConfig(**manifest["config"])
     model = build_model(manifest["lm_dim"], manifest["node_dim"], manifest["n_graph_relations"], cfg)
+    if not (Path(model_dir) / WEIGHTS).is_file():
+        raise ModelError(f"{model_dir}: the adapter's weights {WEIGHTS} are missing")
     try:
         model.load_state_dict(torch.load(Path(model_dir) / WEIGHTS, map_location="cpu", weights_only=True))
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-        raise ModelError(f"{model_dir}: weights do not fit the manifest: {exc}") from exc
+        raise ModelError(f"{model_dir}: weights {WEIGHTS} unreadable or not fitting the manifest "
+                         f"({type(exc).__name__}: {exc})") from exc
     model.eval()
     return model, manifest
 

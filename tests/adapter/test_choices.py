@@ -108,6 +108,27 @@ def test_train_refuses_a_held_out_share_that_leaves_nothing_to_train(mcqa_dir: P
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("batch_size", 0, "batch_size must be a whole number at least 1, got 0"),
+    ("epochs", 2.5, "epochs must be a whole number at least 1, got 2.5"),
+    ("seed", "x", "seed must be a whole number at least 0, got 'x'"),
+    ("lr", "abc", "lr must be above 0, got 'abc'"),
+    ("dropout", 1.5, "dropout must be at least 0 and below 1, got 1.5"),
+    ("hops", 1, "hops must be a whole number at least 2 and at most 3, got 1"),
+    ("max_nodes", 40000, "max_nodes must be a whole number at least 1 and at most 32000, got 40000"),
+    ("threads", -2, "threads must be a whole number at least 1, got -2"),
+    ("limit", True, "limit must be a whole number at least 1, got True"),
+    ("hidden", 15, r"hidden \(15\) must be divisible by heads \(4\)"),
+])
+def test_train_refuses_bad_numeric_options_before_any_work(mcqa_dir: Path, cache: Path, tmp_path: Path, option: str,
+                                                           value: object, message: str) -> None:
+    # each used to end in a traceback (ZeroDivisionError, ValueError, RuntimeError) or, for some, train anyway
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        get_trainer("csqa").run(TrainRequest(data=mcqa_dir / "commonsenseqa", out=tmp_path / "m", options={
+            "epochs": 1, "cache_dir": str(cache), option: value}))
+    assert not (tmp_path / "m").exists()
+
+
 def test_obqa_no_graph_baseline_with_open_book(mcqa_dir: Path, cache: Path, tmp_path: Path) -> None:
     out = tmp_path / "obqa"
     result = get_trainer("obqa").run(TrainRequest(data=mcqa_dir / "openbookqa", out=out, options={
@@ -160,6 +181,24 @@ def test_answer_choices_bad_input(csqa_model: Path) -> None:
         answer_choices(None, QUESTION, ["bank", "  "], model_dir=csqa_model)
     with pytest.raises(ConfigError, match="non-empty question"):
         answer_choices(None, " ", CHOICES, model_dir=csqa_model)
+    # not answered as the choice "None" (or "1", "2")
+    with pytest.raises(ConfigError, match=r"answer choices must be strings, got None in \['bank', None\]"):
+        answer_choices(None, QUESTION, ["bank", None], model_dir=csqa_model)  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match="answer choices must be strings, got 1 in"):
+        answer_choices(None, QUESTION, [1, 2])  # type: ignore[list-item]
+
+
+def test_more_than_26_choices_get_distinct_labels(csqa_model: Path) -> None:
+    from kgllm.fusion.choices import choice_label
+
+    assert [choice_label(i) for i in (0, 25, 26, 27, 51, 52, 701, 702)] == \
+        ["A", "Z", "AA", "AB", "AZ", "BA", "ZZ", "AAA"]
+    choices = [f"place {i}" for i in range(30)]
+    for answer in (answer_choices(None, QUESTION, choices, model_dir=csqa_model),
+                   answer_choices(None, QUESTION, choices)):
+        labels = {a.name: a.id for a in answer.answers}
+        assert labels["place 0"] == "A" and labels["place 25"] == "Z" and labels["place 29"] == "AD"
+        assert len(set(labels.values())) == 30
 
 
 def test_repeated_choices_get_equal_scores(csqa_model: Path) -> None:
@@ -172,6 +211,25 @@ def test_repeated_choices_get_equal_scores(csqa_model: Path) -> None:
 def test_ungrounded_question_falls_back_and_is_flagged(csqa_model: Path) -> None:
     answer = answer_choices(None, "Qwzx vlorp frimble?", ["zzqv", "xxkq plonk"], model_dir=csqa_model)
     assert UNGROUNDED in answer.warnings and len(answer.answers) == 2 and answer.facts == []
+
+
+def test_a_model_trained_again_into_its_directory_is_reloaded(mcqa_dir: Path, cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+
+    def train(seed: int, no_graph: bool) -> None:
+        get_trainer("csqa").run(TrainRequest(data=mcqa_dir / "commonsenseqa", out=out, options={
+            "epochs": 1, "hidden": 16, "heads": 2, "cache_dir": str(cache), "seed": seed, "no_graph": no_graph}))
+
+    def scores(answer) -> dict[str, float]:  # noqa: ANN001
+        return {a.name: a.score for a in answer.answers}
+
+    train(0, False)
+    first = answer_choices(None, QUESTION, CHOICES, model_dir=out)
+    assert scores(answer_choices(None, QUESTION, CHOICES, model_dir=out)) == scores(first)  # loaded once
+    train(5, True)
+    again = answer_choices(None, QUESTION, CHOICES, model_dir=out)
+    assert scores(again) == scores(ChoiceAnswerer(out).answer_many([(QUESTION, CHOICES)])[0])
+    assert scores(again) != scores(first)
 
 
 def test_zero_shot_without_a_model_dir() -> None:
@@ -215,6 +273,24 @@ def test_cli_train_and_eval(mcqa_dir: Path, cache: Path, tmp_path: Path, capsys:
     capsys.readouterr()
     assert main(["eval", "csqa", "--data", str(data), "--split", "test", "--model", str(model)]) == 1
     assert "BenchmarkError" in capsys.readouterr().err
+
+
+def test_cli_train_device_option_and_manifest_options(mcqa_dir: Path, cache: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from kgllm.cli import main
+
+    data, model = mcqa_dir / "commonsenseqa", tmp_path / "m"
+    base = ["train", "csqa", "--data", str(data), "--out", str(model), "--epochs", "1", "-o", f"cache_dir={cache}"]
+    capsys.readouterr()
+    assert main([*base, "-o", "device=tpu"]) == 1
+    assert capsys.readouterr().err.strip() == "ConfigError: unknown device 'tpu'; use cpu, cuda or cuda:N"
+    assert not model.exists()
+    assert main([*base, "-o", "device=cpu", "-o", "hidden=16", "-o", "heads=2"]) == 0
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["device"] == "cpu" and manifest["wordnet"] is False
+    assert manifest["graph_source"] == str((mcqa_dir / "conceptnet_100k" / "train.txt").resolve())
+    assert manifest["options"]["hidden"] == "16" and manifest["options"]["device"] == "cpu"
+    assert manifest["config"]["hidden"] == 16
 
 
 def test_cli_flags_written_in_python_spelling(mcqa_dir: Path, cache: Path, tmp_path: Path) -> None:

@@ -60,6 +60,10 @@ def test_bad_triple_line_names_file_line_and_value(tmp_path: Path) -> None:
     empty.write_text("\n")
     with pytest.raises(LoadError, match="no triples"):
         ConceptGraph.from_triples(empty)
+    latin1 = tmp_path / "latin1.tsv"
+    latin1.write_bytes("IsA\tcaf\u00e9\tbuilding\n".encode("latin-1"))  # not UTF-8: a LoadError naming it, no traceback
+    with pytest.raises(LoadError, match=r"latin1\.tsv: not UTF-8 text \(byte 0xe9: invalid continuation byte\)"):
+        ConceptGraph.from_triples(latin1)
 
 
 def test_grounder_longest_match_lemmas_and_stop_words(tiny: ConceptGraph) -> None:

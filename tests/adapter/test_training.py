@@ -162,3 +162,89 @@ def test_raw_text_features_take_one_encoder_call(concept_graph: ConceptGraph, cs
     assert builder.embedder.stats.model_calls == 1
     assert np.allclose(feats.lm, cached.lm, atol=2e-3)  # the cache stores float16
     assert all(np.array_equal(a.nodes, b.nodes) for a, b in zip(feats.graphs, cached.graphs, strict=True))
+
+
+def test_incomplete_or_unknown_manifests_and_missing_files_are_model_errors(tmp_path: Path, csqa_features,
+                                                                            concept_graph: ConceptGraph,
+                                                                            mcqa_dir: Path, embedder) -> None:  # noqa: ANN001
+    from kgllm.fusion.training import load_graph
+
+    out, _ = _saved(tmp_path, csqa_features, concept_graph, mcqa_dir, embedder)
+    manifest = json.loads((out / "manifest.json").read_text())
+    for key in ("config", "lm_dim", "encoder"):
+        (out / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != key}))
+        with pytest.raises(ModelError, match=f"manifest.json: incomplete manifest, missing {key}"):
+            load_model(out)
+    # a manifest written by a later version with a setting this one does not have
+    (out / "manifest.json").write_text(json.dumps({**manifest, "config": {**manifest["config"], "pool": "mean"}}))
+    with pytest.raises(ModelError, match=r"config has entries this version does not know: \['pool'\]"):
+        load_model(out)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert load_graph(out).vocab_hash == concept_graph.vocab_hash
+    (out / "graph.tsv").unlink()
+    with pytest.raises(ModelError, match=r"concept graph graph\.tsv is missing"):
+        load_graph(out)
+    (out / "adapter.pt").unlink()
+    with pytest.raises(ModelError, match=r"weights adapter\.pt are missing"):
+        load_model(out)
+    (out / "adapter.pt").write_bytes(b"")  # a copy cut short: the message says what failed
+    with pytest.raises(ModelError, match=r"weights adapter\.pt unreadable or not fitting the manifest \(\w+"):
+        load_model(out)
+
+
+def test_saving_over_an_earlier_model_drops_its_optional_files(tmp_path: Path, csqa_features,
+                                                              concept_graph: ConceptGraph, mcqa_dir: Path,
+                                                              embedder) -> None:  # noqa: ANN001
+    train, _ = csqa_features
+    cfg = TrainConfig(epochs=1, batch_size=16, hidden=16, heads=2, use_graph=False)
+    model, _ = train_adapter(GraphData(train, concept_graph.n_relation_ids), cfg,
+                             n_graph_relations=concept_graph.n_relation_ids)
+    common = {"encoder": embedder.model_name, "encoder_dim": embedder.dim, "vocab_hash": concept_graph.vocab_hash,
+              "graph_path": mcqa_dir / "conceptnet_100k" / "train.txt", "node_dim": embedder.dim,
+              "n_graph_relations": concept_graph.n_relation_ids}
+    out = tmp_path / "model"
+    facts = ["a bank keeps money", "a library lends books"]
+    save_model(out, model, cfg, documents=facts, node_vectors=train.node_vectors,
+               document_vectors=embedder.encode(facts), **common)
+    assert {"documents.txt", "document_vectors.npy", "node_vectors.npy"} <= {p.name for p in out.iterdir()}
+    # the same directory again, for a model without facts (an OBQA model replaced by a CSQA one)
+    save_model(out, model, cfg, **common)
+    assert sorted(p.name for p in out.iterdir()) == ["adapter.pt", "graph.tsv", "manifest.json"]
+
+
+def test_device_names(csqa_features, concept_graph: ConceptGraph) -> None:  # noqa: ANN001
+    from kgllm.exceptions import ConfigError
+    from kgllm.fusion.training import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu") and resolve_device(" CPU ") == torch.device("cpu")
+    assert resolve_device(None).type == resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    for bad in ("tpu", "gpu", "cuda:x"):
+        with pytest.raises(ConfigError, match=f"unknown device '{bad}'; use cpu, cuda or cuda:N"):
+            resolve_device(bad)
+    with pytest.raises(ConfigError, match=r"device 'cuda:99' asked for, but torch sees \d+ CUDA GPU"):
+        resolve_device("cuda:99")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"device 'cuda' asked for, but torch sees 0 CUDA GPU"):
+            resolve_device("cuda")
+    # a model trained anywhere comes back on the CPU, where saving and the answerer expect it
+    train, _ = csqa_features
+    model, _ = train_adapter(GraphData(train, concept_graph.n_relation_ids), TrainConfig(epochs=1, hidden=16, heads=2),
+                             n_graph_relations=concept_graph.n_relation_ids, device=None)
+    assert {p.device.type for p in model.parameters()} == {"cpu"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_on_a_gpu_gives_a_cpu_model_that_scores_like_the_gpu(csqa_features,
+                                                                    concept_graph: ConceptGraph) -> None:  # noqa: ANN001
+    train, dev = csqa_features
+    cfg = TrainConfig(epochs=3, batch_size=16, hidden=16, heads=2, dropout=0.0, seed=4)  # no dropout: the
+    data, dev_data = GraphData(train, concept_graph.n_relation_ids), GraphData(dev, concept_graph.n_relation_ids)
+    gpu, history = train_adapter(data, cfg, dev=dev_data, n_graph_relations=concept_graph.n_relation_ids,
+                                 device="cuda")  # GPU draws its masks from another generator than the CPU
+    assert {p.device.type for p in gpu.parameters()} == {"cpu"} and len(history) == 3
+    on_cpu = predict(gpu, dev_data)
+    gpu.to("cuda")
+    assert np.allclose(predict(gpu, dev_data), on_cpu, atol=1e-4)
+    cpu, _ = train_adapter(data, cfg, dev=dev_data, n_graph_relations=concept_graph.n_relation_ids, device="cpu")
+    # same seed, same data: close, not bit-equal (on an H200: 3e-3 apart; two GPU runs 1e-4 apart)
+    assert np.allclose(predict(cpu, dev_data), on_cpu, atol=1e-2)
