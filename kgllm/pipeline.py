@@ -135,9 +135,9 @@ class Pipeline:
         if domain is not None and domain not in self.kb.domains:
             raise DomainNotFound(domain, self.kb.domains)
         if choices is not None:
-            from kgllm.fusion.choices import answer_choices
+            from kgllm.fusion.choices import answer_choices_many
 
-            return [answer_choices(self.kb, question, choices, model_dir=adapter) for question in questions]
+            return answer_choices_many(self.kb, questions, choices, model_dir=adapter)
         self._drop_stale_contexts()
         backend = resolve_backend(llm, self.kb, cache=llm_cache)
         explorer_llm = backend if explore and is_generative(backend) else None

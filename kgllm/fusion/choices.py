@@ -33,7 +33,7 @@ from kgllm.fusion.training import (
 )
 from kgllm.types import Answer, Fact, ScoredAnswer
 
-__all__ = ["ChoiceAnswerer", "answer_choices", "validate_choices", "choice_label"]
+__all__ = ["ChoiceAnswerer", "answer_choices", "answer_choices_many", "validate_choices", "choice_label"]
 
 UNGROUNDED = "no concept of the question or its choices is in the concept graph; answered by the LM alone"
 # names the option of the command line (kgllm ask --adapter) and of kb.ask, through which users give one
@@ -213,12 +213,20 @@ def answer_choices(kb: Any, question: str, choices: Sequence[str], model_dir: st
         ConfigError: a missing question, fewer than two choices, or an empty choice.
         ModelError: ``model_dir`` is not an adapter directory or does not fit its graph/encoder.
     """
-    items = validate_choices(question, choices)
-    if model_dir is None:
-        embedder = getattr(kb, "embedder", None)
-        if embedder is None:
-            from kgllm.embed import Embedder
+    return answer_choices_many(kb, [question], choices, model_dir)[0]
 
-            embedder = Embedder()
-        return _zero_shot(question, items, embedder)
-    return _answerer(str(Path(model_dir).resolve())).answer_many([(question, items)])[0]
+
+def answer_choices_many(kb: Any, questions: Sequence[str], choices: Sequence[str],
+                        model_dir: str | Path | None = None) -> list[Answer]:
+    """:func:`answer_choices` for several questions sharing the same choices; with an adapter they go
+    through it in batches (``ask_many``)."""
+    choices = list(choices)  # a generator would be used up by the first question
+    items = [(question, validate_choices(question, choices)) for question in questions]
+    if model_dir is not None:
+        return _answerer(str(Path(model_dir).resolve())).answer_many(items)
+    embedder = getattr(kb, "embedder", None)
+    if embedder is None:
+        from kgllm.embed import Embedder
+
+        embedder = Embedder()
+    return [_zero_shot(question, checked, embedder) for question, checked in items]

@@ -172,6 +172,15 @@ def test_answer_choices_ranks_the_choices(csqa_model: Path) -> None:
     assert all(f.domain == "concepts" for f in answer.facts)
 
 
+def test_ask_many_with_choices_goes_through_the_adapter_in_one_batch(csqa_model: Path, tiny_movies_kb) -> None:  # noqa: ANN001
+    questions = [QUESTION, "Where do you keep money safe?", "What place has many shops?"]
+    one_by_one = [answer_choices(None, q, CHOICES, model_dir=csqa_model) for q in questions]
+    batched = tiny_movies_kb.ask_many(questions, choices=(c for c in CHOICES), adapter=csqa_model)  # a generator too
+    assert [[(a.name, round(a.score, 5)) for a in x.answers] for x in batched] == [
+        [(a.name, round(a.score, 5)) for a in x.answers] for x in one_by_one]
+    assert [x.question for x in batched] == questions
+
+
 def test_answer_choices_bad_input(csqa_model: Path) -> None:
     with pytest.raises(ConfigError, match="at least 2 choices"):
         answer_choices(None, QUESTION, ["bank"], model_dir=csqa_model)
