@@ -220,7 +220,8 @@ def answer_choices_many(kb: Any, questions: Sequence[str], choices: Sequence[str
                         model_dir: str | Path | None = None) -> list[Answer]:
     """:func:`answer_choices` for several questions sharing the same choices; with an adapter they go
     through it in batches (``ask_many``)."""
-    choices = list(choices)  # a generator would be used up by the first question
+    if choices is not None and not isinstance(choices, str):  # validate_choices names those
+        choices = list(choices)  # a generator would be used up by the first question
     items = [(question, validate_choices(question, choices)) for question in questions]
     if model_dir is not None:
         return _answerer(str(Path(model_dir).resolve())).answer_many(items)
