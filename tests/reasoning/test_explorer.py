@@ -63,22 +63,17 @@ def test_explorer_stops_when_nothing_is_chosen():
     assert explorer.explore("q", np.array([movies.node("Kismet")]), scorer, scorer.prepare(["q"])[0]) == []
 
 
-class NamingLLM:
+class NamingLLM(ScriptedLLM):
     """Answers each pruning prompt with the next scripted reply, naming relations instead of numbering them."""
 
     name = "naming"
 
     def __init__(self, replies: list[str]) -> None:
+        super().__init__([])
         self.replies = list(replies)
 
     def generate(self, prompt, *, max_tokens=256, temperature=0.0, stop=None) -> Generation:
         return Generation(self.replies.pop(0) if self.replies else "That is all.", 10, 3)
-
-    def stream(self, prompt, **kwargs):
-        yield self.generate(prompt).text
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
 
 
 def test_explorer_understands_relations_named_instead_of_numbered():
