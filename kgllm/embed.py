@@ -37,7 +37,7 @@ from kgllm.exceptions import ConfigError
 if TYPE_CHECKING:  # importing sentence_transformers costs seconds; do it only when a model is loaded
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["Embedder", "EmbedderStats", "default_model_path", "DEFAULT_MODEL_NAME"]
+__all__ = ["Embedder", "EmbedderStats", "default_model_path", "model_name", "DEFAULT_MODEL_NAME"]
 
 #: The stable identifier of the default model (what manifests and caches record).
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -85,6 +85,14 @@ def _resolve(model: str | Path | None) -> tuple[str, str]:
         resolved = str(path.resolve())
         return resolved, resolved
     return str(model), str(model)
+
+
+def model_name(model: str | Path | None) -> str:
+    """The stable name an :class:`Embedder` of ``model`` records (:attr:`Embedder.model_name`), without loading it.
+
+    The default model's aliases give :data:`DEFAULT_MODEL_NAME`; an existing local directory its absolute path.
+    """
+    return _resolve(model)[0]
 
 
 def _weights_fingerprint(source: str) -> str:

@@ -9,7 +9,9 @@ The :class:`Router` scores experts for a question from three signals:
 * ``links``: entity-linking hits, i.e. question spans that name an entity of the expert's graph,
   weighted by span length and by how specific the name is to that expert;
 * ``classifier`` (optional): logistic regression over question embeddings and character n-grams,
-  trained from labelled questions with ``kgllm train router``.
+  trained from labelled questions with ``kgllm train router``. Used only while every expert routed
+  among is one it was trained for (its probabilities renormalized over them): with an expert added
+  since, the question is routed zero-shot and :meth:`Router.model_warning` says why.
 """
 
 from __future__ import annotations
@@ -121,6 +123,7 @@ class RouterModel:
                  idf: np.ndarray, model: str) -> None:
         self.labels, self.coef, self.intercept, self.model = labels, coef, intercept, model
         self.vocabulary, self.idf = vocabulary, idf
+        self.directory: Path | None = None  # where it was loaded from
         self._vectorizer = self._make_vectorizer(vocabulary, idf)
 
     @staticmethod
@@ -166,8 +169,10 @@ class RouterModel:
                              f"the KB uses {model!r}")
         arrays = np.load(directory / "router.npz")
         vocabulary = json.loads((directory / "vocabulary.json").read_text(encoding="utf-8"))
-        return cls(manifest["labels"], arrays["coef"], arrays["intercept"], vocabulary, arrays["idf"],
-                   manifest["embedder"])
+        loaded = cls(manifest["labels"], arrays["coef"], arrays["intercept"], vocabulary, arrays["idf"],
+                     manifest["embedder"])
+        loaded.directory = directory
+        return loaded
 
     @classmethod
     def fit(cls, questions: Sequence[str], vectors: np.ndarray, labels: Sequence[str], *, model: str,
@@ -196,10 +201,27 @@ class Router:
     #: share of the trained classifier in the score, when one is configured
     CLASSIFIER_WEIGHT = 0.6
 
-    def __init__(self, kb: KnowledgeBase, *, model: RouterModel | None = None) -> None:
+    def __init__(self, kb: KnowledgeBase, *, model: RouterModel | None = None, unusable: str | None = None) -> None:
         self.kb = kb
         self.model = model
+        self.unusable = unusable  # why the KB's configured router model could not be loaded
         self._profiles: dict[str, _Profile] = {}
+
+    def model_warning(self, experts: Sequence[str]) -> str | None:
+        """Why the classifier does not score a question routed among ``experts`` (``None`` when it does,
+        or when no router model is configured): it could not be loaded, or it was trained without some of
+        them (an expert added since). Such questions are routed zero-shot."""
+        if self.unusable is not None:
+            return self.unusable
+        if self.model is None:
+            return None
+        unknown = [name for name in experts if name not in self.model.labels]
+        if not unknown:
+            return None
+        where = f" {self.model.directory}" if self.model.directory is not None else ""
+        return (f"router model{where} was trained for experts {', '.join(self.model.labels)}, not for "
+                f"{', '.join(unknown)}: routed zero-shot; train it again with every expert "
+                "(kgllm train router ... -o kb=KB) or stop using it (kb.use_router_model(None))")
 
     def profile(self, name: str) -> _Profile:
         if name not in self._profiles:
@@ -242,9 +264,12 @@ class Router:
                     holders[span] = holders.get(span, 0) + 1
         words = max(1, sum(1 for _, n, bracketed in spans if n == 1 and not bracketed))
         probabilities = None
-        if self.model is not None:
-            row = self.model.probabilities([question], q[None, :])[0]
-            probabilities = dict(zip(self.model.labels, row.tolist()))
+        if self.model is not None and self.model_warning(names) is None:
+            # an expert removed since training takes its share with it: the classifier's probabilities
+            # are renormalized over the experts routed among
+            row = dict(zip(self.model.labels, self.model.probabilities([question], q[None, :])[0].tolist()))
+            total = sum(row[name] for name in names)
+            probabilities = {name: row[name] / total if total > 0 else 1.0 / len(names) for name in names}
         choices = []
         for profile in profiles:
             description = float(profile.description @ q)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kgllm.config import StoreSettings, validate_domain_name
-from kgllm.exceptions import ConfigError, DomainNotFound, KBNotFound, LoadError
+from kgllm.exceptions import ConfigError, DomainNotFound, KBNotFound, LoadError, ModelError
 from kgllm.kb_indexes import INDEX_KINDS, DomainIndexes
 from kgllm.kb_manifest import (
     MANIFEST,
@@ -263,17 +263,32 @@ class KnowledgeBase(DomainIndexes):
         """Declare a new expert (domain); load its data with ``load_triples``/``load_documents``.
 
         ``reasoning`` takes the settings of a pack manifest's ``reasoning``: ``hops`` (or ``max_hops``,
-        1-4), ``beam`` (1-256) and ``retrievers``.
+        1-4), ``beam`` (1-256) and ``retrievers``. ``scorer`` is a trained path-scorer directory (recorded
+        by its absolute path); ``prompt_template`` must contain ``{question}``.
 
         Raises:
-            ConfigError: an expert with this name exists already, or a reasoning setting is unknown or out of range.
+            ConfigError: an expert with this name exists already, a reasoning setting is unknown or out of
+                range, ``scorer`` is no trained path scorer, or a setting is malformed.
         """
         from pydantic import ValidationError
 
         from kgllm.experts import Expert, ReasoningConfig
+        from kgllm.fusion.context import ContextFusion
+        from kgllm.loaders.packs import SCORER_MANIFEST
 
         if name in self._manifest["domains"]:
             raise ConfigError(f"an expert named {name!r} exists already; experts: {', '.join(self.domains)}")
+        if reasoning is not None and not isinstance(reasoning, dict):
+            raise ConfigError(f"expert {name!r}: reasoning must be a dict of settings (hops or max_hops 1-4, "
+                              f"beam 1-256, retrievers), got {reasoning!r}")
+        if scorer is not None and not (Path(scorer) / SCORER_MANIFEST).is_file():
+            raise ConfigError(f"expert {name!r}: scorer {str(scorer)!r} is not a trained path-scorer directory "
+                              f"(no {SCORER_MANIFEST}; train one with kgllm train metaqa)")
+        if prompt_template is not None:
+            try:
+                ContextFusion(templates={name: prompt_template})  # checks the template's fields
+            except ConfigError as exc:
+                raise ConfigError(f"expert {name!r}: {exc}") from exc
         if reasoning and "hops" in reasoning and reasoning.get("max_hops", reasoning["hops"]) != reasoning["hops"]:
             raise ConfigError(f"expert {name!r}: reasoning gives hops={reasoning['hops']!r} and "
                               f"max_hops={reasoning['max_hops']!r}; give one of them")
@@ -283,9 +298,14 @@ class KnowledgeBase(DomainIndexes):
             error = exc.errors()[0]
             raise ConfigError(f"expert {name!r}: bad reasoning setting {'.'.join(map(str, error['loc']))!r}: "
                               f"{error['msg']} (settings: hops or max_hops 1-4, beam 1-256, retrievers)") from exc
-        expert = Expert(name=validate_domain_name(name), description=description,
-                        relation_text=relation_text or {}, reasoning=settings,
-                        scorer=str(scorer) if scorer else None, prompt_template=prompt_template)
+        try:
+            expert = Expert(name=validate_domain_name(name), description=description,
+                            relation_text=relation_text or {}, reasoning=settings,
+                            scorer=str(Path(scorer).resolve()) if scorer else None, prompt_template=prompt_template)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            raise ConfigError(f"expert {name!r}: bad setting {'.'.join(map(str, error['loc']))!r}: "
+                              f"{error['msg']}") from exc
         self.set_domain_info(name, **expert.model_dump(exclude={"name"}))
         return expert
 
@@ -296,8 +316,15 @@ class KnowledgeBase(DomainIndexes):
 
         if self._router is None:
             model_dir = self._manifest.get("router")
-            model = RouterModel.load(Path(model_dir), model=self.embedder.model_name) if model_dir else None
-            self._router = Router(self, model=model)
+            model, unusable = None, None
+            if model_dir:
+                try:
+                    model = RouterModel.load(Path(model_dir), model=self.embedder.model_name)
+                except (ModelError, OSError, ValueError) as exc:  # moved or deleted since: route zero-shot
+                    unusable = (f"router model {model_dir} not used ({exc}): routed zero-shot; train it again "
+                                "(kgllm train router ... -o kb=KB) or stop using it (kb.use_router_model(None))")
+                    log.warning("%s", unusable)
+            self._router = Router(self, model=model, unusable=unusable)
         return self._router
 
     def use_router_model(self, model_dir: str | Path | None) -> None:
@@ -358,11 +385,20 @@ class KnowledgeBase(DomainIndexes):
             info = self._manifest["domains"][name]
             counts = self._graph_counts(name)
             indexes = self._indexed_counts(name)
+            expert = self.expert(name)
+            linked: dict[str, int] = {}
+            for pair in expert.same_as:
+                linked[pair["same_as_domain"]] = linked.get(pair["same_as_domain"], 0) + 1
             domains[name] = {**counts, "relations": len(self.store.relations(name)) if counts["triples"] else 0,
                              "chunks": len(self.chunks(name)), "indexes": indexes,
-                             "description": info.get("description")}
+                             "description": info.get("description"),
+                             "expert": {"reasoning": expert.reasoning.model_dump(), "scorer": expert.scorer,
+                                        "prompt_template": expert.prompt_template,
+                                        "relation_texts": len(expert.relation_text),
+                                        "same_as": linked, "rules": info.get("rules")}}
         return {"kb": str(self.path), "store": self.settings.backend,
                 "embedder": self._manifest.get("embedder"), "domains": domains,
+                "router": {"model": self._manifest.get("router")},
                 "registered": {"stores": sorted(STORES), "llms": _registered_llms()}}
 
     def close(self) -> None:
@@ -456,7 +492,10 @@ def open_kb(path: str | Path, *, store: str = "local", embedder: Embedder | str 
     manifest["store"] = settings.model_dump(exclude_none=True)
     check_index_models(path, manifest, embedder)
     if embedder is not None:  # a new model for this KB: indexes built with another one will refuse to open
-        manifest["embedder"] = embedder if isinstance(embedder, str) else embedder.model_name
+        from kgllm.embed import model_name
+
+        # the stable name (a local directory's absolute path), so the KB opens from any working directory
+        manifest["embedder"] = model_name(embedder) if isinstance(embedder, str) else embedder.model_name
     kb = KnowledgeBase(path, store=graph, settings=settings, manifest=manifest, embedder=embedder)
     kb._update_manifest()
     return kb

@@ -1,19 +1,24 @@
 """The vector indexes and document chunks of a knowledge base's domains (a part of :class:`KnowledgeBase`).
 
 Indexes are derived data under ``index/<domain>/<kind>``: brought up to date incrementally (only items not
-yet indexed are embedded) when first asked for after a load, and forgotten when the domain changes.
-Document chunks live in ``docs/<domain>.jsonl``.
+yet indexed, or whose text changed, e.g. an entity named by labels loaded later, are embedded) when first
+asked for after a load, and forgotten when the domain changes. ``texts.json`` beside each index holds a
+digest of every item's text and the embedder's weights identity (a local model re-trained in place is
+embedded again). Document chunks live in ``docs/<domain>.jsonl``; a chunks index held in memory
+is reloaded when that file changed (another opener of the KB added documents).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kgllm.exceptions import ConfigError, LoadError
+from kgllm.exceptions import ConfigError, IndexMismatch, LoadError
 from kgllm.kb_manifest import atomic_write_text
 from kgllm.types import Chunk
 
@@ -25,6 +30,11 @@ if TYPE_CHECKING:
 __all__ = ["DomainIndexes", "INDEX_KINDS"]
 
 INDEX_KINDS = ("entities", "facts", "chunks")
+_TEXTS_FILE = "texts.json"  # the embedder's weights and, per item id, a digest of the text embedded
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
 
 
 class DomainIndexes:
@@ -59,28 +69,53 @@ class DomainIndexes:
         return self.path / "index" / domain / kind
 
     def index(self, domain: str, kind: str) -> VectorIndex:
-        """The ``kind`` index of ``domain``, brought up to date: only items not yet indexed are embedded."""
+        """The ``kind`` index of ``domain``, brought up to date: only new items and items whose text changed
+        are embedded."""
         from kgllm.index import VectorIndex
 
         if kind not in INDEX_KINDS:
             raise ConfigError(f"unknown index kind {kind!r}; expected one of {', '.join(INDEX_KINDS)}")
         self.domain_info(domain)
+        stamps: dict[tuple[str, str], object] = self.__dict__.setdefault("_index_stamps", {})
+        stamp = self._source_stamp(domain, kind)
         cached = self._indexes.get((domain, kind))
-        if cached is not None:  # up to date: loads and deletes drop the domain's cached indexes
-            return cached
+        if cached is not None and stamps.get((domain, kind)) == stamp:
+            return cached  # up to date: loads and deletes drop the domain's cached indexes
         directory = self._index_dir(domain, kind)
+        known: dict[str, str] = {}
         if (directory / "manifest.json").exists():
-            index = VectorIndex.load(directory, model=self.embedder.model_name, dim=self.embedder.dim)
+            try:
+                index = VectorIndex.load(directory, model=self.embedder.model_name, dim=self.embedder.dim)
+            except (LoadError, IndexMismatch) as exc:  # derived data: say how to get it back
+                raise type(exc)(f"{exc}; the index is rebuilt from the domain's graph and documents when "
+                                f"its folder is deleted: {directory}") from exc
+            known = _read_digests(directory / _TEXTS_FILE, self.embedder.cache_identity)
         else:
             index = VectorIndex.create(self.embedder.dim, model=self.embedder.model_name)
         items = self._index_items(domain, kind)
-        missing = [(item_id, text) for item_id, text in items if item_id not in index]
+        digests = {item_id: _digest(text) for item_id, text in items}
+        missing = [(item_id, text) for item_id, text in items
+                   if item_id not in index or known.get(item_id) != digests[item_id]]
         if missing:
             ids, texts = zip(*missing)
-            index.add(list(ids), self.embedder.encode(list(texts)))
+            index.add(list(ids), self.embedder.encode(list(texts)))  # a changed text replaces its vector
             index.save(directory)
+        if known != digests:
+            doc = {"embedder": self.embedder.cache_identity, "digests": digests}
+            atomic_write_text(directory / _TEXTS_FILE, json.dumps(doc, ensure_ascii=False))
         self._indexes[(domain, kind)] = index
+        stamps[(domain, kind)] = stamp
         return index
+
+    def _source_stamp(self, domain: str, kind: str) -> object:
+        """What tells whether a cached index is stale: the chunks file's identity for ``chunks`` (one stat)."""
+        if kind != "chunks":
+            return None  # the graph: this KB's own loads forget the cached indexes
+        try:
+            st = os.stat(self._docs_file(domain))
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
 
     def has_index(self, domain: str, kind: str) -> bool:
         """Whether the ``kind`` index of ``domain`` has been built (``index`` builds it on first use)."""
@@ -151,7 +186,10 @@ class DomainIndexes:
         for kind in INDEX_KINDS:
             manifest = self._index_dir(domain, kind) / "manifest.json"
             if manifest.exists():
-                counts[kind] = json.loads(manifest.read_text(encoding="utf-8")).get("count", 0)
+                try:
+                    counts[kind] = int(json.loads(manifest.read_text(encoding="utf-8")).get("count", 0))
+                except (OSError, ValueError, TypeError, AttributeError):  # damaged: kb.index raises LoadError
+                    continue
         return counts
 
     def _forget_indexes(self, domain: str) -> None:
@@ -162,3 +200,15 @@ class DomainIndexes:
         shutil.rmtree(self.path / "index" / domain, ignore_errors=True)
         self._docs_file(domain).unlink(missing_ok=True)
         self._forget_indexes(domain)
+
+
+def _read_digests(path: Path, embedder: str) -> dict[str, str]:
+    """The item digests saved beside an index by ``embedder`` ({} when missing, unreadable or written with
+    other weights: every item is embedded again, mostly from the embedding cache)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(doc, dict) or doc.get("embedder") != embedder or not isinstance(doc.get("digests"), dict):
+        return {}
+    return doc["digests"]

@@ -118,9 +118,15 @@ def check_index_models(directory: Path, manifest: dict[str, Any], embedder: Embe
     """Refuse, at open, a model other than the one the KB's existing indexes were built with."""
     if embedder is None:
         return
-    wanted = embedder if isinstance(embedder, str) else embedder.model_name
+    from kgllm.embed import model_name
+
+    # the stable name: "all-MiniLM-L6-v2" and "default" are the bundled model, a directory its absolute path
+    wanted = model_name(embedder) if isinstance(embedder, str) else embedder.model_name
     for index_manifest in sorted((directory / "index").glob("*/*/manifest.json")):
-        built_with = json.loads(index_manifest.read_text(encoding="utf-8")).get("model")
+        try:
+            built_with = json.loads(index_manifest.read_text(encoding="utf-8")).get("model")
+        except (OSError, ValueError, AttributeError):  # damaged: kb.index names the file when it is used
+            continue
         recorded = manifest.get("embedder")
         if built_with and wanted not in (built_with, recorded):
             raise IndexMismatch(f"{index_manifest}: index built with embedding model {built_with!r}, "

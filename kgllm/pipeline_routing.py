@@ -29,6 +29,9 @@ def route_experts(pipeline: Pipeline, batch: list[QuestionWork], domain: str | N
     within ``ROUTE_MARGIN`` of it (at most ``MAX_EXPERTS``); their answers are merged later."""
     started = time.perf_counter()
     names = [domain] if domain is not None else list(pipeline.kb.domains)
+    # a router model trained for other experts (one added since) is not used: each routed answer says so
+    model_warning = getattr(getattr(pipeline.kb, "router", None), "model_warning", None) if len(names) > 1 else None
+    stale = model_warning(names) if model_warning is not None else None
     for work in batch:
         if work.done:
             continue
@@ -42,6 +45,8 @@ def route_experts(pipeline: Pipeline, batch: list[QuestionWork], domain: str | N
                                                 reasons=["given" if domain else "only domain"])]
             continue
         ranked = rank_experts(pipeline, work.question, names)
+        if stale is not None:
+            work.answer.warnings.append(stale)
         chosen = [c for c in ranked if c.score >= ranked[0].score - ROUTE_MARGIN][:MAX_EXPERTS]
         work.domain = pipeline.context(chosen[0].name)
         work.consulted = [QuestionWork(question=work.question, answer=Answer(question=work.answer.question),

@@ -46,6 +46,7 @@ def test_entity_links_are_reasons(kb):
     assert any("'kismet'" in reason for reason in top.reasons)
 
 
+
 def test_trained_router_round_trip(kb, tmp_path):
     questions = ["who directed X", "what films star Y", "when was Z released",
                  "where is X located", "which countries border Y", "what region contains Z"]
@@ -239,3 +240,68 @@ def test_train_router_attaches_to_a_kb(tmp_path, fixtures_dir):
     with kgllm.open(tmp_path / "kb", create=False) as reopened:
         top = reopened.router.route("which countries border italy")[0]
     assert top.name == "tiny_geo" and any("classifier" in reason for reason in top.reasons)
+
+
+def test_cross_expert_chain_keeps_the_answers_of_the_other_experts_consulted(tmp_path):
+    from kgllm.reasoning.aggregate import merge_answers
+    from kgllm.reasoning.bridge import cross_expert_answers
+    from kgllm.reasoning.reasoner import PathReasoner
+
+    films = tmp_path / "films.txt"
+    films.write_text("The Lives of Others|has_tags|germany\nThe Lives of Others|has_tags|berlin\n"
+                     "Wings of Desire|has_tags|berlin\n", encoding="utf-8")
+    cities = tmp_path / "cities.tsv"
+    cities.write_text("berlin\tcapital_of\tgermany\nbavaria\tstate_of\tgermany\n", encoding="utf-8")
+    question = "Which films are tagged with [germany]?"
+    with kgllm.open(tmp_path / "kb") as kb:
+        kb.load_triples("films", films, format="pipe", description="Films and their tags.",
+                        relation_text={"has_tags": "tagged"})
+        kb.load_triples("cities", cities, description="German cities and states.")
+        # both experts consulted (as when they score within ROUTE_MARGIN): the films expert answers
+        # directly, the cities expert's answers (berlin, bavaria) bridge into the films graph
+        own, first = (kb.ask(question, domain=name) for name in ("films", "cities"))
+        merged = merge_answers([(first, "cities"), (own, "films")], top_k=10)
+        before = first.model_copy(update={"answers": merged.answers, "paths": merged.paths, "facts": merged.facts})
+        masked = PathReasoner.mask(question, question.index("germany"), question.index("]"))
+        bridged = cross_expert_answers(kb.pipeline, before, "cities", kb.pipeline.context("films"), masked)
+    assert bridged is not None
+    top = bridged.answers[0]
+    assert (top.name, top.domain, top.score) == ("The Lives of Others", "films", own.answers[0].score)
+    assert [(h.head, h.relation) for h in bridged.paths[top.paths[0]].hops] == [("germany", "has_tags")]
+    assert {a.name for a in bridged.answers} == {"The Lives of Others", "Wings of Desire"}  # berlin's continued
+    for item in bridged.answers:  # every answer's paths end in it
+        assert all(bridged.paths[i].hops[-1].tail_name == item.name for i in item.paths)
+
+
+def test_router_model_trained_for_other_experts_is_not_used(tmp_path, fixtures_dir):
+    import shutil
+
+    from kgllm.cli import main
+
+    data = _two_expert_kb_and_routing_file(tmp_path, fixtures_dir, [
+        ("who directed Kismet", "tiny_movies"), ("which films star Tom Hanks", "tiny_movies"),
+        ("which countries border spain", "tiny_geo"), ("where is france located", "tiny_geo")])
+    assert main(["train", "router", "--data", str(data), "--out", str(tmp_path / "router"),
+                 "-o", f"kb={tmp_path / 'kb'}"]) == 0
+    dishes = tmp_path / "dishes.tsv"
+    dishes.write_text("pasta\tcooked_by\tboiling\nbread\tcooked_by\tbaking\n", encoding="utf-8")
+    with kgllm.open(tmp_path / "kb", create=False) as kb:
+        kb.load_triples("cooking", dishes, description="Dishes and how they are cooked.")  # added since training
+        question = "How is [pasta] cooked?"
+        ranked = kb.router.route(question)
+        answer = kb.ask(question)
+        # the classifier knows no 'cooking' (it would give it 0): zero-shot routing, and the answer says why
+        assert ranked[0].name == "cooking" and not any("classifier" in r for c in ranked for r in c.reasons)
+        assert answer.experts[0].name == "cooking" and answer.answers[0].name == "boiling"
+        assert any("trained for experts tiny_geo, tiny_movies, not for cooking" in w for w in answer.warnings)
+        kb.delete_domain("cooking")  # the experts it was trained for again: the classifier routes
+        assert not any("router model" in w for w in kb.ask(question).warnings)
+        geo = kb.router.route("which countries border italy")
+        assert geo[0].name == "tiny_geo" and any("classifier" in r for r in geo[0].reasons)
+        # among fewer experts than it was trained for, its probabilities are renormalized over them
+        assert kb.router.route("who directed Kismet", experts=["tiny_geo"])[0].reasons[-1] == "classifier 1.00"
+        shutil.rmtree(tmp_path / "router")  # moved or deleted: zero-shot, with a warning (no error)
+    with kgllm.open(tmp_path / "kb", create=False) as kb:
+        answer = kb.ask("which countries border [italy]?")
+        assert answer.experts[0].name == "tiny_geo" and answer.answers
+        assert any("not used" in w and "use_router_model(None)" in w for w in answer.warnings)

@@ -163,6 +163,20 @@ def test_ivf_pq_buffers_until_trained_then_keeps_recall() -> None:
     assert len(index) == 1999 and "e7" not in {i for i, _ in index.search(vecs[7], 20)[0]}
 
 
+def test_ivf_under_a_refinement_stage(tmp_path: Path) -> None:
+    # "IVF..,RFlat" was accepted, then every add failed with FAISS's "add_with_ids not implemented"
+    vecs = clustered(800, seed=5)
+    index = VectorIndex.create(DIM, factory="IVF8,Flat,RFlat", device="cpu")
+    index.add(ids_of(800), vecs)
+    assert index.is_trained and index.search(vecs[:3], 1) == [[(f"e{i}", pytest.approx(1.0, abs=1e-5))]
+                                                               for i in range(3)]
+    assert index.remove(["e0"]) == 1 and "e0" not in {i for i, _ in index.search(vecs[0], 5)[0]}
+    index.save(tmp_path / "refined")
+    assert VectorIndex.load(tmp_path / "refined", device="cpu").search(vecs[:5], 3) == index.search(vecs[:5], 3)
+    with pytest.raises(ConfigError, match="'IVF0,Flat'.*at least one list"):  # used to fail at the first search
+        VectorIndex.create(DIM, factory="IVF0,Flat")
+
+
 def test_default_train_size_follows_faiss_guideline() -> None:
     assert VectorIndex.create(DIM, factory="IVF16,Flat").train_size == 16 * 39
     assert VectorIndex.create(DIM, factory="IVF4,PQ4x4").train_size == 16 * 39

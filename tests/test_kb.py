@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -178,11 +179,116 @@ def test_entity_index_is_incremental_and_deleted_with_domain(kb, tmp_path):
     assert kb.domains == []
 
 
+def test_entities_renamed_after_indexing_are_embedded_again(kb, tmp_path):
+    # names loaded after the edges (RDF labels, DBpedia-style) used to leave the entity and fact vectors of
+    # the old names (the URIs' local names) in the indexes: the vector linker could not find the new names
+    edges = tmp_path / "edges.nt"
+    edges.write_text("<http://ex.org/k> <http://ex.org/directed_by> <http://ex.org/d> .\n", encoding="utf-8")
+    kb.load_triples("films", edges, description="Films and their directors.")
+    assert len(kb.index("films", "entities")) == 2 and len(kb.index("films", "facts")) == 1
+    labels = tmp_path / "labels.nt"
+    labels.write_text('<http://ex.org/d> <http://www.w3.org/2000/01/rdf-schema#label> "William Dieterle" .\n',
+                      encoding="utf-8")
+    kb.load_triples("films", labels)
+    before = kb.embedder.stats.encoded
+    hits = kb.index("films", "entities").search(kb.embedder.encode(["William Dieterle"]), 1)[0]
+    assert hits[0][0] == "http://ex.org/d" and hits[0][1] == pytest.approx(1.0, abs=1e-5)
+    fact = kb.index("films", "facts").search(kb.embedder.encode(["k directed by William Dieterle"]), 1)[0]
+    assert fact[0][1] == pytest.approx(1.0, abs=1e-5)
+    assert kb.embedder.stats.encoded - before == 2  # the renamed entity and its fact, nothing else
+    kb.close()
+    with kgllm.open(tmp_path / "kb", create=False) as reopened:  # up to date on disk: nothing embedded
+        reopened.index("films", "entities")
+        reopened.index("films", "facts")
+        assert reopened.embedder.stats.encoded == 0
+
+
+def test_chunk_index_follows_documents_added_by_another_opener(kb, tmp_path):
+    first, second = tmp_path / "kismet.md", tmp_path / "zanzibar.md"
+    first.write_text("Kismet is a 1944 film directed by William Dieterle.\n", encoding="utf-8")
+    second.write_text("Zanzibar City is the capital of Zanzibar, an island off Tanzania.\n", encoding="utf-8")
+    kb.load_documents("tiny_movies", [first])
+    with kgllm.open(tmp_path / "kb", create=False) as other:
+        assert other.index("tiny_movies", "chunks").ids() == ["kismet.md#0"]
+        kb.load_documents("tiny_movies", [second])
+        # ``other`` used to keep its first chunk index (and answer from it) until it was opened again
+        assert sorted(other.index("tiny_movies", "chunks").ids()) == ["kismet.md#0", "zanzibar.md#0"]
+        answer = other.ask("What is the capital of Zanzibar?", domain="tiny_movies")
+        assert answer.chunks[0].id == "zanzibar.md#0"
+        index = other.index("tiny_movies", "chunks")
+        assert other.index("tiny_movies", "chunks") is index  # unchanged documents: the same object
+
+
+def test_damaged_index_manifest_is_a_load_error_and_stats_still_work(kb, tmp_path):
+    kb.index("tiny_movies", "entities")
+    kb.index("tiny_movies", "facts")
+    manifest = kb.path / "index" / "tiny_movies" / "entities" / "manifest.json"
+    manifest.write_bytes(manifest.read_bytes()[:40])  # truncated
+    kb.close()
+    with kgllm.open(tmp_path / "kb", create=False) as reopened:
+        # stats used to fail with a bare JSONDecodeError
+        assert reopened.stats()["domains"]["tiny_movies"]["indexes"] == {"facts": 50}
+        with pytest.raises(LoadError, match=r"entities.manifest\.json: invalid manifest.*rebuilt from the domain's "
+                                            r"graph and documents when its folder is deleted: .*tiny_movies.entities$"):
+            reopened.index("tiny_movies", "entities")
+        shutil.rmtree(manifest.parent)
+        assert len(reopened.index("tiny_movies", "entities")) == 44
+
+
 def test_other_embedding_model_is_refused_at_open(kb, tmp_path):
     kb.index("tiny_movies", "entities")
     kb.close()
     with pytest.raises(IndexMismatch, match="index built with embedding model"):
         kgllm.open(tmp_path / "kb", embedder="some-other/model")
+
+
+def test_default_model_aliases_and_relative_model_paths_at_open(kb, tmp_path, monkeypatch):
+    # "all-MiniLM-L6-v2" and "default" name the bundled model; they used to be refused as "another model"
+    kb.index("tiny_movies", "entities")
+    kb.close()
+    for alias in ("all-MiniLM-L6-v2", "default"):
+        with kgllm.open(tmp_path / "kb", embedder=alias) as reopened:
+            assert len(reopened.index("tiny_movies", "entities")) == 44
+    # a model directory given relative to the working directory used to be recorded as given, so the KB
+    # could not be opened from anywhere else
+    from test_embed import tiny_model
+
+    tiny_model(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with kgllm.open(tmp_path / "own", embedder="./tiny-st") as own:
+        own.load_triples("films", _one_triple(tmp_path), format="pipe")
+        assert own.index("films", "entities").dim == 24
+    monkeypatch.chdir(tmp_path / "kb")
+    with kgllm.open(tmp_path / "own", create=False) as reopened:
+        assert reopened.embedder.model_name == str((tmp_path / "tiny-st").resolve())
+        assert len(reopened.index("films", "entities")) == 2
+
+
+def _one_triple(tmp_path):
+    path = tmp_path / "one.txt"
+    path.write_text("kismet|directed_by|tom hanks\n", encoding="utf-8")
+    return path
+
+
+def test_index_of_a_model_retrained_in_place_is_embedded_again(tmp_path):
+    # same directory, same dimension, new weights: the index used to keep the old weights' vectors
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from test_embed import tiny_model
+
+    model = tiny_model(tmp_path)
+    with kgllm.open(tmp_path / "kb", embedder=str(model)) as kb:
+        kb.load_triples("films", _one_triple(tmp_path), format="pipe")
+        kb.index("films", "entities")
+    retrained = SentenceTransformer(str(model), device="cpu")
+    with torch.no_grad():
+        for param in retrained.parameters():
+            param.add_(0.5)
+    retrained.save(str(model))
+    with kgllm.open(tmp_path / "kb", create=False) as kb:
+        hits = kb.index("films", "entities").search(kb.embedder.encode(["tom hanks"]), 1)[0]
+        assert kb.embedder.stats.encoded == 2  # both entities again (the query is one of them)
+        assert hits[0][0] == "tom hanks" and hits[0][1] == pytest.approx(1.0, abs=1e-5)
 
 
 def test_delete_domain_keeps_others(kb, fixtures_dir):
@@ -330,6 +436,33 @@ def test_experts_of_a_pack_with_same_as_and_hops(tmp_path, fixtures_dir):
         assert kb.domains == ["cooking", "tiny-movies"]
     with kgllm.open(tmp_path / "kb", create=False) as reopened:
         assert reopened.expert("cooking").reasoning.max_hops == 1
+
+
+
+def test_add_expert_checks_scorer_template_and_types_and_stats_lists_the_settings(tmp_path, monkeypatch):
+    # a missing scorer and a template without {question} were recorded (and failed, or were dropped with a
+    # log line, only when asked); a relative scorer path broke from another directory; a malformed setting
+    # raised pydantic's ValidationError or AttributeError; `kgllm stats --json` listed no expert settings
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo)
+    with kgllm.open(tmp_path / "kb") as kb:
+        with pytest.raises(ConfigError, match="expert 'films': scorer 'no/such/dir' is not a trained path-scorer"):
+            kb.add_expert("films", description="Films.", scorer="no/such/dir")
+        with pytest.raises(ConfigError, match=r"expert 'films': prompt template .* must contain \{question\}"):
+            kb.add_expert("films", description="Films.", prompt_template="Answer {q}")
+        with pytest.raises(ConfigError, match="expert 'films': reasoning must be a dict"):
+            kb.add_expert("films", description="Films.", reasoning="hops=2")  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="expert 'films': bad setting 'relation_text.has_tags'"):
+            kb.add_expert("films", description="Films.", relation_text={"has_tags": 1})  # type: ignore[dict-item]
+        assert kb.domains == []
+        kb.add_expert("films", description="Films.", scorer="graphs/movies/scorer", reasoning={"hops": 2, "beam": 4},
+                      prompt_template="FILMS {question}")
+    monkeypatch.chdir(tmp_path)
+    with kgllm.open(tmp_path / "kb", create=False) as reopened:
+        expert = reopened.stats()["domains"]["films"]["expert"]
+    assert expert["scorer"] == str(repo / "graphs" / "movies" / "scorer")
+    assert expert["reasoning"] == {"max_hops": 2, "beam": 4, "retrievers": ["paths", "ppr", "facts", "chunks"]}
+    assert expert["prompt_template"] == "FILMS {question}"
 
 
 def test_decomposed_accents_in_the_file_or_the_question_still_link(tmp_path):

@@ -447,11 +447,14 @@ def _build(dim: int, factory: str, metric: str) -> faiss.Index:
     """The factory index, able to store int64 labels.
 
     IVF-family indexes keep labels in their inverted lists (and ``IndexIDMap`` would break their
-    ``remove_ids``); everything else is wrapped in ``IndexIDMap2``.
+    ``remove_ids``); everything else, IVF under a refinement stage (``"IVF256,PQ16,RFlat"``) included,
+    is wrapped in ``IndexIDMap2``.
     """
     index = faiss.index_factory(dim, factory, METRICS[metric])
     ivf = faiss.try_extract_index_ivf(index)
-    if ivf is not None:
+    if ivf is not None and ivf.nlist < 1:
+        raise RuntimeError("an IVF index needs at least one list")
+    if ivf is not None and isinstance(faiss.downcast_index(index), (faiss.IndexIVF, faiss.IndexPreTransform)):
         inner = faiss.downcast_index(ivf)
         if isinstance(inner, faiss.IndexIVFPQ):
             # Polysemous training is only for polysemous search, which we never use; it costs minutes.

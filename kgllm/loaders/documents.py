@@ -35,6 +35,8 @@ DOCUMENT_SUFFIXES: tuple[str, ...] = (".txt", ".md", ".markdown")
 # A sentence ends at . ! ? (optionally followed by a closing quote/bracket) before whitespace and
 # an upper-case letter, digit or opening quote; good enough for prose without an NLP model.
 _SENTENCE_END = re.compile(r"(?<=[.!?])([\"')\]]?)\s+(?=[\"'(\[]?[A-Z0-9])")
+# Chinese/Japanese full stops end a sentence with or without a space after them (the text has no spaces).
+_CJK_SENTENCE_END = re.compile(r"[。！？][」』）\"']?")
 # Words ending in a period that rarely end a sentence ("et al. 2018", "e.g. Paris").
 _ABBREVIATIONS = ("al.", "e.g.", "i.e.", "etc.", "vs.", "cf.", "fig.", "dr.", "mr.", "mrs.", "ms.", "st.",
                   "no.", "approx.", "ca.", "inc.", "ltd.", "jr.", "sr.")
@@ -168,7 +170,8 @@ def _sentence_ends(text: str) -> list[int]:
         words = text[: match.start(1)].rsplit(None, 1)
         if not (words and words[-1].lower() in _ABBREVIATIONS):
             ends.append(match.end(1))
-    return ends + [len(text)]
+    ends += [match.end() for match in _CJK_SENTENCE_END.finditer(text)]
+    return sorted(set(ends) | {len(text)})
 
 
 def _units(paragraphs: Iterable[_Unit], chunk_size: int) -> Iterator[_Unit]:
@@ -215,7 +218,9 @@ def _pack(units: Iterable[_Unit], chunk_size: int, overlap: int) -> Iterator[tup
     def emit() -> tuple[str, int]:
         text = current[0].text
         for prev, unit in pairwise(current):
-            text += (" " if unit.para == prev.para else "\n\n") + unit.text
+            same = unit.para == prev.para  # a CJK sentence is followed by the next without a space
+            text += ("" if _CJK_SENTENCE_END.search(prev.text[-2:]) else " ") if same else "\n\n"
+            text += unit.text
         return text, current[0].line
 
     for unit in units:

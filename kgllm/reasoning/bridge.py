@@ -61,6 +61,7 @@ def cross_expert_answers(pipeline: Any, answer: Answer, first: str, target: Doma
 
     The continued chains' answers replace the first expert's: those were the chain's middle (the
     countries of "films tagged with the countries that border Germany"), not what the question asks.
+    Answers of other experts consulted for the question (merged into ``answer``) are kept.
     Each is scored by the first chain's answer score times the continuation's answer score. The first
     expert's own chains stay in ``paths`` after the continued ones, as evidence.
     """
@@ -93,10 +94,22 @@ def cross_expert_answers(pipeline: Any, answer: Answer, first: str, target: Doma
         scores[continuation.end] = (max(best, score), [*ids, len(paths) - 1])
     if not paths:
         return None
-    crossed = [ScoredAnswer(id=eid, name=snapshot.names[snapshot.index[eid]], score=round(score, 6),
-                            domain=target.name, paths=ids) for eid, (score, ids) in scores.items()]
-    crossed.sort(key=ScoredAnswer.rank_key)
+    crossed = {(target.name, eid): ScoredAnswer(id=eid, name=snapshot.names[snapshot.index[eid]],
+                                                score=round(score, 6), domain=target.name, paths=ids)
+               for eid, (score, ids) in scores.items()}
+    # Answers of the other experts consulted (merged before) are no chain's middle: they stay, their
+    # paths renumbered after the continued chains; one the chains reach too keeps its better score.
+    for item in answer.answers:
+        if item.domain in (None, first):
+            continue
+        own = item.model_copy(update={"paths": [len(paths) + i for i in item.paths]})
+        other = crossed.get((item.domain, item.id))
+        if other is not None:
+            better, worse = (own, other) if own.rank_key() <= other.rank_key() else (other, own)
+            own = better.model_copy(update={"paths": list(dict.fromkeys(better.paths + worse.paths))})
+        crossed[(item.domain, item.id)] = own
+    ranked = sorted(crossed.values(), key=ScoredAnswer.rank_key)
     seen = {f.key for f in answer.facts}
     facts = list(answer.facts) + [f for f in result.facts if f.key not in seen]
-    return answer.model_copy(update={"answers": crossed[:top_k] if top_k else crossed,
+    return answer.model_copy(update={"answers": ranked[:top_k] if top_k else ranked,
                                      "paths": paths + list(answer.paths), "facts": facts})

@@ -100,6 +100,21 @@ def test_long_sentence_split_at_spaces(tmp_path: Path) -> None:
     assert " ".join(c.text for c in chunks).split() == [f"word{i}" for i in range(200)]
 
 
+def test_chinese_and_japanese_text_is_split_at_full_stops(tmp_path: Path) -> None:
+    # text without spaces used to be cut every chunk_size characters, mid-word, with no overlap
+    sentences = [f"光合作用第{i}条在植物中发生。" for i in range(40)] + ["日本語の文です！", "「終わり。」"]
+    path = tmp_path / "notes.txt"
+    path.write_text("".join(sentences) + "\n", encoding="utf-8")
+    chunks = list(read_documents(path, chunk_size=100, overlap=30))
+    assert len(chunks) >= 5 and all(len(c.text) <= 100 for c in chunks)
+    assert all(c.text.endswith(("。", "！", "」")) and c.text[0] in "光日「" for c in chunks)
+    for prev, nxt in pairwise(chunks):
+        opening = re.match(r"光合作用第\d+条在植物中发生。", nxt.text)  # whole sentences carried over
+        assert opening is not None and opening.group() in prev.text
+    assert " " not in "".join(c.text for c in chunks)  # nothing inserted between sentences
+    assert all(sentence in "".join(c.text for c in chunks) for sentence in sentences)
+
+
 def test_same_file_names_get_distinct_sources(fx: Path, tmp_path: Path) -> None:
     (tmp_path / "openbook.txt").write_text('"Copper is a conductor"\n')
     chunks = list(read_documents([fx / "openbook.txt", tmp_path / "openbook.txt"], chunking="line"))
