@@ -62,6 +62,7 @@ class KnowledgeBase(DomainIndexes):
         self._manifest = manifest
         self._embedder: Embedder | None = embedder if not isinstance(embedder, (str, type(None))) else None
         self._indexes: dict[tuple[str, str], VectorIndex] = {}
+        self._index_stamps: dict[tuple[str, str], object] = {}
         self._pipeline: Any = None
         self._router: Router | None = None
 
@@ -295,17 +296,14 @@ class KnowledgeBase(DomainIndexes):
         try:
             settings = ReasoningConfig(**_reasoning_settings(reasoning))
         except ValidationError as exc:
-            error = exc.errors()[0]
-            raise ConfigError(f"expert {name!r}: bad reasoning setting {'.'.join(map(str, error['loc']))!r}: "
-                              f"{error['msg']} (settings: hops or max_hops 1-4, beam 1-256, retrievers)") from exc
+            raise _bad_setting(name, exc, "reasoning setting",
+                               " (settings: hops or max_hops 1-4, beam 1-256, retrievers)") from exc
         try:
             expert = Expert(name=validate_domain_name(name), description=description,
                             relation_text=relation_text or {}, reasoning=settings,
                             scorer=str(Path(scorer).resolve()) if scorer else None, prompt_template=prompt_template)
         except ValidationError as exc:
-            error = exc.errors()[0]
-            raise ConfigError(f"expert {name!r}: bad setting {'.'.join(map(str, error['loc']))!r}: "
-                              f"{error['msg']}") from exc
+            raise _bad_setting(name, exc, "setting") from exc
         self.set_domain_info(name, **expert.model_dump(exclude={"name"}))
         return expert
 
@@ -446,6 +444,12 @@ def _progress(enabled: bool, description: str):  # type: ignore[no-untyped-def]
     from tqdm.auto import tqdm
 
     return tqdm(desc=description, unit=" triples", leave=False)
+
+
+def _bad_setting(expert: str, exc: Any, what: str, hint: str = "") -> ConfigError:
+    """A pydantic ``ValidationError`` of an expert's settings as one line naming the first bad field."""
+    error = exc.errors()[0]
+    return ConfigError(f"expert {expert!r}: bad {what} {'.'.join(map(str, error['loc']))!r}: {error['msg']}{hint}")
 
 
 def open_kb(path: str | Path, *, store: str = "local", embedder: Embedder | str | None = None,

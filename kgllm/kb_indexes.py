@@ -48,6 +48,7 @@ class DomainIndexes:
     _manifest: dict[str, Any]
     _embedder: Embedder | None
     _indexes: dict[tuple[str, str], VectorIndex]
+    _index_stamps: dict[tuple[str, str], object]  # the source's identity each cached index was built from
 
     def domain_info(self, domain: str) -> dict[str, Any]:
         raise NotImplementedError
@@ -76,10 +77,9 @@ class DomainIndexes:
         if kind not in INDEX_KINDS:
             raise ConfigError(f"unknown index kind {kind!r}; expected one of {', '.join(INDEX_KINDS)}")
         self.domain_info(domain)
-        stamps: dict[tuple[str, str], object] = self.__dict__.setdefault("_index_stamps", {})
         stamp = self._source_stamp(domain, kind)
         cached = self._indexes.get((domain, kind))
-        if cached is not None and stamps.get((domain, kind)) == stamp:
+        if cached is not None and self._index_stamps.get((domain, kind)) == stamp:
             return cached  # up to date: loads and deletes drop the domain's cached indexes
         directory = self._index_dir(domain, kind)
         known: dict[str, str] = {}
@@ -104,7 +104,7 @@ class DomainIndexes:
             doc = {"embedder": self.embedder.cache_identity, "digests": digests}
             atomic_write_text(directory / _TEXTS_FILE, json.dumps(doc, ensure_ascii=False))
         self._indexes[(domain, kind)] = index
-        stamps[(domain, kind)] = stamp
+        self._index_stamps[(domain, kind)] = stamp
         return index
 
     def _source_stamp(self, domain: str, kind: str) -> object:
