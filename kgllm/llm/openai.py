@@ -47,6 +47,14 @@ def _retry_after(response: httpx.Response) -> float | None:
     return max(0.0, parsed.timestamp() - time.time())
 
 
+def _redacted(url: httpx.URL) -> str:
+    """The URL as names, errors and cache keys show it: a password and query values (``?api-key=``)
+    are secrets, so they appear as ``***``."""
+    user = f"{url.username}{':***' if url.password else ''}@" if url.username else ""
+    query = "&".join(f"{key}=***" for key in url.params.keys())
+    return f"{url.scheme}://{user}{url.netloc.decode('ascii')}{url.path.rstrip('/')}" + (f"?{query}" if query else "")
+
+
 def _error_detail(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -106,6 +114,9 @@ class OpenAICompatibleLLM(BaseLLM):
             raise ConfigError(f"timeout must be > 0 and max_retries, backoff >= 0; got {timeout!r}, "
                               f"{max_retries!r}, {backoff!r}")
         self.base_url = str(base_url).rstrip("/")
+        # Requests go to the API root's /chat/completions, keeping a query (Azure's ?api-version=...).
+        self._endpoint = url.copy_with(path=url.path.rstrip("/") + "/chat/completions")
+        self._shown_url = _redacted(url)
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -126,15 +137,15 @@ class OpenAICompatibleLLM(BaseLLM):
 
     @property
     def name(self) -> str:
-        return f"openai:{self.model}@{self.base_url}"
+        return f"openai:{self.model}@{self._shown_url}"
 
     @property
     def identity(self) -> str:
         # extra_body (top_p, seed, a LoRA adapter name...) changes the completions: part of the cache key.
         if not self.extra_body:
-            return f"{self.model}@{self.base_url}"
+            return f"{self.model}@{self._shown_url}"
         body = json.dumps(self.extra_body, sort_keys=True, ensure_ascii=False, default=repr)
-        return f"{self.model}@{self.base_url}#{hashlib.sha256(body.encode()).hexdigest()[:16]}"
+        return f"{self.model}@{self._shown_url}#{hashlib.sha256(body.encode()).hexdigest()[:16]}"
 
     def count_tokens(self, text: str) -> int:
         if self._tokenizer is not None:
@@ -178,12 +189,12 @@ class OpenAICompatibleLLM(BaseLLM):
 
         A non-streamed body is read here, so a body that times out or breaks off is retried too.
         """
-        url = f"{self.base_url}/chat/completions"
+        url = _redacted(self._endpoint)  # for messages; the request goes to self._endpoint
         last: str = ""
         for attempt in range(self.max_retries + 1):
             response: httpx.Response | None = None
             try:
-                request = self._client.build_request("POST", url, json=payload)
+                request = self._client.build_request("POST", self._endpoint, json=payload)
                 response = self._client.send(request, stream=True)
             except httpx.TimeoutException as exc:
                 last = f"timed out after {self._client.timeout.read}s ({type(exc).__name__})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import socket
 import time
 
@@ -104,6 +105,23 @@ def test_not_found_names_the_url_it_posted_to(chat_server):
                               f'{{"detail": "Not Found"}} (POST {chat_server.url}/chat/completions/chat/completions; '
                               "the base URL must be the API root, such as http://127.0.0.1:8000/v1)")
     assert len(chat_server.requests) == 1
+
+def test_credentials_in_the_url_reach_the_server_but_no_name_error_or_cache_key(chat_server):
+    # A user:password in the URL and a query (Azure's ?api-version=) are kept for the request; what is
+    # printed, reported or stored as a cache key shows them as ***.
+    url = chat_server.url.replace("http://", "http://alice:s3cret@") + "?api-version=2024-06-01"
+    chat_server.script = [Reply(), Reply(status=404, body={"detail": "Not Found"})]
+    with resolve_llm(f"openai:test-model@{url}", cache=False, max_retries=0) as llm:
+        assert llm.generate("hi").text == "echo: hi"
+        with pytest.raises(LLMError) as err:
+            llm.generate("hi")
+    first = chat_server.requests[0]
+    assert first.path == "/v1/chat/completions?api-version=2024-06-01"
+    assert first.headers["authorization"] == "Basic " + base64.b64encode(b"alice:s3cret").decode()
+    shown = chat_server.url.replace("http://", "http://alice:***@") + "?api-version=***"
+    assert llm.name == f"openai:test-model@{shown}" and llm.identity == f"test-model@{shown}"
+    assert "s3cret" not in str(err.value) and "2024-06-01" not in str(err.value)
+
 
 def test_slow_server_times_out(chat_server):
     chat_server.script = [Reply(delay=1.5), Reply(delay=1.5)]
