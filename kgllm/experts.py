@@ -26,14 +26,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from kgllm.exceptions import ModelError
+from kgllm.exceptions import ConfigError, ModelError
 from kgllm.retrieval.evidence import DEFAULT_RETRIEVERS, check_retrievers
 from kgllm.types import ExpertChoice
 
 if TYPE_CHECKING:
     from kgllm.kb import KnowledgeBase
 
-__all__ = ["ReasoningConfig", "Expert", "Router", "RouterModel", "question_spans", "normalize_name"]
+__all__ = ["ReasoningConfig", "Expert", "Router", "RouterModel", "new_expert", "reasoning_settings",
+           "question_spans", "normalize_name"]
 
 _TOKEN = re.compile(r"[\w'\-\.]+", re.UNICODE)
 _BRACKET = re.compile(r"\[([^\]]+)\]")
@@ -94,11 +95,74 @@ class Expert(BaseModel):
 
     @classmethod
     def from_info(cls, name: str, info: dict[str, Any]) -> Expert:
-        fields = {key: info[key] for key in ("description", "relation_text", "reasoning", "scorer",
-                                             "prompt_template", "same_as") if info.get(key) is not None}
-        fields["reasoning"] = {k: v for k, v in dict(fields.get("reasoning") or {}).items()
+        """The expert a domain's manifest entry describes: reasoning settings by their config names (a
+        pack's ``hops`` is ``max_hops``), ``same_as`` pairs without unset keys (a pack's pair that names
+        no ``domain`` is recorded with ``domain: null``), unknown reasoning keys left to the reasoner."""
+        fields = {key: info[key] for key in ("description", "relation_text", "scorer", "prompt_template")
+                  if info.get(key) is not None}
+        fields["reasoning"] = {k: v for k, v in reasoning_settings(info.get("reasoning")).items()
                                if k in ReasoningConfig.model_fields}
+        fields["same_as"] = [{k: v for k, v in pair.items() if v is not None} for pair in info.get("same_as") or []]
         return cls(name=name, **fields)
+
+
+def reasoning_settings(reasoning: dict[str, Any] | None) -> dict[str, Any]:
+    """Reasoning settings named as :class:`ReasoningConfig` names them: a pack manifest's ``hops`` is
+    ``max_hops``."""
+    settings = dict(reasoning or {})
+    if "hops" in settings:
+        hops = settings.pop("hops")
+        settings.setdefault("max_hops", hops)
+    return settings
+
+
+def new_expert(name: str, *, description: str, relation_text: dict[str, str] | None = None,
+               reasoning: dict[str, Any] | None = None, scorer: str | Path | None = None,
+               prompt_template: str | None = None) -> Expert:
+    """A checked :class:`Expert` from :meth:`KnowledgeBase.add_expert <kgllm.kb.KnowledgeBase.add_expert>`'s
+    arguments (``scorer`` recorded by its absolute path).
+
+    Raises:
+        ConfigError: a reasoning setting is unknown or out of range, ``scorer`` is no trained path
+            scorer, the template lacks ``{question}``, or a setting is malformed.
+    """
+    from pydantic import ValidationError
+
+    from kgllm.config import validate_domain_name
+    from kgllm.fusion.context import ContextFusion
+    from kgllm.loaders.packs import SCORER_MANIFEST
+
+    if reasoning is not None and not isinstance(reasoning, dict):
+        raise ConfigError(f"expert {name!r}: reasoning must be a dict of settings (hops or max_hops 1-4, "
+                          f"beam 1-256, retrievers), got {reasoning!r}")
+    if scorer is not None and not (Path(scorer) / SCORER_MANIFEST).is_file():
+        raise ConfigError(f"expert {name!r}: scorer {str(scorer)!r} is not a trained path-scorer directory "
+                          f"(no {SCORER_MANIFEST}; train one with kgllm train metaqa)")
+    if prompt_template is not None:
+        try:
+            ContextFusion(templates={name: prompt_template})  # checks the template's fields
+        except ConfigError as exc:
+            raise ConfigError(f"expert {name!r}: {exc}") from exc
+    if reasoning and "hops" in reasoning and reasoning.get("max_hops", reasoning["hops"]) != reasoning["hops"]:
+        raise ConfigError(f"expert {name!r}: reasoning gives hops={reasoning['hops']!r} and "
+                          f"max_hops={reasoning['max_hops']!r}; give one of them")
+    try:
+        settings = ReasoningConfig(**reasoning_settings(reasoning))
+    except ValidationError as exc:
+        raise _bad_setting(name, exc, "reasoning setting",
+                           " (settings: hops or max_hops 1-4, beam 1-256, retrievers)") from exc
+    try:
+        return Expert(name=validate_domain_name(name), description=description, relation_text=relation_text or {},
+                      reasoning=settings, scorer=str(Path(scorer).resolve()) if scorer else None,
+                      prompt_template=prompt_template)
+    except ValidationError as exc:
+        raise _bad_setting(name, exc, "setting") from exc
+
+
+def _bad_setting(expert: str, exc: Any, what: str, hint: str = "") -> ConfigError:
+    """A pydantic ``ValidationError`` of an expert's settings as one line naming the first bad field."""
+    error = exc.errors()[0]
+    return ConfigError(f"expert {expert!r}: bad {what} {'.'.join(map(str, error['loc']))!r}: {error['msg']}{hint}")
 
 
 @dataclass

@@ -89,10 +89,14 @@ class KnowledgeBase(DomainIndexes):
         """Record (merge) metadata for ``domain``; creates the entry when new."""
         validate_domain_name(domain)
 
+        from kgllm.experts import reasoning_settings
+
         def merge(manifest: dict[str, Any]) -> None:
             entry = manifest["domains"].setdefault(domain, {})
             for key, value in info.items():
-                if isinstance(value, dict) and isinstance(entry.get(key), dict):
+                if key == "reasoning" and isinstance(value, dict):  # hops and max_hops: one setting, the new one
+                    entry[key] = {**reasoning_settings(entry.get(key)), **reasoning_settings(value)}
+                elif isinstance(value, dict) and isinstance(entry.get(key), dict):
                     entry[key] = {**entry[key], **value}
                 elif value is not None:
                     entry[key] = value
@@ -251,12 +255,12 @@ class KnowledgeBase(DomainIndexes):
         """Every domain of the KB as an :class:`~kgllm.experts.Expert`."""
         from kgllm.experts import Expert
 
-        return [Expert.from_info(name, _expert_info(self._manifest["domains"][name])) for name in self.domains]
+        return [Expert.from_info(name, self._manifest["domains"][name]) for name in self.domains]
 
     def expert(self, name: str) -> Expert:
         from kgllm.experts import Expert
 
-        return Expert.from_info(name, _expert_info(self.domain_info(name)))
+        return Expert.from_info(name, self.domain_info(name))
 
     def add_expert(self, name: str, *, description: str, relation_text: dict[str, str] | None = None,
                    reasoning: dict[str, Any] | None = None, scorer: str | Path | None = None,
@@ -271,39 +275,12 @@ class KnowledgeBase(DomainIndexes):
             ConfigError: an expert with this name exists already, a reasoning setting is unknown or out of
                 range, ``scorer`` is no trained path scorer, or a setting is malformed.
         """
-        from pydantic import ValidationError
-
-        from kgllm.experts import Expert, ReasoningConfig
-        from kgllm.fusion.context import ContextFusion
-        from kgllm.loaders.packs import SCORER_MANIFEST
+        from kgllm.experts import new_expert
 
         if name in self._manifest["domains"]:
             raise ConfigError(f"an expert named {name!r} exists already; experts: {', '.join(self.domains)}")
-        if reasoning is not None and not isinstance(reasoning, dict):
-            raise ConfigError(f"expert {name!r}: reasoning must be a dict of settings (hops or max_hops 1-4, "
-                              f"beam 1-256, retrievers), got {reasoning!r}")
-        if scorer is not None and not (Path(scorer) / SCORER_MANIFEST).is_file():
-            raise ConfigError(f"expert {name!r}: scorer {str(scorer)!r} is not a trained path-scorer directory "
-                              f"(no {SCORER_MANIFEST}; train one with kgllm train metaqa)")
-        if prompt_template is not None:
-            try:
-                ContextFusion(templates={name: prompt_template})  # checks the template's fields
-            except ConfigError as exc:
-                raise ConfigError(f"expert {name!r}: {exc}") from exc
-        if reasoning and "hops" in reasoning and reasoning.get("max_hops", reasoning["hops"]) != reasoning["hops"]:
-            raise ConfigError(f"expert {name!r}: reasoning gives hops={reasoning['hops']!r} and "
-                              f"max_hops={reasoning['max_hops']!r}; give one of them")
-        try:
-            settings = ReasoningConfig(**_reasoning_settings(reasoning))
-        except ValidationError as exc:
-            raise _bad_setting(name, exc, "reasoning setting",
-                               " (settings: hops or max_hops 1-4, beam 1-256, retrievers)") from exc
-        try:
-            expert = Expert(name=validate_domain_name(name), description=description,
-                            relation_text=relation_text or {}, reasoning=settings,
-                            scorer=str(Path(scorer).resolve()) if scorer else None, prompt_template=prompt_template)
-        except ValidationError as exc:
-            raise _bad_setting(name, exc, "setting") from exc
+        expert = new_expert(name, description=description, relation_text=relation_text, reasoning=reasoning,
+                            scorer=scorer, prompt_template=prompt_template)
         self.set_domain_info(name, **expert.model_dump(exclude={"name"}))
         return expert
 
@@ -412,24 +389,6 @@ class KnowledgeBase(DomainIndexes):
         return f"KnowledgeBase({str(self.path)!r}, store={self.settings.backend!r}, domains={self.domains})"
 
 
-def _reasoning_settings(reasoning: dict[str, Any] | None) -> dict[str, Any]:
-    """Reasoning settings named as :class:`~kgllm.experts.ReasoningConfig` names them: a pack manifest's
-    ``hops`` (read by the reasoner as well) is ``max_hops``."""
-    settings = dict(reasoning or {})
-    if "hops" in settings:
-        hops = settings.pop("hops")
-        settings.setdefault("max_hops", hops)
-    return settings
-
-
-def _expert_info(info: dict[str, Any]) -> dict[str, Any]:
-    """A domain's manifest entry as :meth:`Expert.from_info <kgllm.experts.Expert.from_info>` reads it:
-    reasoning settings by their config names, and ``same_as`` pairs without unset keys (a pack's pair
-    that names no ``domain`` is recorded with ``domain: null``)."""
-    pairs = [{key: value for key, value in pair.items() if value is not None} for pair in info.get("same_as") or []]
-    return {**info, "reasoning": _reasoning_settings(info.get("reasoning")), "same_as": pairs}
-
-
 def _registered_llms() -> list[str]:
     try:
         from kgllm.llm import LLM_SPECS
@@ -444,12 +403,6 @@ def _progress(enabled: bool, description: str):  # type: ignore[no-untyped-def]
     from tqdm.auto import tqdm
 
     return tqdm(desc=description, unit=" triples", leave=False)
-
-
-def _bad_setting(expert: str, exc: Any, what: str, hint: str = "") -> ConfigError:
-    """A pydantic ``ValidationError`` of an expert's settings as one line naming the first bad field."""
-    error = exc.errors()[0]
-    return ConfigError(f"expert {expert!r}: bad {what} {'.'.join(map(str, error['loc']))!r}: {error['msg']}{hint}")
 
 
 def open_kb(path: str | Path, *, store: str = "local", embedder: Embedder | str | None = None,

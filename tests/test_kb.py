@@ -476,3 +476,17 @@ def test_decomposed_accents_in_the_file_or_the_question_still_link(tmp_path):
             answer = people.ask(question)
             assert unicodedata.normalize("NFC", answer.answers[0].name) == "José Álvarez", question
             assert answer.question == question  # the question is kept as asked
+
+
+def test_a_later_hops_setting_replaces_an_earlier_max_hops(tmp_path, fixtures_dir):
+    # add_expert records max_hops (3 by default); the pack loaded into that expert says `hops: 2`. The
+    # manifest kept both keys and everything read max_hops first, so the pack's setting was ignored.
+    with kgllm.open(tmp_path / "kb") as kb:
+        kb.add_expert("tiny-movies", description="Films.")
+        kb.load(fixtures_dir / "loaders" / "pack")
+        assert kb.domain_info("tiny-movies")["reasoning"]["max_hops"] == 2
+        assert "hops" not in kb.domain_info("tiny-movies")["reasoning"]
+        assert kb.expert("tiny-movies").reasoning.max_hops == 2
+        kb.set_domain_info("tiny-movies", reasoning={"hops": 1})
+        assert kb.expert("tiny-movies").reasoning.max_hops == 1
+        assert kb.pipeline.context("tiny-movies").max_hops == 1
