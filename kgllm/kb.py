@@ -374,6 +374,7 @@ class KnowledgeBase(DomainIndexes):
         return {"kb": str(self.path), "store": self.settings.backend,
                 "embedder": self._manifest.get("embedder"), "domains": domains,
                 "router": {"model": self._manifest.get("router")},
+                "index_options": {kind: self.index_options(kind) for kind in INDEX_KINDS},
                 "registered": {"stores": sorted(STORES), "llms": _registered_llms()}}
 
     def close(self) -> None:

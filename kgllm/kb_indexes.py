@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +56,49 @@ class DomainIndexes:
     def relation_text(self, domain: str) -> dict[str, str]:
         raise NotImplementedError
 
+    def _update_manifest(self, change: Callable[[dict[str, Any]], None] | None = None) -> None:
+        raise NotImplementedError
+
+    # -- how indexes are built -------------------------------------------------------------------
+    def index_options(self, kind: str) -> dict[str, Any]:
+        """How every domain's ``kind`` index is built: the FAISS ``factory`` (default ``Flat``, exact
+        search) and, when set, the search knobs ``nprobe`` (IVF lists probed) and ``ef_search`` (HNSW)."""
+        _check_kind(kind)
+        return {"factory": "Flat", **self._manifest.get("index_options", {}).get(kind, {})}
+
+    def set_index_options(self, kind: str | None = None, *, factory: str | None = None,
+                          nprobe: int | None = None, ef_search: int | None = None) -> None:
+        """Build the ``kind`` indexes (``None``: all kinds) with another FAISS ``factory`` (``"HNSW32"``,
+        ``"IVF1024,Flat"``, ``"IVF1024,PQ32"``...) or search knobs; recorded in the KB manifest.
+
+        An index built with another factory is rebuilt when next used (vectors come from the embedding
+        cache); an IVF/PQ index searches exactly until it has enough vectors to train on.
+
+        Raises:
+            ConfigError: an unknown kind, a factory FAISS cannot build for the embedder's dimension, or a
+                knob that is not a positive int; the manifest is left as it was.
+        """
+        from kgllm.index import VectorIndex
+
+        kinds = INDEX_KINDS if kind is None else (_check_kind(kind),)
+        changes: dict[str, Any] = {}
+        if factory is not None:
+            VectorIndex.create(self.embedder.dim, factory=factory, device="cpu")  # raises ConfigError
+            changes["factory"] = factory
+        for knob, value in (("nprobe", nprobe), ("ef_search", ef_search)):
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ConfigError(f"{knob} must be a positive int, got {value!r}")
+                changes[knob] = value
+
+        def record(manifest: dict[str, Any]) -> None:
+            options = manifest.setdefault("index_options", {})
+            for k in kinds:
+                options[k] = {**options.get(k, {}), **changes}
+
+        self._update_manifest(record)
+        self._indexes = {key: value for key, value in self._indexes.items() if key[1] not in kinds}
+
     # -- embedder and indexes --------------------------------------------------------------------
     @property
     def embedder(self) -> Embedder:
@@ -74,8 +117,7 @@ class DomainIndexes:
         are embedded."""
         from kgllm.index import VectorIndex
 
-        if kind not in INDEX_KINDS:
-            raise ConfigError(f"unknown index kind {kind!r}; expected one of {', '.join(INDEX_KINDS)}")
+        options = self.index_options(kind)
         self.domain_info(domain)
         stamp = self._source_stamp(domain, kind)
         cached = self._indexes.get((domain, kind))
@@ -83,15 +125,22 @@ class DomainIndexes:
             return cached  # up to date: loads and deletes drop the domain's cached indexes
         directory = self._index_dir(domain, kind)
         known: dict[str, str] = {}
+        index: VectorIndex | None = None
         if (directory / "manifest.json").exists():
             try:
                 index = VectorIndex.load(directory, model=self.embedder.model_name, dim=self.embedder.dim)
             except (LoadError, IndexMismatch) as exc:  # derived data: say how to get it back
                 raise type(exc)(f"{exc}; the index is rebuilt from the domain's graph and documents when "
                                 f"its folder is deleted: {directory}") from exc
-            known = _read_digests(directory / _TEXTS_FILE, self.embedder.cache_identity)
-        else:
-            index = VectorIndex.create(self.embedder.dim, model=self.embedder.model_name)
+            if index.factory == options["factory"]:
+                known = _read_digests(directory / _TEXTS_FILE, self.embedder.cache_identity)
+            else:  # built as another type (set_index_options since): every item goes into a new one
+                index = None
+        rebuilt = index is None
+        if index is None:
+            index = VectorIndex.create(self.embedder.dim, factory=options["factory"], model=self.embedder.model_name)
+        index.nprobe = options.get("nprobe", index.nprobe)
+        index.ef_search = options.get("ef_search", index.ef_search)
         items = self._index_items(domain, kind)
         digests = {item_id: _digest(text) for item_id, text in items}
         missing = [(item_id, text) for item_id, text in items
@@ -99,6 +148,7 @@ class DomainIndexes:
         if missing:
             ids, texts = zip(*missing)
             index.add(list(ids), self.embedder.encode(list(texts)))  # a changed text replaces its vector
+        if missing or rebuilt:
             index.save(directory)
         if known != digests:
             doc = {"embedder": self.embedder.cache_identity, "digests": digests}
@@ -200,6 +250,12 @@ class DomainIndexes:
         shutil.rmtree(self.path / "index" / domain, ignore_errors=True)
         self._docs_file(domain).unlink(missing_ok=True)
         self._forget_indexes(domain)
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in INDEX_KINDS:
+        raise ConfigError(f"unknown index kind {kind!r}; expected one of {', '.join(INDEX_KINDS)}")
+    return kind
 
 
 def _read_digests(path: Path, embedder: str) -> dict[str, str]:

@@ -228,6 +228,17 @@ def test_save_load_other_factories(factory: str, tmp_path: Path) -> None:
     assert VectorIndex.load(tmp_path / "b", device="cpu").search(vecs[:5], 3) == index.search(vecs[:5], 3)
 
 
+def test_search_knobs_are_saved_with_the_index(tmp_path: Path) -> None:
+    # nprobe / ef_search were lost on save: a loaded index searched with the defaults again
+    index = VectorIndex.create(DIM, factory="HNSW32", device="cpu")
+    index.add(ids_of(50), clustered(50, seed=2))
+    index.ef_search, index.nprobe = 200, 7
+    index.save(tmp_path)
+    loaded = VectorIndex.load(tmp_path, device="cpu")
+    assert (loaded.ef_search, loaded.nprobe) == (200, 7)
+    assert VectorIndex.load(tmp_path, device="cpu").search(clustered(3, seed=2), 2) == index.search(clustered(3, seed=2), 2)
+
+
 def test_model_or_dim_mismatch_names_the_manifest(flat: VectorIndex, tmp_path: Path) -> None:
     flat.save(tmp_path)
     with pytest.raises(IndexMismatch, match=r"manifest.json.*'test-model'.*expected 'other-model'"):

@@ -179,6 +179,35 @@ def test_entity_index_is_incremental_and_deleted_with_domain(kb, tmp_path):
     assert kb.domains == []
 
 
+def test_index_options_choose_the_faiss_type_persist_and_rebuild(kb, tmp_path):
+    flat = kb.index("tiny_movies", "entities")
+    assert flat.factory == "Flat" and kb.index_options("entities") == {"factory": "Flat"}
+    query = kb.embedder.encode(["Kismet", "Film Noir"])
+    exact = flat.search(query, 3)
+    before = json.loads((kb.path / "kgllm.json").read_text(encoding="utf-8"))
+    with pytest.raises(ConfigError, match="invalid FAISS factory string 'HNSW-fast'"):
+        kb.set_index_options("entities", factory="HNSW-fast")
+    with pytest.raises(ConfigError, match="ef_search must be a positive int, got 0"):
+        kb.set_index_options(ef_search=0)
+    with pytest.raises(ConfigError, match="unknown index kind 'entity'"):
+        kb.set_index_options("entity", factory="HNSW32")
+    assert json.loads((kb.path / "kgllm.json").read_text(encoding="utf-8")) == before  # refused: unchanged
+    kb.set_index_options("entities", factory="HNSW32", ef_search=128)
+    hnsw = kb.index("tiny_movies", "entities")
+    assert (hnsw.factory, hnsw.ef_search, len(hnsw)) == ("HNSW32", 128, len(flat))
+    found = hnsw.search(query, 3)  # same neighbours (equal-score ones, e.g. names differing in case, may swap)
+    assert [row[0][0] for row in found] == [row[0][0] for row in exact] and exact[0][0][0] == "Kismet"
+    assert [[round(x, 4) for _, x in row] for row in found] == [[round(x, 4) for _, x in row] for row in exact]
+    assert kb.index_options("facts") == {"factory": "Flat"}  # other kinds keep theirs
+    assert kb.stats()["index_options"]["entities"] == {"factory": "HNSW32", "ef_search": 128}
+    kb.close()
+    with kgllm.open(kb.path, create=False) as reopened:  # recorded in the manifest and in the index folder
+        again = reopened.index("tiny_movies", "entities")
+        assert (again.factory, again.ef_search) == ("HNSW32", 128)
+        reopened.set_index_options(factory="Flat")
+        assert reopened.index("tiny_movies", "entities").factory == "Flat"
+
+
 def test_entities_renamed_after_indexing_are_embedded_again(kb, tmp_path):
     # names loaded after the edges (RDF labels, DBpedia-style) used to leave the entity and fact vectors of
     # the old names (the URIs' local names) in the indexes: the vector linker could not find the new names

@@ -165,6 +165,8 @@ class VectorIndex:
                             path=directory / INDEX_FILE)
         self = cls(index, dim=manifest.dim, factory=manifest.factory, metric=manifest.metric,
                    model=manifest.model, train_size=manifest.train_size)
+        self.nprobe = manifest.nprobe if manifest.nprobe is not None else self.nprobe
+        self.ef_search = manifest.ef_search if manifest.ef_search is not None else self.ef_search
         if manifest.pending_checksum is not None:
             pending = _read_faiss(directory / PENDING_FILE, manifest.pending_checksum)
             if not isinstance(pending, faiss.IndexIDMap2) or pending.d != manifest.dim:
@@ -310,7 +312,8 @@ class VectorIndex:
             manifest = IndexManifest(
                 model=self.model, dim=self.dim, count=len(self), factory=self.factory, metric=self.metric,
                 checksum=sha256_file(directory / INDEX_FILE), ids_checksum=sha256_file(directory / IDS_FILE),
-                pending_checksum=pending_sum, train_size=self.train_size, kgllm_version=kgllm_version())
+                pending_checksum=pending_sum, train_size=self.train_size, nprobe=self.nprobe,
+                ef_search=self.ef_search, kgllm_version=kgllm_version())
             atomic_write_bytes(directory / MANIFEST_FILE, manifest.model_dump_json(indent=2).encode())
 
     def to_gpu(self) -> VectorIndex:

@@ -5,7 +5,8 @@ A saved index is a folder::
     index.faiss     the FAISS index (IndexIDMap2 around the factory index), CPU form
     pending.faiss   only for an untrained IVF/PQ index: the exact buffer of vectors awaiting training
     ids.json        int64 label <-> string id map, removed labels, next label
-    manifest.json   IndexManifest: model, dim, count, factory, metric, sha256 checksums, kgllm_version
+    manifest.json   IndexManifest: model, dim, count, factory, metric, search knobs (nprobe, ef_search),
+                sha256 checksums, kgllm_version
 
 The manifest is written last, so a folder with a manifest is complete; checksums catch later changes.
 """
@@ -55,6 +56,8 @@ class IndexManifest(BaseModel):
     ids_checksum: str | None = None
     pending_checksum: str | None = None
     train_size: int | None = None
+    nprobe: int | None = None  # search-time knobs, kept so a tuned index searches the same after loading
+    ef_search: int | None = None
     kgllm_version: str = "unknown"
 
 
