@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["machine_info", "write_result"]
+__all__ = ["machine_info", "write_result", "datasets_present"]
 
 
 def machine_info() -> dict[str, Any]:
@@ -23,3 +24,13 @@ def write_result(out: Path, result: dict[str, Any]) -> dict[str, Any]:
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return result
+
+
+def datasets_present(data_root: Path, names: Iterable[str]) -> Iterator[tuple[str, Path]]:
+    """``(name, folder)`` of each dataset under ``data_root`` that has a ``train.txt``; says which are skipped."""
+    for name in names:
+        folder = data_root / name
+        if (folder / "train.txt").is_file():
+            yield name, folder
+        else:
+            print(f"skipping {name}: no {folder / 'train.txt'}", flush=True)

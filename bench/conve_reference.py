@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchjson import machine_info, write_result  # noqa: E402
+from benchjson import datasets_present, machine_info, write_result  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAMES = ("umls", "kinships", "nations")
@@ -166,11 +166,7 @@ def main() -> None:
 
     out = args.out or RESULTS / f"conve_reference{'_simulated' if args.simulate else ''}.json"
     results: dict[str, Any] = {}
-    for name in args.names:
-        folder = args.data_root / name
-        if not (folder / "train.txt").is_file():
-            print(f"skipping {name}: no {folder / 'train.txt'}", flush=True)
-            continue
+    for name, folder in datasets_present(args.data_root, args.names):
         ds = KGDataset.load(folder, name=name, need=("train", "dev"))
         if args.simulate:
             ds = ds.simulated(seed=args.seed)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchjson import machine_info, write_result  # noqa: E402
+from benchjson import datasets_present, machine_info, write_result  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAMES = ("umls", "kinships", "nations")
@@ -134,11 +134,7 @@ def main() -> None:
     options.update({"simulate_split": True, "split_seed": args.seed, "threads": args.threads,
                     "learn_valid": args.learn_valid})
     results: dict[str, Any] = {}
-    for name in args.names:
-        folder = args.data_root / name
-        if not (folder / "train.txt").is_file():
-            print(f"skipping {name}: no {folder / 'train.txt'}", flush=True)
-            continue
+    for name, folder in datasets_present(args.data_root, args.names):
         wall, cpu = time.perf_counter(), time.process_time()
         report = run_eval(name, EvalRequest(data=folder, split="dev", options=dict(options)))
         config = report["config"]

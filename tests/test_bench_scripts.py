@@ -212,3 +212,17 @@ def test_document_retrieval_finds_the_gold_fact(tmp_path):
     assert result["n"] == 3 and result["results"]["gold_in_documents"] == 1.0
     assert result["results"]["stem"]["recall@1"] == 1.0  # a question that is the fact finds it first
     assert 0 <= result["results"]["stem_and_choices"]["recall@4"] <= 1
+
+
+def test_conve_reference_ranks_valid_and_checks_the_estimate_on_a_resplit(fixtures_dir, tmp_path):
+    data = _nations_head(fixtures_dir, tmp_path)
+    real = _run("conve_reference.py", "--data-root", str(data), "--names", "nations", "--epochs", "2", "--every", "1",
+                out=tmp_path / "real.json")["results"]["nations"]
+    assert [p["epoch"] for p in real["checkpoints"]] == [1, 2] and real["n"] == 2 * 40
+    assert real["published_test_mrr"] == {"dettmers2018": 0.82}
+    final = real["final"]  # the estimate only takes the missing split's answers off: never a lower MRR
+    assert 0 < final["valid_txt"]["mrr"] <= final["estimated_complete_filter"]["mrr"] <= 1
+    simulated = _run("conve_reference.py", "--data-root", str(data), "--names", "nations", "--epochs", "1",
+                     "--simulate", out=tmp_path / "sim.json")["results"]["nations"]["final"]
+    assert simulated["without_test_filter"]["mrr"] <= simulated["with_test_filter"]["mrr"]
+    assert simulated["without_test_filter"]["mrr"] <= simulated["estimated_from_without_test_filter"]["mrr"]
