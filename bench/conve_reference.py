@@ -16,7 +16,7 @@ with :func:`kgllm.eval.metrics.swap_estimated_ranks`, as ``kgllm eval`` does. ``
 ranking that does filter the held-out test' triples. Writes ``bench/results/conve_reference.json``.
 
     python bench/conve_reference.py --data-root ../shared/data [--names umls kinships nations]
-        [--epochs 1000] [--every 200] [--simulate] [--seed 0]
+        [--epochs 1000] [--every 200] [--simulate] [--seed 0] [--device cuda]
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ def build_conve(num_entities: int, num_relations: int):  # type: ignore[no-untyp
     return ConvE()
 
 
-def rank_split(model, ds, split: str, filter_splits: list[str], peer_split: str | None, scale: float):  # type: ignore[no-untyped-def]
+def rank_split(model, ds, split: str, filter_splits: list[str], peer_split: str | None, scale: float,  # type: ignore[no-untyped-def]
+               device: str = "cpu"):
     """Filtered ranks of ``split`` (both directions) and, with ``peer_split``, their swap estimate."""
     import numpy as np
     import torch
@@ -89,7 +90,7 @@ def rank_split(model, ds, split: str, filter_splits: list[str], peer_split: str 
             q, a = (sel[:, 2], sel[:, 0]) if inverse else (sel[:, 0], sel[:, 2])
             rel_ids = torch.full((q.size,), int(rel) + (num_relations if inverse else 0))
             with torch.no_grad():
-                scores = model(torch.as_tensor(q), rel_ids).numpy()
+                scores = model(torch.as_tensor(q, device=device), rel_ids.to(device)).cpu().numpy()
             mask = _answer_mask(known, q, int(rel), inverse, scores.shape)
             ranks.extend(metrics.filtered_ranks(scores, a, mask))
             if peers is not None:
@@ -99,7 +100,7 @@ def rank_split(model, ds, split: str, filter_splits: list[str], peer_split: str 
     return rounded, ({k: round(v, 4) for k, v in metrics.ranking_metrics(estimated).items()} if estimated else None)
 
 
-def run(ds, *, simulate: bool, epochs: int, every: int, seed: int) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def run(ds, *, simulate: bool, epochs: int, every: int, seed: int, device: str = "cpu") -> dict[str, Any]:  # type: ignore[no-untyped-def]
     import torch
     from torch.nn import functional as F
 
@@ -110,9 +111,9 @@ def run(ds, *, simulate: bool, epochs: int, every: int, seed: int) -> dict[str, 
     for h, r, t in train:
         answers.setdefault((int(h), int(r)), []).append(int(t))
         answers.setdefault((int(t), int(r) + m), []).append(int(h))
-    queries = torch.as_tensor(list(answers))
+    queries = torch.as_tensor(list(answers), device=device)
     targets = list(answers.values())
-    model = build_conve(n, m)
+    model = build_conve(n, m).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=0.003)
     decay = torch.optim.lr_scheduler.ExponentialLR(opt, 0.995)
     started, cpu = time.perf_counter(), time.process_time()
@@ -120,9 +121,11 @@ def run(ds, *, simulate: bool, epochs: int, every: int, seed: int) -> dict[str, 
     for epoch in range(1, epochs + 1):
         model.train()
         for batch in torch.randperm(len(queries)).split(128):
+            batch = batch.to(device)
             labels = torch.zeros(len(batch), n)
             for row, k in enumerate(batch.tolist()):
                 labels[row, targets[k]] = 1.0
+            labels = labels.to(device)
             labels = 0.9 * labels + 1.0 / n  # label smoothing 0.1, as the paper's code does
             loss = F.binary_cross_entropy_with_logits(model(queries[batch, 0], queries[batch, 1]), labels)
             opt.zero_grad()
@@ -133,13 +136,13 @@ def run(ds, *, simulate: bool, epochs: int, every: int, seed: int) -> dict[str, 
             continue
         point: dict[str, Any] = {"epoch": epoch, "wall_s": round(time.perf_counter() - started, 1)}
         if simulate:  # test' is held out of the filter once, and filtered once (the truth to check against)
-            point["with_test_filter"], _ = rank_split(model, ds, "dev", list(ds.splits), None, 1.0)
+            point["with_test_filter"], _ = rank_split(model, ds, "dev", list(ds.splits), None, 1.0, device)
             point["without_test_filter"], point["estimated_from_without_test_filter"] = rank_split(
                 model, ds, "dev", [s for s in ds.splits if s != "test"], "dev",
-                len(ds.splits["test"]) / len(ds.splits["dev"]))
+                len(ds.splits["test"]) / len(ds.splits["dev"]), device)
         else:  # valid.txt: filtered with train + valid (no test.txt here) and the complete-filter estimate
             point["valid_txt"], point["estimated_complete_filter"] = rank_split(
-                model, ds, "dev", list(ds.splits), "dev", 1.0)
+                model, ds, "dev", list(ds.splits), "dev", 1.0, device)
         print(ds.name, point, flush=True)
         checkpoints.append(point)
     return {"n": 2 * len(ds.splits["dev"]), "train_triples": int(len(train)), "checkpoints": checkpoints,
@@ -155,6 +158,7 @@ def main() -> None:
     parser.add_argument("--simulate", action="store_true", help="re-split train.txt to check the estimate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the numbers do not depend on it beyond noise)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -171,9 +175,11 @@ def main() -> None:
         if args.simulate:
             ds = ds.simulated(seed=args.seed)
         results[name] = {"published_test_mrr": PUBLISHED_TEST_MRR[name],
-                         **run(ds, simulate=args.simulate, epochs=args.epochs, every=args.every, seed=args.seed)}
+                         **run(ds, simulate=args.simulate, epochs=args.epochs, every=args.every, seed=args.seed,
+                                device=args.device)}
     write_result(out, {"benchmark": "conve_reference", "machine": machine_info(), "epochs": args.epochs,
-                       "simulate": args.simulate, "threads": args.threads, "results": results})
+                       "simulate": args.simulate, "threads": args.threads, "device": args.device,
+                       "results": results})
 
 
 if __name__ == "__main__":
