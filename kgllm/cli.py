@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -112,15 +113,27 @@ def _undone_if_new(path: Path) -> Iterator[None]:
     bad input leaves nothing behind."""
     existed = path.exists()
     was_empty = existed and path.is_dir() and not any(path.iterdir())
+    created = _topmost_missing(path)  # `--kb new/a/kb` makes new/ and new/a/ too
     try:
         yield
     except BaseException:
-        if not existed and path.is_dir():
-            shutil.rmtree(path)
+        if created is not None and created.is_dir():
+            shutil.rmtree(created)
         elif was_empty:
             for child in path.iterdir():
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         raise
+
+
+def _topmost_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (``path`` itself at most), or ``None``."""
+    missing = None
+    absolute = path.absolute()
+    for folder in (absolute, *absolute.parents):
+        if folder.exists():
+            return missing
+        missing = folder
+    return missing
 
 
 @app.command(cls=_Command)
@@ -149,6 +162,12 @@ def load(
                           "domain and files); give either a pack or --domain with --triples/--documents")
     if chunking and not documents:
         raise ConfigError("--chunking says how --documents are cut; give the documents with --documents")
+    if description is not None and not description.strip():  # `--description "$UNSET"` wiped the domain's
+        raise ConfigError(f"empty --description {description!r}; say what the domain knows (it is used for "
+                          "routing), or leave the option out to keep the domain's description")
+    for name, value in (("--format", fmt), ("--order", order)):
+        if value and not triples:  # documents alone would load with the option silently dropped
+            raise ConfigError(f"{name} {value!r} says how the --triples file is read; give it with --triples")
     with _undone_if_new(opts.kb), opts.open() as kb:  # a failed first load leaves no KB behind
         if pack is not None:
             report = kb.load(pack, progress=opts.progress)
@@ -203,8 +222,15 @@ def ask(
 ) -> None:
     """Answer a question with reasoning paths and provenance."""
     opts: Options = ctx.obj
+    if not question.strip():  # nothing to answer: an error, not an empty answer with exit code 0
+        raise ConfigError(f"empty question {question!r}; ask, e.g., kgllm ask \"Who directed [Kismet]?\"")
     if adapter is not None and not choices:
         raise ConfigError(f"--adapter {str(adapter)!r} scores answer choices; give them with --choice (at least 2)")
+    unused = [name for name, given in (("--llm", llm != "extractive"), ("--model", model is not None),
+                                       ("--explore", explore)) if given]
+    if choices and unused:  # the choices are ranked by the adapter or by similarity: those would be dropped
+        raise ConfigError(f"a multiple-choice question (--choice) is answered by --adapter or by similarity, "
+                          f"which take none of {', '.join(unused)}; leave {'it' if len(unused) == 1 else 'them'} out")
     if choices and adapter is not None:  # the adapter carries its own encoder and concept graph: no KB needed
         from kgllm.fusion.choices import answer_choices
 
@@ -334,8 +360,8 @@ def train(
     out: Path = typer.Option(..., "--out", help="Model directory to write."),
     split: str = typer.Option("train", "--split"),
     epochs: int | None = typer.Option(None, "--epochs", min=1),
-    lr: float | None = typer.Option(None, "--lr"),
-    seed: int | None = typer.Option(None, "--seed"),
+    lr: float | None = typer.Option(None, "--lr", help="Learning rate (greater than 0)."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed, 0 to 4294967295."),
     no_graph: bool = typer.Option(False, "--no-graph", help="Train the encoder alone (baseline)."),
     option: list[str] = typer.Option([], "--option", "-o", help="Trainer-specific KEY=VALUE (repeatable)."),
 ) -> None:
@@ -349,9 +375,27 @@ def train(
             options[key] = value
     if no_graph:
         options["no_graph"] = True
+    _check_training_numbers(options)
     request = TrainRequest(data=data, out=out, split=split, options=options, progress=opts.progress)
     result = get_trainer(target).run(request)
     _emit(opts, result, json.dumps(result, indent=2, default=str))
+
+
+_SEED_MAX = 2**32 - 1  # what every trainer's generator takes (scikit-learn's and numpy's the least)
+
+
+def _check_training_numbers(options: dict[str, Any]) -> None:
+    """``epochs``, ``lr`` and ``seed`` (``--epochs``/``--lr``/``--seed`` or ``-o KEY=``) in range: the
+    trainers passed a bad one on to torch or scikit-learn, whose error came out as a traceback."""
+    for key, value in options.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        whole = number and isinstance(value, int)
+        if key == "epochs" and not (whole and value >= 1):
+            raise ConfigError(f"--epochs (-o epochs=) must be an integer of at least 1, got {value!r}")
+        if key == "lr" and not (number and math.isfinite(value) and value > 0):
+            raise ConfigError(f"--lr (-o lr=) must be a number greater than 0, got {value!r}")
+        if key == "seed" and not (whole and 0 <= value <= _SEED_MAX):
+            raise ConfigError(f"--seed (-o seed=) must be an integer from 0 to {_SEED_MAX}, got {value!r}")
 
 
 @app.command(cls=_Command)
@@ -416,8 +460,9 @@ def _error(exc: BaseException, debug: bool) -> int:
     """Report an expected error: one line ``ErrorType: message``, or with ``debug`` the whole traceback."""
     if debug:
         typer.echo("".join(traceback.format_exception(exc)).rstrip("\n"), err=True)
-    else:
-        typer.echo(f"{type(exc).__name__}: {exc}", err=True)
+    else:  # one line even when the message has several (a backend's error quoted in it)
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        typer.echo(f"{type(exc).__name__}: {message}", err=True)
     return 1
 
 

@@ -37,19 +37,23 @@ def run_demo(kb: Any, graphs: Path | None = None, *, progress: bool = False,
     say = echo or (lambda _text: None)
     root = graphs or bundled_graphs_dir()
     packs = sorted(path.parent for path in root.glob("*/manifest.yaml"))
+    manifests = [load_pack(d) for d in packs]  # every manifest checked before anything is loaded
     loaded: list[dict[str, Any]] = []
-    for pack_dir in packs:
-        pack = load_pack(pack_dir)
-        start = time.perf_counter()
-        if pack.name in kb.domains:
-            say(f"= {pack.name}: already loaded")
-            continue
-        report = kb.load(pack_dir, progress=progress)
-        report["seconds"] = round(time.perf_counter() - start, 2)
-        loaded.append(report)
-        say(f"+ {pack.name}: {report.get('entities', 0)} entities, {report.get('triples', 0)} triples, "
-            f"{report.get('chunks_added', 0)} chunks ({report['seconds']} s)")
-    manifests = [load_pack(d) for d in packs]
+    try:
+        for pack_dir, pack in zip(packs, manifests, strict=True):
+            if pack.name in kb.domains:
+                say(f"= {pack.name}: already loaded")
+                continue
+            start = time.perf_counter()
+            report = kb.load(pack_dir, progress=progress)
+            report["seconds"] = round(time.perf_counter() - start, 2)
+            loaded.append(report)
+            say(f"+ {pack.name}: {report.get('entities', 0)} entities, {report.get('triples', 0)} triples, "
+                f"{report.get('chunks_added', 0)} chunks ({report['seconds']} s)")
+    except BaseException:  # a bad file in a later pack: the packs loaded before it go too, the KB stays as it was
+        for report in reversed(loaded):
+            kb.delete_domain(report["domain"])
+        raise
     questions = [(pack.name, q) for pack in manifests for q in pack.examples]
     questions += [("+".join(needs), q) for needs, q in CROSS_EXPERT_EXAMPLES if set(needs) <= set(kb.domains)]
     asked: list[dict[str, Any]] = []

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from kgllm.exceptions import LoadError
 
-__all__ = ["check_file", "iter_json_objects", "iter_lines", "open_binary", "shorten", "suffixes"]
+__all__ = ["check_file", "iter_json_objects", "iter_lines", "open_binary", "read_bytes", "shorten", "source_name",
+           "suffixes"]
 
 _BOM = "\ufeff"
 _MAX_VALUE = 200  # characters of an offending line quoted in an error message
@@ -24,6 +26,12 @@ _MAX_VALUE = 200  # characters of an offending line quoted in an error message
 def shorten(text: str, limit: int = _MAX_VALUE) -> str:
     """``text`` cut to ``limit`` characters (with an ellipsis) for quoting in error messages."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def source_name(path: Path | str) -> str:
+    """``path`` as text for provenance: a file name that is not valid UTF-8 (bytes Python keeps as
+    surrogate escapes) gets U+FFFD for each bad byte; the stores cannot write surrogates."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def suffixes(path: Path) -> str:
@@ -57,6 +65,30 @@ def open_binary(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
+# What reading a damaged file raises: a corrupt or truncated .gz gives BadGzipFile (an OSError),
+# EOFError or zlib.error, none of which names the file.
+_READ_ERRORS = (OSError, EOFError, zlib.error)
+
+
+def _read_error(path: Path, exc: BaseException, line: int | None = None) -> LoadError:
+    """A LoadError naming ``path`` (and the line reading stopped at) for an error of the file itself."""
+    what = "damaged or truncated gzip file" if path.name.lower().endswith(".gz") else "cannot read the file"
+    return LoadError(f"{what} ({type(exc).__name__}: {exc})", path=path, line=line)
+
+
+def read_bytes(path: Path) -> bytes:
+    """The whole file (gunzipped when it ends in ``.gz``).
+
+    Raises:
+        LoadError: the file cannot be read (a damaged or truncated ``.gz``, an I/O error).
+    """
+    try:
+        with open_binary(path) as handle:
+            return handle.read()
+    except _READ_ERRORS as exc:
+        raise _read_error(path, exc) from None
+
+
 def iter_lines(path: Path, *, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, text)`` for every line of ``path`` (1-based, line ending removed).
 
@@ -64,20 +96,31 @@ def iter_lines(path: Path, *, encoding: str = "utf-8") -> Iterator[tuple[int, st
     is dropped. Blank lines are yielded too, so callers keep exact line numbers.
 
     Raises:
-        LoadError: a line is not valid in ``encoding`` (names the line and shows it, bad bytes as U+FFFD).
+        LoadError: a line is not valid in ``encoding`` (names the line and shows it, bad bytes as U+FFFD),
+            or the file cannot be read (a damaged or truncated ``.gz``: names the line reading stopped at).
     """
-    with open_binary(path) as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode(encoding)
-            except UnicodeDecodeError as exc:
-                raise LoadError(
-                    f"not valid {encoding} text ({exc.reason} at byte {exc.start})",
-                    path=path, line=number, value=shorten(raw.rstrip(b"\r\n").decode(encoding, errors="replace")),
-                ) from None
-            if number == 1 and text.startswith(_BOM):
-                text = text[1:]
-            yield number, text.rstrip("\r\n")
+    for number, raw in _raw_lines(path):
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError as exc:
+            raise LoadError(
+                f"not valid {encoding} text ({exc.reason} at byte {exc.start})",
+                path=path, line=number, value=shorten(raw.rstrip(b"\r\n").decode(encoding, errors="replace")),
+            ) from None
+        if number == 1 and text.startswith(_BOM):
+            text = text[1:]
+        yield number, text.rstrip("\r\n")
+
+
+def _raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """``(line_number, bytes)`` per line; a file that cannot be read is a LoadError naming it."""
+    number = 0
+    try:
+        with open_binary(path) as handle:
+            for number, raw in enumerate(handle, start=1):
+                yield number, raw
+    except _READ_ERRORS as exc:
+        raise _read_error(path, exc, number + 1 if number else None) from None
 
 
 def iter_json_objects(path: Path, *, encoding: str = "utf-8") -> Iterator[tuple[int, str, dict[str, Any]]]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from kgllm.exceptions import LoadError
-from kgllm.loaders._io import check_file, iter_lines, suffixes
+from kgllm.loaders._io import check_file, iter_lines, source_name, suffixes
 from kgllm.types import Chunk
 
 __all__ = ["DocChunk", "Chunking", "CHUNKINGS", "DOCUMENT_SUFFIXES", "read_documents"]
@@ -64,8 +64,8 @@ def read_documents(paths: str | Path | Iterable[str | Path], *, domain: str = ""
     """Chunk text/Markdown documents for retrieval.
 
     Chunk ids are ``"<source>#<n>"`` with ``source`` the file name (the path as given when two
-    files share a name) and ``n`` the 0-based chunk number in that file, so ids are stable as long
-    as the file is.
+    files share a name; bytes that are not UTF-8 replaced by U+FFFD) and ``n`` the 0-based chunk
+    number in that file, so ids are stable as long as the file is.
 
     Args:
         paths: one file or several (``.txt``, ``.md``, ``.markdown``; ``.gz`` allowed).
@@ -100,7 +100,7 @@ def _chunks(files: list[Path], domain: str, chunking: str, chunk_size: int, over
             encoding: str) -> Iterator[DocChunk]:
     names = [p.name for p in files]
     for path in files:
-        source = path.name if names.count(path.name) == 1 else str(path)
+        source = source_name(path.name if names.count(path.name) == 1 else path)
         if chunking == "line":
             pieces: Iterator[tuple[str, int]] = _line_chunks(path, encoding)
         else:

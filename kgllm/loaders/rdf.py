@@ -26,7 +26,7 @@ from rdflib.plugins.parsers.ntriples import ParseError, W3CNTriplesParser
 from rdflib.term import Node
 
 from kgllm.exceptions import LoadError
-from kgllm.loaders._io import check_file, iter_lines, open_binary, shorten
+from kgllm.loaders._io import check_file, iter_lines, read_bytes, shorten
 from kgllm.loaders.names import local_name
 from kgllm.stores.base import RawTriple
 
@@ -174,24 +174,26 @@ def iter_turtle(path: Path, *, source: str, names: MutableMapping[str, str], enc
     Raises:
         LoadError: a syntax error, naming the 1-based line and the text of that line.
     """
-    with open_binary(path) as handle:
-        data = handle.read()
+    data = read_bytes(path)
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        bad = data.split(b"\n")[line - 1].decode(encoding, errors="replace")
+        bad = data.split(b"\n")[line - 1].rstrip(b"\r").decode(encoding, errors="replace")
         raise LoadError(f"not valid {encoding} text ({exc.reason})", path=path, line=line,
                         value=shorten(bad)) from None
+    text = text.removeprefix("\ufeff")  # a byte-order mark, as the line-based readers drop it
     sink = _TurtleRows()
     sink.parser = _TurtleParser(sink, baseURI=path.resolve().as_uri(), turtle=True)
     try:
         sink.parser.loadBuf(text)
     except BadSyntax as exc:
-        # BadSyntax keeps the parsed text and the failing offset; count lines up to it ourselves.
+        # BadSyntax keeps the failing offset, a character index into ``text`` (not a byte offset: counting
+        # in the encoded bytes named an earlier line after non-ASCII text); count lines up to it ourselves.
         offset = getattr(exc, "_i", 0)
-        line = text.encode(encoding)[:offset].count(b"\n") + 1 if offset else getattr(exc, "lines", 0) + 1
-        bad = text.split("\n")[line - 1] if line - 1 < len(text.split("\n")) else ""
+        line = text[:offset].count("\n") + 1 if offset else getattr(exc, "lines", 0) + 1
+        lines = text.split("\n")
+        bad = lines[line - 1].rstrip("\r") if line - 1 < len(lines) else ""
         raise LoadError(f"invalid Turtle ({getattr(exc, '_why', exc)})", path=path, line=line,
                         value=shorten(bad)) from None
     if not sink.rows:

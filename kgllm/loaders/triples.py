@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from kgllm.exceptions import LoadError
-from kgllm.loaders._io import check_file, iter_json_objects, iter_lines, shorten, suffixes
+from kgllm.loaders._io import check_file, iter_json_objects, iter_lines, shorten, source_name, suffixes
 from kgllm.stores.base import RawTriple
 
 __all__ = ["FORMATS", "TripleFormat", "TripleReader", "read_triples", "infer_format", "read_names"]
@@ -81,7 +81,8 @@ class TripleReader(Iterator[RawTriple]):
         format: one of :data:`FORMATS`; inferred from the suffix when ``None``.
         order: column order of delimited formats, a permutation of ``"hrt"`` (ConceptNet CN-100K is
             ``"rht"``). ``None`` means the order a recognised header row gives, else ``"hrt"``.
-        source: the name recorded in each triple's provenance (default: the file name).
+        source: the name recorded in each triple's provenance (default: the file name, bytes that are
+            not UTF-8 replaced by U+FFFD).
         header: delimited formats only: ``True`` skips the first row, ``False`` never skips,
             ``None`` skips it when it names the columns (``head,relation,tail`` and the like).
         encoding: text encoding of the file.
@@ -113,7 +114,7 @@ class TripleReader(Iterator[RawTriple]):
         self.header = header
         self.encoding = encoding
         self.local_names = local_names
-        self.source = source if source is not None else self.path.name
+        self.source = source if source is not None else source_name(self.path.name)
         self.names: dict[str, str] = {}
         self.count = 0
         self._rows: Iterator[RawTriple] | None = None
@@ -157,7 +158,8 @@ class TripleReader(Iterator[RawTriple]):
                     pending.append(text)
                     yield text + "\n"
 
-            reader = csv.reader(feed(), strict=True)
+            # skipinitialspace: `a, "b, c", d` quotes its second field (fields are stripped anyway)
+            reader = csv.reader(feed(), strict=True, skipinitialspace=True)
             start = 1
             while True:
                 try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 from kgllm.cli import main
@@ -32,3 +33,32 @@ def test_demo_routes_every_example_and_crosses_experts(tmp_path, capsys):
                           README.read_text(encoding="utf-8"), flags=re.MULTILINE):
         table[row[0]] = tuple(int(n.replace(",", "")) if n != "–" else 0 for n in row[1:])
     assert table == stored
+
+
+def _stored(capsys, kb: Path) -> dict:
+    assert main(["--kb", str(kb), "--json", "stats"]) == 0
+    return json.loads(capsys.readouterr().out)["domains"]
+
+
+def test_a_failed_demo_leaves_an_existing_kb_as_it_was(tmp_path, capsys, fixtures_dir):
+    # a bad file in the second pack failed the demo after the first pack had been loaded into the KB
+    graphs = tmp_path / "graphs"
+    shutil.copytree(fixtures_dir / "kb" / "tiny_geo", graphs / "a_geo")
+    shutil.copytree(fixtures_dir / "kb" / "tiny_movies", graphs / "b_movies")
+    with (graphs / "b_movies" / "kb.txt").open("a", encoding="utf-8") as handle:
+        handle.write("Kismet|directed_by\n")
+    kb = tmp_path / "kb"
+    assert main(["--kb", str(kb), "load", "--domain", "notes", "--triples",
+                 str(fixtures_dir / "kb" / "tiny_geo" / "countries.tsv")]) == 0
+    capsys.readouterr()
+    before = _stored(capsys, kb)
+    assert main(["--kb", str(kb), "demo", "--graphs", str(graphs)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"LoadError: {graphs / 'b_movies' / 'kb.txt'} line 51: expected 3 fields")
+    assert _stored(capsys, kb) == before
+    # an invalid manifest of a later pack is found before anything is loaded
+    shutil.copy(fixtures_dir / "kb" / "tiny_movies" / "kb.txt", graphs / "b_movies" / "kb.txt")
+    with (graphs / "b_movies" / "manifest.yaml").open("a", encoding="utf-8") as handle:
+        handle.write("bogus: 1\n")
+    assert main(["--kb", str(kb), "demo", "--graphs", str(graphs)]) == 1
+    assert "unknown key 'bogus'" in capsys.readouterr().err and _stored(capsys, kb) == before
