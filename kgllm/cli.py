@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 import sys
@@ -331,6 +330,9 @@ def eval_cmd(
     opts: Options = ctx.obj
     options = _parse_options(option)
     if benchmark == "all":
+        if data is not None and data_root is not None:  # which one holds the data? (one was ignored)
+            raise ConfigError(f"'kgllm eval all' takes one data folder: --data-root {str(data_root)!r} or "
+                              f"--data {str(data)!r}, not both")
         root = data_root or data
         if root is None:
             raise ConfigError("'kgllm eval all' needs --data-root DIR")
@@ -343,7 +345,8 @@ def eval_cmd(
             typer.echo(json.dumps([slim(r) for r in results], indent=2, default=str))
         return
     if data is None:
-        raise ConfigError(f"'kgllm eval {benchmark}' needs --data DIR")
+        raise ConfigError(f"'kgllm eval {benchmark}' needs --data DIR" +
+                          (f" (--data-root {str(data_root)!r} is for 'kgllm eval all')" if data_root else ""))
     request = EvalRequest(data=data, split=split, limit=limit, model=model, kb=None, options=options,
                           progress=opts.progress)
     result = run_eval(benchmark, request, out=out, report_dir=report)
@@ -375,27 +378,9 @@ def train(
             options[key] = value
     if no_graph:
         options["no_graph"] = True
-    _check_training_numbers(options)
     request = TrainRequest(data=data, out=out, split=split, options=options, progress=opts.progress)
     result = get_trainer(target).run(request)
     _emit(opts, result, json.dumps(result, indent=2, default=str))
-
-
-_SEED_MAX = 2**32 - 1  # what every trainer's generator takes (scikit-learn's and numpy's the least)
-
-
-def _check_training_numbers(options: dict[str, Any]) -> None:
-    """``epochs``, ``lr`` and ``seed`` (``--epochs``/``--lr``/``--seed`` or ``-o KEY=``) in range: the
-    trainers passed a bad one on to torch or scikit-learn, whose error came out as a traceback."""
-    for key, value in options.items():
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        whole = number and isinstance(value, int)
-        if key == "epochs" and not (whole and value >= 1):
-            raise ConfigError(f"--epochs (-o epochs=) must be an integer of at least 1, got {value!r}")
-        if key == "lr" and not (number and math.isfinite(value) and value > 0):
-            raise ConfigError(f"--lr (-o lr=) must be a number greater than 0, got {value!r}")
-        if key == "seed" and not (whole and 0 <= value <= _SEED_MAX):
-            raise ConfigError(f"--seed (-o seed=) must be an integer from 0 to {_SEED_MAX}, got {value!r}")
 
 
 @app.command(cls=_Command)

@@ -429,7 +429,9 @@ def open_kb(path: str | Path, *, store: str = "local", embedder: Embedder | str 
     path = Path(path)
     manifest = read_kb_manifest(path)
     if manifest is None:
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if path.exists() and not path.is_dir():
+            raise KBNotFound(f"{path} is a file, not a kgllm knowledge base (a KB is a directory holding {MANIFEST})")
+        if path.exists() and any(path.iterdir()):
             raise KBNotFound(f"{path} is not a kgllm knowledge base (no {MANIFEST}; refusing to write into a "
                              "non-empty directory)")
         if not create:

@@ -148,6 +148,8 @@ def test_not_a_kb_directory(tmp_path):
     with pytest.raises(KBNotFound):
         kgllm.open(tmp_path / "absent", create=False)
     assert list(other.iterdir()) == [other / "cat.jpg"]
+    with pytest.raises(KBNotFound, match=r"cat.jpg is a file, not a kgllm knowledge base"):  # was: "a directory"
+        kgllm.open(other / "cat.jpg", create=False)
 
 
 def test_unknown_domain_lists_known(kb):

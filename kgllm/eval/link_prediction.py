@@ -25,6 +25,7 @@ NTP / MINERVA; rule scores are normalised over the candidate regions per country
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from pathlib import Path
@@ -35,12 +36,15 @@ import numpy as np
 from kgllm.eval import metrics
 from kgllm.eval.kgdata import SPLIT_FILES, KGDataset, split_file
 from kgllm.eval.registry import (
+    SEED_MAX,
     Benchmark,
     EvalRequest,
+    NumericSpec,
     Trainer,
     TrainRequest,
     benchmark,
     flag,
+    numeric_options,
     require_model,
     trainer,
 )
@@ -83,6 +87,19 @@ def _rules_for(request: EvalRequest, ds: KGDataset, train_splits: tuple[str, ...
 
 _MINE_OPTIONS = {"max_length", "min_support", "min_confidence", "smoothing", "constants", "max_bodies", "beam",
                  "max_path_rules", "max_constants"}
+# The numeric options of rule mining, ComplEx and their combination, checked before any work.
+_NUMBERS: NumericSpec = {
+    "max_length": (int, 1, 3), "min_support": (int, 1, None), "min_confidence": (float, 0, 1),
+    "smoothing": (float, 0, None), "max_bodies": (int, 1, None), "beam": (int, 1, None),
+    "max_path_rules": (int, 1, None), "max_constants": (int, 0, None), "dim": (int, 1, None),
+    "epochs": (int, 1, None), "batch_size": (int, 1, None), "lr": (float, [0], None), "n3": (float, 0, None),
+    "init_scale": (float, [0], None), "seed": (int, 0, SEED_MAX), "threads": (int, 1, None),
+    "rule_weight": (float, 0, None), "split_seed": (int, 0, SEED_MAX)}
+
+
+def _checked(request: Any) -> Any:
+    """``request`` with its numeric options converted; a bad one is a ConfigError naming it."""
+    return dataclasses.replace(request, options={**request.options, **numeric_options(request.options, _NUMBERS)})
 
 
 def _limit(n: int, limit: int | None) -> int:
@@ -106,6 +123,7 @@ def _check_regions(path: Path, regions: list[str]) -> None:
 
 def run_countries(request: EvalRequest, *, name: str) -> dict[str, Any]:
     """AUC-PR of ``locatedin(country, region)`` over the regions, for the countries of the split."""
+    request = _checked(request)
     split = request.split
     ds = KGDataset.load(request.data, name=name, need=("train", split))
     regions_file = Path(request.data) / "regions.list"
@@ -152,6 +170,7 @@ def run_link_prediction(request: EvalRequest, *, name: str) -> dict[str, Any]:
     """Filtered MRR and Hits@1/3/10 for rules, ComplEx and their combination (the headline metrics)."""
     from kgllm.reasoning.kge import KGEConfig, combine, train_complex
 
+    request = _checked(request)
     split = request.split
     simulate = flag(request.options.get("simulate_split", False))
     train_splits = _training_splits(split)
@@ -283,6 +302,7 @@ def train_rules(request: TrainRequest) -> dict[str, Any]:
     With options ``kb=DIR`` and ``domain=NAME`` the rules are then attached to that KB's expert
     (``kb.use_rules``; ``min_confidence=`` sets the least confidence of an inferred edge).
     """
+    request = _checked(request)
     split = "test" if request.split == "test" else "dev"
     attach = {k: request.options.get(k) for k in ("kb", "domain")}
     if any(attach.values()) and not all(attach.values()):

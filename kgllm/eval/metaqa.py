@@ -213,6 +213,10 @@ def evaluate(request: registry.EvalRequest, *, hops: int, ntm: bool = False) -> 
     }
 
 
+_TRAIN_NUMBERS: registry.NumericSpec = {"epochs": (int, 1, None), "lr": (float, [0], None), "hidden": (int, 1, None),
+                                        "min_steps": (int, 0, None), "seed": (int, 0, registry.SEED_MAX)}
+
+
 def train(request: registry.TrainRequest) -> dict[str, Any]:
     """Train the learned path scorer on the training half of the dev files (1/2/3-hop + 1-hop ntm)."""
     import numpy as np
@@ -220,6 +224,7 @@ def train(request: registry.TrainRequest) -> dict[str, Any]:
     from kgllm.reasoning.reasoner import PathReasoner
     from kgllm.reasoning.training import TrainingExample, train_path_scorer
 
+    numbers = registry.numeric_options(request.options, _TRAIN_NUMBERS)  # bad values fail before any work
     split = request.split if request.split != "train" else "dev"
     kb = metaqa_kb(request.data, request.options.get("kb"), progress=request.progress)
     ctx = kb.pipeline.context(DOMAIN)
@@ -245,16 +250,14 @@ def train(request: registry.TrainRequest) -> dict[str, Any]:
             examples.append(TrainingExample(text, [index[q.topic]], answers, hops))
             used += 1
         counts[str(path.relative_to(request.data))] = used
-    epochs = int(request.options.get("epochs", 30))
-    scorer, stats = train_path_scorer(ctx.graph, kb.embedder, examples, max_hops=3, epochs=epochs,
-                                      lr=float(request.options.get("lr", 2e-3)),
-                                      hidden=int(request.options.get("hidden", 256)),
-                                      min_steps=int(request.options.get("min_steps", 800)),
-                                      seed=int(request.options.get("seed", 0)), progress=request.progress)
+    scorer, stats = train_path_scorer(ctx.graph, kb.embedder, examples, max_hops=3, epochs=numbers.get("epochs", 30),
+                                      lr=numbers.get("lr", 2e-3), hidden=numbers.get("hidden", 256),
+                                      min_steps=numbers.get("min_steps", 800), seed=numbers.get("seed", 0),
+                                      progress=request.progress)
     half = "all lines" if every else "metaqa hash (hops, line) even"
     scorer.manifest["training"] = {"split": split, "half": half, "files": counts}
     scorer.save(request.out)
-    return {"out": str(request.out), "files": counts, **stats, "seed": int(request.options.get("seed", 0)),
+    return {"out": str(request.out), "files": counts, **stats, "seed": numbers.get("seed", 0),
             "relations": len(ctx.snapshot.relations), "entities": int(np.int64(ctx.snapshot.num_nodes))}
 
 

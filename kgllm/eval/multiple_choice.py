@@ -21,12 +21,15 @@ from typing import Any
 import numpy as np
 
 from kgllm.eval.registry import (
+    SEED_MAX,
     Benchmark,
     EvalRequest,
+    NumericSpec,
     Trainer,
     TrainRequest,
     benchmark,
     flag,
+    numeric_options,
     require_model,
     trainer,
 )
@@ -42,12 +45,11 @@ SPLIT_FILES: dict[str, dict[str, str]] = {
 DOCUMENTS = {"obqa": "openbook.txt"}
 _FEATURE_OPTIONS = ("max_nodes", "hops", "top_documents")
 _CONFIG_OPTIONS = ("epochs", "lr", "weight_decay", "batch_size", "hidden", "layers", "heads", "dropout", "seed")
-#: The numeric options: type, smallest value (or None), largest value (or None); a bound in a list is excluded.
-#: (``max_nodes``: the feature cache stores a subgraph's local node ids as int16.)
-_Bound = float | list[float] | None
-_NUMBERS: dict[str, tuple[type, _Bound, _Bound]] = {
+#: The numeric options (see :func:`~kgllm.eval.registry.numeric_options`). (``max_nodes``: the feature cache
+#: stores a subgraph's local node ids as int16.)
+_NUMBERS: NumericSpec = {
     "epochs": (int, 1, None), "batch_size": (int, 1, None), "hidden": (int, 1, None), "layers": (int, 0, None),
-    "heads": (int, 1, None), "seed": (int, 0, None), "max_nodes": (int, 1, 32_000), "hops": (int, 2, 3),
+    "heads": (int, 1, None), "seed": (int, 0, SEED_MAX), "max_nodes": (int, 1, 32_000), "hops": (int, 2, 3),
     "top_documents": (int, 0, None), "limit": (int, 1, None), "threads": (int, 1, None), "lr": (float, [0], None),
     "weight_decay": (float, 0, None), "dropout": (float, 0, [1]), "dev_fraction": (float, 0, [1])}
 _NO = {"false", "0", "no", "off", ""}
@@ -114,44 +116,8 @@ def _documents(name: str, data: Path) -> list[str]:
     return read_facts(path)
 
 
-def _numbers(options: dict[str, Any]) -> dict[str, Any]:
-    """The numeric options given (``-o KEY=VALUE``), converted and checked.
-
-    Raises:
-        ConfigError: a value that is not a number of the option's kind or is out of its range, naming both.
-    """
-    out: dict[str, Any] = {}
-    for key, (kind, low, high) in _NUMBERS.items():
-        raw = options.get(key)
-        if raw is None or raw == "":
-            continue
-        try:
-            value = float(raw) if not isinstance(raw, bool) else None
-        except (TypeError, ValueError):
-            value = None
-        if value is None or (kind is int and not value.is_integer()) or not _within(value, low, high):
-            what = "a whole number " if kind is int else ""
-            raise ConfigError(f"{key} must be {what}{_describe(low, high)}, got {raw!r}")
-        out[key] = kind(value)
-    return out
-
-
-def _within(value: float, low: _Bound, high: _Bound) -> bool:
-    above = low is None or (value > low[0] if isinstance(low, list) else value >= low)
-    return above and (high is None or (value < high[0] if isinstance(high, list) else value <= high))
-
-
-def _describe(low: _Bound, high: _Bound) -> str:
-    parts = []
-    if low is not None:
-        parts.append(f"above {low[0]:g}" if isinstance(low, list) else f"at least {low:g}")
-    if high is not None:
-        parts.append(f"below {high[0]:g}" if isinstance(high, list) else f"at most {high:g}")
-    return " and ".join(parts)
-
-
 def _set_threads(options: dict[str, Any]) -> None:
-    threads = _numbers(options).get("threads")
+    threads = numeric_options(options, _NUMBERS).get("threads")
     if threads:
         import torch
 
@@ -170,7 +136,7 @@ def run_training(name: str, request: TrainRequest) -> dict[str, Any]:
     from kgllm.fusion.training import GraphData, TrainConfig, resolve_device, save_model, train_adapter
 
     opts = dict(request.options)
-    numbers = _numbers(opts)  # bad values fail before any work; dev_fraction leaves a question to train on
+    numbers = numeric_options(opts, _NUMBERS)  # bad values fail before any work; dev_fraction leaves a question to train on
     fraction = numbers.get("dev_fraction", 0.1)
     hidden, heads = numbers.get("hidden", TrainConfig.hidden), numbers.get("heads", TrainConfig.heads)
     if hidden % heads:

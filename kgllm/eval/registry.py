@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kgllm.exceptions import BenchmarkError, ModelError
+from kgllm.exceptions import BenchmarkError, ConfigError, ModelError
 
 __all__ = ["EvalRequest", "TrainRequest", "Benchmark", "Trainer", "benchmark", "trainer", "get_benchmark",
-           "get_trainer", "benchmarks", "trainers", "flag", "BENCHMARK_MODULES", "MODEL_KINDS", "model_kind",
-           "require_model"]
+           "get_trainer", "benchmarks", "trainers", "flag", "numeric_options", "NumericSpec", "SEED_MAX",
+           "BENCHMARK_MODULES", "MODEL_KINDS", "model_kind", "require_model"]
 
 # Modules that register benchmarks/trainers when imported (add yours here).
 BENCHMARK_MODULES: list[str] = [
@@ -70,6 +71,53 @@ def flag(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in {"true", "1", "yes", "on"}
     return bool(value)
+
+
+#: A bound of a numeric option: a number (included), a one-element list (excluded), or None (no bound).
+Bound = float | list[float] | None
+#: Numeric options by name: their type, smallest value and largest value.
+NumericSpec = dict[str, tuple[type, Bound, Bound]]
+SEED_MAX = 2**32 - 1  # what every trainer's random generator takes (numpy's and scikit-learn's the least)
+
+
+def numeric_options(options: dict[str, Any], spec: NumericSpec) -> dict[str, Any]:
+    """The numeric options of ``spec`` given (``-o KEY=VALUE``), converted and checked before any work.
+
+    Raises:
+        ConfigError: a value that is not a number of the option's kind or is out of its range, naming both.
+    """
+    out: dict[str, Any] = {}
+    for key, (kind, low, high) in spec.items():
+        raw = options.get(key)
+        if raw is None or raw == "":
+            continue
+        try:
+            value = float(raw) if not isinstance(raw, bool) else None
+        except (TypeError, ValueError):
+            value = None
+        if value is None or not math.isfinite(value) or (kind is int and not value.is_integer()) \
+                or not _within(value, low, high):
+            what = "a whole number " if kind is int else ""
+            raise ConfigError(f"{key} must be {what}{_describe(low, high)}, got {raw!r}")
+        out[key] = kind(value)
+    return out
+
+
+def _within(value: float, low: Bound, high: Bound) -> bool:
+    above = low is None or (value > low[0] if isinstance(low, list) else value >= low)
+    return above and (high is None or (value < high[0] if isinstance(high, list) else value <= high))
+
+
+def _describe(low: Bound, high: Bound) -> str:
+    def number(x: float) -> str:
+        return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+    parts = []
+    if low is not None:
+        parts.append(f"above {number(low[0])}" if isinstance(low, list) else f"at least {number(low)}")
+    if high is not None:
+        parts.append(f"below {number(high[0])}" if isinstance(high, list) else f"at most {number(high)}")
+    return " and ".join(parts)
 
 
 @dataclass

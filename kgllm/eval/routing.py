@@ -16,11 +16,13 @@ from typing import Any
 import numpy as np
 
 from kgllm.eval.registry import (
+    SEED_MAX,
     Benchmark,
     EvalRequest,
     Trainer,
     TrainRequest,
     benchmark,
+    numeric_options,
     require_model,
     trainer,
 )
@@ -139,12 +141,13 @@ def _run(request: EvalRequest) -> dict[str, Any]:
 def _train(request: TrainRequest) -> dict[str, Any]:
     from kgllm.experts import RouterModel
 
+    numbers = numeric_options(request.options, {"c": (float, [0], None), "seed": (int, 0, SEED_MAX)})
     rows = read_routing_file(request.data)
     with _experts_kb(request.options) as kb:
         questions = [question for question, _ in rows]
         vectors = kb.embedder.encode(questions)
         model = RouterModel.fit(questions, vectors, [domain for _, domain in rows], model=kb.embedder.model_name,
-                                c=float(request.options.get("c", 10.0)), seed=int(request.options.get("seed", 0)))
+                                c=numbers.get("c", 10.0), seed=numbers.get("seed", 0))
         model.save(request.out)
         if request.options.get("kb"):  # trained on a user's KB: that KB now routes with it
             kb.use_router_model(request.out)

@@ -111,7 +111,7 @@ def test_train_refuses_a_held_out_share_that_leaves_nothing_to_train(mcqa_dir: P
 @pytest.mark.parametrize(("option", "value", "message"), [
     ("batch_size", 0, "batch_size must be a whole number at least 1, got 0"),
     ("epochs", 2.5, "epochs must be a whole number at least 1, got 2.5"),
-    ("seed", "x", "seed must be a whole number at least 0, got 'x'"),
+    ("seed", "x", "seed must be a whole number at least 0 and at most 4294967295, got 'x'"),
     ("lr", "abc", "lr must be above 0, got 'abc'"),
     ("dropout", 1.5, "dropout must be at least 0 and below 1, got 1.5"),
     ("hops", 1, "hops must be a whole number at least 2 and at most 3, got 1"),

@@ -87,15 +87,19 @@ def test_training_numbers_out_of_range_are_one_line_errors(tmp_path, capsys, fix
     rows = [{"question": f"Which region is [{c}] located in?", "domain": "geography"} for c in ("france", "chad")]
     rows += [{"question": f"Who directed [{f}]?", "domain": "movies"} for f in ("Kismet", "Heat")]
     routing.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    cases = [(("router", "--data", routing, "--seed", -1), "--seed (-o seed=) must be an integer from 0 to 4294967295, got -1"),
-             (("router", "--data", routing, "-o", "seed=4294967296"), "--seed (-o seed=) must be an integer from 0 to "
-                                                                      "4294967295, got 4294967296"),
-             (("metaqa", "--data", fixtures_dir / "metaqa", "-o", "lr=-1", "--epochs", 1),
-              "--lr (-o lr=) must be a number greater than 0, got -1"),
-             (("metaqa", "--data", fixtures_dir / "metaqa", "--lr", "nan"), "--lr (-o lr=) must be a number greater "
-                                                                            "than 0, got nan"),
-             (("metaqa", "--data", fixtures_dir / "metaqa", "-o", "epochs=0"), "--epochs (-o epochs=) must be an "
-                                                                               "integer of at least 1, got 0")]
+    seed = "seed must be a whole number at least 0 and at most 4294967295"
+    cases = [(("router", "--data", routing, "--seed", -1), f"{seed}, got -1"),
+             (("router", "--data", routing, "-o", "seed=4294967296"), f"{seed}, got 4294967296"),
+             (("router", "--data", routing, "-o", "c=-1"), "c must be above 0, got -1"),
+             (("metaqa", "--data", fixtures_dir / "metaqa", "-o", "lr=-1", "--epochs", 1), "lr must be above 0, got -1"),
+             (("metaqa", "--data", fixtures_dir / "metaqa", "--lr", "nan"), "lr must be above 0, got nan"),
+             (("metaqa", "--data", fixtures_dir / "metaqa", "--lr", "inf"), "lr must be above 0, got inf"),
+             (("metaqa", "--data", fixtures_dir / "metaqa", "-o", "hidden=abc"), "hidden must be a whole number at "
+                                                                                 "least 1, got 'abc'"),
+             (("metaqa", "--data", fixtures_dir / "metaqa", "-o", "epochs=0"), "epochs must be a whole number at "
+                                                                               "least 1, got 0"),
+             (("rules", "--data", fixtures_dir / "eval" / "countries_S1", "-o", "max_length=4"),
+              "max_length must be a whole number at least 1 and at most 3, got 4")]
     for args, message in cases:
         code, out, err = run(capsys, "--json", "train", *args, "--out", tmp_path / "model")
         assert (code, out, err) == (1, "", f"ConfigError: {message}\n")
@@ -145,3 +149,11 @@ def test_an_empty_description_is_refused_and_keeps_the_domains(tmp_path, capsys,
         assert (code, out) == (1, "") and err.startswith(f"ConfigError: empty --description {blank!r}; ")
     code, out, _ = run(capsys, "--kb", kb, "--json", "stats")
     assert code == 0 and json.loads(out)["domains"]["geo"]["description"] == "countries"
+
+
+def test_eval_all_with_both_data_folders_is_an_error(tmp_path, capsys, fixtures_dir):
+    # --data was silently ignored when --data-root was given too
+    code, out, err = run(capsys, "eval", "all", "--data-root", tmp_path, "--data", fixtures_dir / "eval")
+    assert (code, out) == (1, "") and err.startswith("ConfigError: 'kgllm eval all' takes one data folder")
+    code, _, err = run(capsys, "eval", "umls", "--data-root", tmp_path)
+    assert code == 1 and "--data-root" in err and "is for 'kgllm eval all'" in err

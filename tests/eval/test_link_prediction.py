@@ -11,7 +11,7 @@ from kgllm.eval.kgdata import KGDataset, read_split
 from kgllm.eval.link_prediction import DEFAULT_RULE_WEIGHT
 from kgllm.eval.registry import EvalRequest, TrainRequest, get_trainer
 from kgllm.eval.runner import run_eval
-from kgllm.exceptions import BenchmarkError, LoadError, ModelError
+from kgllm.exceptions import BenchmarkError, ConfigError, LoadError, ModelError
 
 
 @pytest.fixture()
@@ -210,3 +210,18 @@ def test_simulated_split_carves_train_and_measures_the_missing_filter(fixtures_d
         "simulate_split": True, "split_seed": 3, "epochs": 10, "dim": 16, "max_length": 2, "learn_valid": True}))
     assert more["config"]["trained_on"] == ["train'", "valid.txt"] and more["n"] == report["n"]
     assert more["config"]["rules"] != config["rules"]  # mined from more triples
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("dim", "abc", "dim must be a whole number at least 1, got 'abc'"),  # was torch's TypeError
+    ("rule_weight", "x", "rule_weight must be at least 0, got 'x'"),  # was float()'s ValueError
+    ("max_length", "abc", "max_length must be a whole number at least 1 and at most 3, got 'abc'"),
+    ("min_confidence", 2, "min_confidence must be at least 0 and at most 1, got 2"),
+    ("lr", 0, "lr must be above 0, got 0"),
+])
+def test_bad_numeric_options_fail_before_any_work(fixtures_dir, tmp_path, countries, key, value, message):
+    folder = _nations_folder(fixtures_dir, tmp_path, test=False)
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        run_eval("nations", EvalRequest(data=folder, split="dev", options={key: value}))
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        run_eval("countries-s1", EvalRequest(data=countries, split="dev", options={key: value}))
