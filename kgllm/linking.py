@@ -2,7 +2,9 @@
 
 Methods, tried in this order (the first that finds something wins for a mention):
 
-* ``bracket`` — MetaQA-style ``[Tom Hanks]`` mentions, matched exactly (after normalisation);
+* ``bracket`` — MetaQA-style ``[Tom Hanks]`` mentions, matched exactly (after normalisation); when no
+  bracket names an entity (exactly, fuzzily or by the vector index), the words outside the brackets are
+  linked as in a question without any (``who directed Kismet [1944 film]``);
 * ``exact`` / ``alias`` — every word n-gram of the question looked up in a name (and alias) table;
   the longest non-overlapping spans win, spans made only of function words are ignored;
 * ``fuzzy`` — rapidfuzz over all names, for bracketed mentions that do not match exactly and for
@@ -63,13 +65,20 @@ def normalize(text: str) -> str:
     NFC first: a name written with combining accents (``Zoe\u0308``) gets the key of its composed spelling
     (``\w`` does not match a combining mark). The pipeline puts questions in NFC too.
     """
-    return " ".join(_WORD.findall(unicodedata.normalize("NFC", text).lower()))
+    return " ".join(_WORD.findall(_fold(text)))
+
+
+def _fold(text: str) -> str:
+    r"""NFC, lower-cased, with the Turkish dotted capital I read as I: ``"İ".lower()`` is ``i`` plus a
+    combining dot, which ``\w`` does not match, so ``İstanbul`` was keyed ``i stanbul`` and linked neither
+    as written in a plain question nor typed ``istanbul``."""
+    return unicodedata.normalize("NFC", text).replace("\u0130", "I").lower()
 
 
 def _name_key(text: str) -> str:
     """:func:`normalize`, or the stripped lower-cased text for a name with no word character
     (a film called ``$``) that would otherwise have no key at all."""
-    return normalize(text) or unicodedata.normalize("NFC", text).strip().lower()
+    return normalize(text) or _fold(text).strip()
 
 
 # fuzzy matching: shorter names must match exactly; then one edit per FUZZY_CHARS_PER_EDIT characters;
@@ -190,14 +199,19 @@ class EntityLinker:
 
     def mentions(self, question: str) -> list[Mention]:
         """Mentions with their candidate entities, best mention first."""
-        brackets = list(_BRACKET.finditer(question))
-        if brackets:
-            mentions = [self._bracket(m.start(), m.end(), m.group(1)) for m in brackets]
-        else:
-            exact = self._ngrams(question)
-            mentions = self._fuzzy_question(question, exact) if exact else self._fuzzy_question(question)
-        if not any(m.links for m in mentions) and self._vector_index is not None:
-            mentions = self._vector(question, mentions)
+        mentions = [self._bracket(m.start(), m.end(), m.group(1)) for m in _BRACKET.finditer(question)]
+        if mentions and not any(m.links for m in mentions) and self._vector_index is not None:
+            mentions = self._vector(question, mentions)  # a bracket marks the entity, perhaps paraphrased
+        if not any(m.links for m in mentions):
+            # brackets are honoured, not required: when none names an entity ("who directed Kismet [1944
+            # film]"), the words outside them (blanked, so offsets stay those of the question) are looked up
+            # as in a question without brackets
+            outside = _BRACKET.sub(lambda m: " " * len(m.group()), question)
+            exact = self._ngrams(outside)
+            plain = self._fuzzy_question(outside, exact) if exact else self._fuzzy_question(outside)
+            if not plain and not mentions and self._vector_index is not None:
+                plain = self._vector(question, plain)  # no mention at all: the whole question is embedded
+            mentions = plain or mentions
         mentions = [m for m in mentions if m.links]
         mentions.sort(key=lambda m: (-m.score, -self._best_degree(m), -(m.end - m.start)))
         return mentions
@@ -231,7 +245,7 @@ class EntityLinker:
 
     def _ngrams(self, question: str) -> list[Mention]:
         words = list(_WORD.finditer(question))
-        keys = [w.group().lower() for w in words]
+        keys = [_fold(w.group()) for w in words]  # as names are keyed
         spans: list[tuple[int, int, float]] = []
         for i in range(len(words)):
             for j in range(i + 1, min(len(words), i + self.max_ngram) + 1):
@@ -299,7 +313,7 @@ class EntityLinker:
             for choice in self._ensure_choices()[0]:
                 self._by_length.setdefault(len(choice), []).append(choice)
         words = list(_WORD.finditer(question))
-        keys = [w.group().lower() for w in words]
+        keys = [_fold(w.group()) for w in words]  # as names are keyed
         content = [k not in STOPWORDS and len(k) >= 2 for k in keys]
         covered = [any(m.start <= w.start() and w.end() <= m.end for m in exact or ()) for w in words]
         spans: list[tuple[int, int, float, list[str]]] = []

@@ -29,10 +29,22 @@ class AggregatedAnswers:
 
 
 def chain_weights(results: Sequence[ChainResult], temperature: float) -> np.ndarray:
-    """Softmax weights of chain scores."""
+    """Softmax weights of chain scores.
+
+    A score that is not a number (a plugged-in scorer's NaN) weighs nothing; chains scored ``+inf`` share
+    all the weight; when no chain has a usable score every weight is 0. Without this, one NaN or inf
+    made every weight NaN, and every answer of the question vanished.
+    """
     if not results:
         return np.zeros(0)
-    scores = np.array([r.score for r in results], dtype=np.float64) / max(temperature, 1e-9)
+    scores = np.array([r.score for r in results], dtype=np.float64)
+    scores[np.isnan(scores)] = -np.inf
+    if np.isposinf(scores).any():
+        infinite = np.isposinf(scores).astype(np.float64)
+        return infinite / infinite.sum()
+    if not np.isfinite(scores).any():
+        return np.zeros(scores.size)
+    scores = scores / max(temperature, 1e-9)
     weights = np.exp(scores - scores.max())
     return weights / weights.sum()
 
@@ -46,7 +58,10 @@ def aggregate(results: Sequence[ChainResult], *, temperature: float = 1.0, min_w
     without it.
     """
     weights = chain_weights(results, temperature)
-    used = [i for i, w in enumerate(weights) if w >= min_weight]
+    # the best chains always count: with more than 1 / min_weight chains scored alike, every share is
+    # under min_weight, and the question would get no answer at all
+    floor = min(min_weight, float(weights.max(initial=0.0)))
+    used = [i for i, w in enumerate(weights) if w > 0 and w >= floor]
     if not used:
         return AggregatedAnswers(np.zeros(0, dtype=np.int64), np.zeros(0))
     nodes = np.concatenate([results[i].answers for i in used])

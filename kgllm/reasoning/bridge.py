@@ -70,10 +70,18 @@ def cross_expert_answers(pipeline: Any, answer: Answer, first: str, target: Doma
     bridges = bridge_nodes(target, {item.id: item.name for item in sources}, explicit)
     if not bridges:
         return None
-    by_node = {node: item for item in sources for node in bridges.get(item.id, [])}
+    by_node: dict[int, ScoredAnswer] = {}
+    for item in sources:  # best first: two answers that are one entity there ("France", "france") continue once,
+        for node in bridges.get(item.id, []):  # from the better one
+            by_node.setdefault(node, item)
     reasoner = pipeline.reasoner(target, model)
     state = reasoner.prepare([masked_question])[0]
-    result = reasoner.reason(state, sorted(by_node), top_k=None, max_hops=1)
+    topic = sorted(by_node)
+    result = reasoner.reason(state, topic, top_k=None, max_hops=1)
+    # reason() traces paths for its first 5 answers only, and only an answer with a path is continued:
+    # every answer needs one (the first ``top_k`` by the continuation's score need not be the first by
+    # the product of scores that ranks the continued chains)
+    result = reasoner.explained(result, topic, top_k=None, max_paths=len(result.answers))
     snapshot = target.snapshot
     continued = {item.id: item.score for item in result.answers}
     paths: list[ReasoningPath] = []
@@ -109,7 +117,27 @@ def cross_expert_answers(pipeline: Any, answer: Answer, first: str, target: Doma
             own = better.model_copy(update={"paths": list(dict.fromkeys(better.paths + worse.paths))})
         crossed[(item.domain, item.id)] = own
     ranked = sorted(crossed.values(), key=ScoredAnswer.rank_key)
+    kept, paths = _cited_only(ranked[:top_k] if top_k else ranked, paths)
+    walked = {_fact_key(hop) for path in paths for hop in path.hops if hop.domain == target.name}
     seen = {f.key for f in answer.facts}
-    facts = list(answer.facts) + [f for f in result.facts if f.key not in seen]
-    return answer.model_copy(update={"answers": ranked[:top_k] if top_k else ranked,
-                                     "paths": paths + list(answer.paths), "facts": facts})
+    facts = list(answer.facts) + [f for f in result.facts if f.key in walked and f.key not in seen]
+    return answer.model_copy(update={"answers": kept, "paths": paths + list(answer.paths), "facts": facts})
+
+
+def _cited_only(answers: list[ScoredAnswer], continued: list[ReasoningPath]
+                ) -> tuple[list[ScoredAnswer], list[ReasoningPath]]:
+    """The continued chains that ``answers`` cite (every answer of the continuation has its chains, so
+    thousands may be built for a popular bridge), and ``answers`` with their path indexes renumbered;
+    indexes past the continued chains (the first expert's paths, kept whole) move down alike."""
+    used = sorted({i for item in answers for i in item.paths if i < len(continued)})
+    position = {old: new for new, old in enumerate(used)}
+    shift = len(continued) - len(used)
+    renumbered = [item.model_copy(update={"paths": [position[i] if i < len(continued) else i - shift
+                                                    for i in item.paths]}) for item in answers]
+    return renumbered, [continued[i] for i in used]
+
+
+def _fact_key(hop: Hop) -> tuple[str, str, str, str]:
+    """The key of the stored fact a hop walks (an inverse hop walks it from its tail)."""
+    head, tail = (hop.tail, hop.head) if hop.inverse else (hop.head, hop.tail)
+    return (hop.domain or "", head, hop.relation, tail)

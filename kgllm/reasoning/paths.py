@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from kgllm.exceptions import ConfigError
 from kgllm.reasoning.scorer import score_many
 from kgllm.stores.snapshot import GraphSnapshot
 
 if TYPE_CHECKING:
     from kgllm.reasoning.scorer import PathScorer, QuestionState
 
-__all__ = ["Chain", "ChainResult", "RelationGraph", "ChainSearch", "step_code", "decode_step"]
+__all__ = ["Chain", "ChainResult", "RelationGraph", "ChainSearch", "step_code", "decode_step", "check_count"]
 
 Chain = tuple[int, ...]
 
@@ -186,6 +187,17 @@ def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     return sorted_set[at] == values
 
 
+def check_count(name: str, value: object) -> int:
+    """``value`` if it is an integer >= 1 (a bool is not a count).
+
+    Raises:
+        ConfigError: anything else (a ``ValueError`` too), naming ``name`` and the value.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
 def _without(nodes: np.ndarray, excluded: np.ndarray) -> np.ndarray:
     """``nodes`` minus ``excluded`` (both sorted and unique)."""
     if excluded.size == 1:
@@ -203,11 +215,9 @@ class ChainSearch:
     """
 
     def __init__(self, graph: RelationGraph, *, max_hops: int = 3, beam: int = 8) -> None:
-        if max_hops < 1:
-            raise ValueError(f"max_hops must be >= 1, got {max_hops!r}")
         self.graph = graph
-        self.max_hops = max_hops
-        self.beam = beam
+        self.max_hops = check_count("max_hops", max_hops)
+        self.beam = check_count("beam", beam)  # 0 or less used to act as a beam of 1
 
     def search(self, topic: np.ndarray, scorer: PathScorer, state: QuestionState, *,
                max_hops: int | None = None, keep: int = 10) -> list[ChainResult]:
@@ -222,8 +232,9 @@ class ChainSearch:
         """:meth:`search` for many questions at once: each hop's chains of all questions are scored in
         one scorer call (one model pass for a learned scorer); every question's result is the same as
         searching it alone."""
+        # ``max_hops or default`` would read 0 as "the default" (3 hops) and a negative count as none at all
+        hops = self.max_hops if max_hops is None else check_count("max_hops", max_hops)
         starts = [np.unique(np.asarray(t, dtype=np.int64)) for t in topics]
-        hops = max_hops or self.max_hops
         prefixes: list[list[tuple[Chain, list[np.ndarray]]]] = [[((), [])] for _ in starts]
         complete: list[list[ChainResult]] = [[] for _ in starts]
         active = list(range(len(starts)))
@@ -253,7 +264,9 @@ class ChainSearch:
                 break
         out = []
         for results in complete:
-            results.sort(key=lambda result: -result.score)
+            # NaN (a plugged-in scorer's) last: compared with NaN every order holds, so sort() would leave
+            # such a chain anywhere, even first (the chain whose answers make ``answer_set``)
+            results.sort(key=lambda result: (result.score != result.score, -result.score))
             out.append(results[:keep])
         return out
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from kgllm.reasoning.aggregate import aggregate, explain
 from kgllm.reasoning.explorer import LLMExplorer
-from kgllm.reasoning.paths import ChainResult, ChainSearch, RelationGraph
+from kgllm.reasoning.paths import ChainResult, ChainSearch, RelationGraph, check_count
 from kgllm.reasoning.scorer import PathScorer, QuestionState
 from kgllm.types import Fact, ReasoningPath, ScoredAnswer
 
@@ -64,7 +64,7 @@ class PathReasoner:
         self.graph = graph
         self.scorer = scorer
         self.search = ChainSearch(graph, max_hops=max_hops, beam=beam)
-        self.keep = keep
+        self.keep = check_count("keep", keep)  # 0 used to keep no chain: never an answer
         self.temperature = temperature if temperature is not None else (1.0 if scorer.name == "learned" else 0.02)
         self.relation_text = relation_text or {}
         self.min_weight = min_weight

@@ -109,7 +109,9 @@ def infer_missing_edges(answer: Answer, expert: ExpertRules, graph: RelationGrap
         inferred = expert.rules.infer(snap, int(node), relation, inverse=inverse, top_k=top_k or MAX_INFERRED,
                                       min_score=expert.min_confidence)
         for tail, score, why in inferred:
-            if tail in found and found[tail][0] >= score:
+            # the score is the best confidence plus a tie-breaking term (RuleSet.score): a rule just under
+            # min_confidence (0.4996 against 0.5) would pass on that term alone
+            if why.rule.confidence < expert.min_confidence or (tail in found and found[tail][0] >= score):
                 continue
             hop = why.hop(snap.ids[node], relation, snap.ids[tail], domain=snap.domain,
                           head_name=snap.names[node], tail_name=snap.names[tail], inverse=inverse)
@@ -117,14 +119,17 @@ def infer_missing_edges(answer: Answer, expert: ExpertRules, graph: RelationGrap
             facts.extend(_fact(snap, h) for h in why.path.hops)
     if not found:
         return False
+    # a rule score is its confidence plus a small tie-breaking term (RuleSet.score), so a rule of
+    # confidence ~1 scores over 1: capped, lest inferred answers score above 1 and the reasoner's below 0
+    found = {tail: (min(score, 1.0), path) for tail, (score, path) in found.items()}
     top = max(score for score, _ in found.values())
-    answers = {a.id: a.model_copy(update={"score": a.score * (1.0 - top)}) for a in answer.answers}
+    answers = {a.id: a.model_copy(update={"score": round(a.score * (1.0 - top), 6)}) for a in answer.answers}
     for tail, (score, path) in found.items():
         answer.paths.append(path)
         ident = snap.ids[tail]
         old = answers.get(ident)
         paths = [len(answer.paths) - 1, *(old.paths if old else [])]
-        answers[ident] = ScoredAnswer(id=ident, name=snap.names[tail], score=max(score, old.score if old else 0.0),
+        answers[ident] = ScoredAnswer(id=ident, name=snap.names[tail], score=round(max(score, old.score if old else 0.0), 6),
                                       domain=snap.domain, paths=paths)
     ranked = sorted(answers.values(), key=ScoredAnswer.rank_key)
     answer.answers = ranked[:top_k] if top_k else ranked

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Protocol, runtime_checkable
 
 from kgllm.exceptions import ConfigError
@@ -45,13 +46,15 @@ class BaseRetriever:
         """Evidence for ``query`` grown from ``seeds`` (entity ids), at most ``k`` items per list.
 
         Raises:
-            ConfigError: ``k`` below 1.
+            ConfigError: ``k`` not an integer >= 1, or ``seeds`` one string instead of a list of ids.
         """
-        if k < 1:
-            raise ConfigError(f"k must be >= 1, got {k!r}")
+        if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
+            raise ConfigError(f"k must be an integer >= 1, got {k!r}")
+        if isinstance(seeds, str):  # a string is a sequence of one-letter "ids": nothing would be found
+            raise ConfigError(f"seeds must be a list of entity ids, got one string {seeds!r}; pass [{seeds!r}]")
         if self.needs_seeds and not seeds:
             return Retrieved()
-        return self._retrieve(query or "", list(seeds), k)
+        return self._retrieve(query or "", list(seeds), int(k))
 
     def _retrieve(self, query: str, seeds: list[str], k: int) -> Retrieved:
         raise NotImplementedError
