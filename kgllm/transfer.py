@@ -79,8 +79,9 @@ def _export_domain(store: GraphStore, domain: str, folder: Path, chunks: Sequenc
 
     def triples() -> Iterator[dict[str, Any]]:
         for fact in store.iter_triples(domain):
-            names.setdefault(fact.head, fact.head_name or fact.head)
-            names.setdefault(fact.tail, fact.tail_name or fact.tail)
+            # ``is None``, not ``or``: an empty display name is a name, kept as it is
+            names.setdefault(fact.head, fact.head if fact.head_name is None else fact.head_name)
+            names.setdefault(fact.tail, fact.tail if fact.tail_name is None else fact.tail_name)
             yield {"head": fact.head, "relation": fact.relation, "tail": fact.tail, "source": fact.source,
                    "line": fact.line}
 
@@ -224,7 +225,22 @@ def read_export_manifest(in_dir: str | Path) -> dict[str, Any]:
     if int(manifest.get("version", 0)) > EXPORT_VERSION:
         raise LoadError(f"export format version is newer than this kgllm reads ({EXPORT_VERSION})", path=path,
                         value=manifest.get("version"))
+    _check_entries(manifest, path)
     return manifest
+
+
+def _check_entries(manifest: dict[str, Any], path: Path) -> None:
+    """A LoadError naming the manifest unless its ``domains`` map names to entries that import can read
+    (a folder, and files and checksums as name maps), rather than a KeyError or TypeError mid-import."""
+    domains = manifest.get("domains")
+    if not isinstance(domains, dict):
+        raise LoadError("export manifest has no 'domains' map", path=path, value=domains)
+    for domain, entry in domains.items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("folder"), str)
+                and all(isinstance(entry.get(key, {}), dict) for key in ("files", "sha256"))
+                and all(isinstance(name, str) for name in entry.get("files", {}).values())):
+            raise LoadError(f"export manifest entry for domain {domain!r} is malformed (needs 'folder', and "
+                            "'files' and 'sha256' as maps of names)", path=path, value=entry)
 
 
 def _checked(in_dir: Path, entry: dict[str, Any], kind: str) -> Path | None:
@@ -254,12 +270,14 @@ def _triples(path: Path) -> Iterator[RawTriple]:
 
 
 def _ordered(path: Path, order: Sequence[str]) -> Iterator[RawTriple]:
-    """The export's triples, led by the first triple of each relation in ``order`` (the source's numbering).
+    """The export's triples, led by the first triple of each relation in ``order`` (the source's numbering)
+    when the file would number them otherwise.
 
     Stores number relations in first-seen order and a trained path scorer checks that numbering, but
     an export lists triples in its source's reading order (Neo4j: by node key); leading with one
     triple per relation, in the source's order, gives the target the same numbering (the repeat is
-    a duplicate, stored once).
+    a duplicate, stored once). An export whose file already numbers them so (the local store's, in
+    load order) is read as it is, so the target keeps its load order too.
     """
     if order:
         first: dict[str, RawTriple] = {}
@@ -267,7 +285,8 @@ def _ordered(path: Path, order: Sequence[str]) -> Iterator[RawTriple]:
             first.setdefault(triple.relation, triple)
             if len(first) == len(order):
                 break
-        yield from (first[r] for r in order if r in first)
+        if list(first) != [r for r in order if r in first]:
+            yield from (first[r] for r in order if r in first)
     yield from _triples(path)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -12,7 +13,7 @@ import numpy as np
 
 from kgllm.exceptions import LoadError
 from kgllm.stores._local_state import ARRAYS, DomainState, triple_keys
-from kgllm.stores.base import RawTriple, WriterLifecycle
+from kgllm.stores.base import MAX_LINE, RawTriple, WriterLifecycle, bad_line
 
 if TYPE_CHECKING:
     from kgllm.stores.local import LocalGraphStore
@@ -101,12 +102,7 @@ class LocalBulkWriter(WriterLifecycle):
                 source.fill(self._source_code(names.pop()))
             else:
                 source[:] = [self._source_code(s) for s in columns[3]]
-        if len(columns) > 4 and None not in columns[4]:
-            line = np.array(columns[4], dtype=np.int32)
-        elif len(columns) > 4:
-            line = np.fromiter((x or 0 for x in columns[4]), dtype=np.int32, count=n)
-        else:
-            line = np.zeros(n, dtype=np.int32)
+        line = self._lines(batch, columns[4]) if len(columns) > 4 else np.zeros(n, dtype=np.int32)
         for key, array in zip(ARRAYS, (head, rel, tail, source, line), strict=True):
             self._chunks[key].append(array)
 
@@ -122,6 +118,21 @@ class LocalBulkWriter(WriterLifecycle):
                 line = row[4] if len(row) > 4 else None
                 raise LoadError("entity ids and relation names must be non-empty strings",
                                 path=source, line=line, value=tuple(row[:3]))
+
+    @staticmethod
+    def _lines(batch: list[Any], lines: list[Any]) -> np.ndarray:
+        """The batch's line numbers as int32 (0: none), or a LoadError naming the first that is not one
+        (numpy would silently take "3" or 3.5 as 3, and fail on 2**40 with an OverflowError)."""
+        if set(map(type, lines)) <= {int, type(None)}:  # the usual case, checked with numpy
+            with contextlib.suppress(OverflowError):
+                values = np.array([x or 0 for x in lines] if None in lines else lines, dtype=np.int64)
+                if values.min() >= 0 and values.max() <= MAX_LINE:
+                    return values.astype(np.int32)
+        row = next((row for row, x in zip(batch, lines, strict=True) if bad_line(x)), None)
+        if row is None:  # ints of another type (bool, an int subclass), all in range
+            return np.fromiter((int(x or 0) for x in lines), dtype=np.int32, count=len(lines))
+        raise LoadError(f"a triple's line must be an int from 0 to {MAX_LINE} or None",
+                        path=row[3] if isinstance(row[3], str) else None, value=row[4])
 
     def _source_code(self, source: Any) -> int:
         code = self._source_codes.get(source)

@@ -32,7 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from kgllm.exceptions import LoadError, StoreError
-from kgllm.stores.base import WriterLifecycle
+from kgllm.stores.base import MAX_LINE, WriterLifecycle, bad_line
 
 if TYPE_CHECKING:
     from kgllm.stores.neo4j import Neo4jGraphStore
@@ -111,8 +111,8 @@ def _check_row(row: Any) -> tuple[str, str, str, str | None, int | None]:
                         path=source if isinstance(source, str) else None, line=line, value=(head, rel, tail))
     if source is not None and not isinstance(source, str):
         raise LoadError("a triple's source must be a file name (str) or None", value=source)
-    if line is not None and not isinstance(line, int):
-        raise LoadError("a triple's line must be an int or None", path=source, value=line)
+    if bad_line(line):
+        raise LoadError(f"a triple's line must be an int from 0 to {MAX_LINE} or None", path=source, value=line)
     return head, rel, tail, source, line or None
 
 

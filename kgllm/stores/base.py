@@ -17,9 +17,19 @@ if TYPE_CHECKING:
 
     from kgllm.stores.snapshot import GraphSnapshot
 
-__all__ = ["RawTriple", "Direction", "BulkWriter", "WriterLifecycle", "GraphStore", "subgraph_to_networkx"]
+__all__ = ["RawTriple", "Direction", "BulkWriter", "WriterLifecycle", "GraphStore", "subgraph_to_networkx",
+           "MAX_LINE", "bad_line"]
 
 Direction = Literal["out", "in", "both"]
+
+# A triple's line is a 1-based int (0 or None: unknown); the local store keeps it as int32, so every
+# backend accepts the same range and a KB moves between them unchanged.
+MAX_LINE = 2**31 - 1
+
+
+def bad_line(line: object) -> bool:
+    """Whether ``line`` is not a triple's line number: None, or an int from 0 to :data:`MAX_LINE`."""
+    return line is not None and not (isinstance(line, int) and 0 <= line <= MAX_LINE)
 
 
 class RawTriple(NamedTuple):
@@ -29,7 +39,7 @@ class RawTriple(NamedTuple):
     relation: str
     tail: str
     source: str | None = None
-    line: int | None = None
+    line: int | None = None  # 1-based; see MAX_LINE
 
 
 @runtime_checkable

@@ -248,10 +248,13 @@ class LocalGraphStore:
     def count(self, domain: str | None = None) -> dict[str, int]:
         """``{"entities": n, "triples": m}`` for one domain or summed over all (from the manifest)."""
         self._check_open()
-        names = [domain] if domain is not None else list(self._manifest["domains"])
+        # one manifest throughout: a commit or delete meanwhile replaces it (a domain listed in the
+        # old one may be gone from the new one)
+        domains = self._manifest["domains"]
+        entries = [self._entry(domain)] if domain is not None else list(domains.values())
         totals = {"entities": 0, "triples": 0}
-        for name in names:
-            for segment in self._entry(name)["segments"]:
+        for entry in entries:
+            for segment in entry["segments"]:
                 totals["entities"] += int(segment["entities"])
                 totals["triples"] += int(segment["triples"])
         return totals
@@ -277,7 +280,12 @@ class LocalGraphStore:
         exact: list[Entity] = []
         prefix: list[tuple[str, str, str, Entity]] = []
         for d in [domain] if domain is not None else self.domains():
-            state = self._state(d)
+            try:
+                state = self._state(d)
+            except DomainNotFound:
+                if domain is not None:
+                    raise
+                continue  # deleted (by another thread or process) since it was listed
             hits, starts = state.find(query, limit)
             exact.extend(state.entity(i) for i in hits)
             prefix.extend((state.names[i].lower(), d, state.ids[i], state.entity(i)) for i in starts)
@@ -293,8 +301,9 @@ class LocalGraphStore:
         """
         if direction not in ("out", "in", "both"):
             raise ValueError(f"direction must be one of 'out', 'in', 'both', got {direction!r}")
-        snap = self.snapshot(domain)
+        # one state for both: a commit between two lookups would pair new node indexes with old arrays
         state = self._state(domain)
+        snap = state.snapshot()
         nodes = list(dict.fromkeys(i for i in map(state.id_index.get, ids) if i is not None))
         if not nodes:
             return []
@@ -326,8 +335,8 @@ class LocalGraphStore:
         """
         if k < 0 or limit < 0:
             raise ValueError(f"k and limit must be >= 0, got k={k!r}, limit={limit!r}")
-        snap = self.snapshot(domain)
-        state = self._state(domain)
+        state = self._state(domain)  # one state for both, as in neighbors
+        snap = state.snapshot()
         seed_nodes = list(dict.fromkeys(i for i in map(state.id_index.get, seeds) if i is not None))
         unseen = np.iinfo(np.int32).max
         depth = np.full(snap.num_nodes, unseen, dtype=np.int32)

@@ -21,10 +21,11 @@ Connection failures, refused credentials and servers other than Neo4j 5 raise
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -44,6 +45,7 @@ SEPARATOR = "\u001f"  # joins domain and id into the unique node key; not allowe
 T = TypeVar("T")
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection: how long a host that does not answer is waited for
 RETRY_TIME = 15.0  # seconds a transaction is retried on transient errors of a server that answers
+SNAPSHOT_TRIES = 5  # reads of a domain that other clients keep changing before snapshot() gives up
 
 _SCHEMA = (
     "CREATE CONSTRAINT kgllm_entity_key IF NOT EXISTS FOR (n:Entity) REQUIRE n.key IS UNIQUE",
@@ -54,6 +56,31 @@ _SCHEMA = (
     "CREATE CONSTRAINT kgllm_domain_name IF NOT EXISTS FOR (d:KgllmDomain) REQUIRE d.name IS UNIQUE",
     "CREATE CONSTRAINT kgllm_load_id IF NOT EXISTS FOR (l:KgllmLoad) REQUIRE l.id IS UNIQUE",
 )
+# What a load has written before its commit point is invisible to readers, as in the local store: while
+# loads are pending (``$pending``, their ids, read by _query in the same transaction), reads skip nodes and
+# relationships tagged with one. Relationships created untagged touch a tagged node: both ends are checked.
+_PENDING = "MATCH (l:KgllmLoad) RETURN collect(l.id) AS ids"
+
+
+class _Reading(NamedTuple):
+    """A read query as it runs when no load is pending, and as it runs while some are."""
+
+    plain: str
+    filtered: str
+
+
+def _reading(template: str) -> _Reading:
+    """``template`` without its ``[[...]]`` parts, and with them, where ``COMMITTED(a, b)`` is the condition
+    that the variables ``a`` and ``b`` (constants of this module) belong to no pending load."""
+    def committed(match: re.Match[str]) -> str:
+        return " AND ".join(f"({v.strip()}.load IS NULL OR NOT {v.strip()}.load IN $pending)"
+                            for v in match.group(1).split(","))
+
+    plain = re.sub(r"\[\[.*?\]\]", "", template, flags=re.S)
+    filtered = re.sub(r"COMMITTED\(([^)]*)\)", committed, template.replace("[[", "").replace("]]", ""))
+    return _Reading(plain, filtered)
+
+
 _FACT = ("elementId(r) AS rid, h.id AS h, r.type AS r, t.id AS t, h.name AS hn, t.name AS tn, "
          "r.source AS source, r.line AS line")
 _NEIGHBORS = {
@@ -64,26 +91,49 @@ _NEIGHBOR_QUERY = """
 UNWIND range(0, size($keys) - 1) AS i
 MATCH (n:Entity {{key: $keys[i]}})
 {pattern}
-WHERE $relations IS NULL OR r.type IN $relations
+WHERE ($relations IS NULL OR r.type IN $relations)[[ AND COMMITTED(h, r, t)]]
 RETURN i, {fact}
 """
+_NEIGHBOR_READINGS = {side: _reading(_NEIGHBOR_QUERY.format(pattern=pattern, fact=_FACT))
+                      for side, pattern in _NEIGHBORS.items()}
 # The first $cap edges touching the nodes, in fact_key order (kgllm/stores/snapshot.py).
-_EXPAND = """
+_EXPAND = _reading("""
 UNWIND $keys AS key
-MATCH (n:Entity {key: key})-[r:REL]-()
+MATCH (n:Entity {key: key})-[r:REL]-([[m]])[[ WHERE COMMITTED(n, r, m)]]
 WITH DISTINCT r
 WITH r, startNode(r) AS h, endNode(r) AS t
 ORDER BY h.name, h.id, r.type, t.name, t.id LIMIT $cap
-RETURN """ + _FACT
-_PAGE = """
-MATCH (n:Entity) WHERE n.key STARTS WITH $prefix AND n.key > $after
+RETURN """ + _FACT)
+# Cypher integers are 64-bit: a larger LIMIT (``limit=sys.maxsize`` plus the rows already taken) fails
+# in the driver with an OverflowError, so limits are clamped to this.
+_MAX_LIMIT = 2**63 - 1
+# Without pending loads, COUNT reads each node's degree; with them, it has to look at the relationships.
+_COUNT = _Reading(plain="""
+UNWIND $domains AS d
+MATCH (n:Entity {domain: d})
+RETURN count(n) AS entities, sum(COUNT { (n)-[:REL]->() }) AS triples""", filtered=_reading("""
+UNWIND $domains AS d
+MATCH (n:Entity {domain: d}) WHERE COMMITTED(n)
+RETURN count(n) AS entities, sum(COUNT { (n)-[r:REL]->(t) WHERE COMMITTED(r, t) }) AS triples""").filtered)
+_NODES = _reading("UNWIND $keys AS key MATCH (n:Entity {key: key})[[ WHERE COMMITTED(n)]] "
+                  "RETURN n.id AS id, n.name AS name")
+_EXACT = _reading("""
+MATCH (n:Entity) WHERE n.lname = $q AND n.domain IN $domains[[ AND COMMITTED(n)]]
+WITH n ORDER BY n.domain, n.id LIMIT $limit
+RETURN n.id AS id, n.name AS name, n.domain AS domain""")
+_PREFIX = _reading("""
+MATCH (n:Entity) WHERE n.lname STARTS WITH $q AND n.lname <> $q AND n.domain IN $domains[[ AND COMMITTED(n)]]
+WITH n ORDER BY n.lname, n.domain, n.id LIMIT $limit
+RETURN n.id AS id, n.name AS name, n.domain AS domain""")
+_PAGE = _reading("""
+MATCH (n:Entity) WHERE n.key STARTS WITH $prefix AND n.key > $after[[ AND COMMITTED(n)]]
 WITH n ORDER BY n.key LIMIT $page
 CALL (n) {
-  OPTIONAL MATCH (n)-[r:REL]->(t)
+  OPTIONAL MATCH (n)-[r:REL]->(t)[[ WHERE COMMITTED(r, t)]]
   RETURN collect([r.type, t.id, r.source, r.line]) AS out
 }
 RETURN n.key AS key, n.id AS id, n.name AS name, out
-"""
+""")
 
 
 class Neo4jGraphStore:
@@ -222,8 +272,15 @@ class Neo4jGraphStore:
 
         return self._transaction(work, neo4j.WRITE_ACCESS)
 
-    def _query(self, query: str, **params: Any) -> list[dict[str, Any]]:
-        return self._read(lambda tx: tx.run(query, params).data())
+    def _query(self, query: str | _Reading, **params: Any) -> list[dict[str, Any]]:
+        def work(tx: Any) -> list[dict[str, Any]]:
+            text = query
+            if isinstance(query, _Reading):  # skip what loads not committed yet wrote, if any
+                pending = tx.run(_PENDING).single()["ids"]
+                text, params["pending"] = (query.filtered if pending else query.plain), pending
+            return tx.run(text, params).data()
+
+        return self._read(work)
 
     def _drain(self, query: str, **params: Any) -> None:
         """Repeat a batched ``... LIMIT $batch ... RETURN count(*) AS n`` write until it touches nothing."""
@@ -338,10 +395,7 @@ class Neo4jGraphStore:
         if domain is not None:
             self._require(domain)
         names = [domain] if domain is not None else self.domains()
-        rows = self._query("""
-            UNWIND $domains AS d
-            MATCH (n:Entity {domain: d})
-            RETURN count(n) AS entities, sum(COUNT { (n)-[:REL]->() }) AS triples""", domains=names)
+        rows = self._query(_COUNT, domains=names)
         return {"entities": int(rows[0]["entities"] or 0), "triples": int(rows[0]["triples"] or 0)}
 
     def relations(self, domain: str) -> list[str]:
@@ -352,7 +406,7 @@ class Neo4jGraphStore:
         return sorted(rows[0]["relations"] or [])
 
     def entity(self, id: str, domain: str) -> Entity | None:
-        rows = self._query("MATCH (n:Entity {key: $key}) RETURN n.name AS name", key=self._key(domain, id))
+        rows = self._query(_NODES, keys=[self._key(domain, id)])
         if not rows:
             self._require(domain)
             return None
@@ -370,16 +424,9 @@ class Neo4jGraphStore:
         if domain is not None:
             self._require(domain)
         names = [domain] if domain is not None else self.domains()
-        rows = self._query("""
-            MATCH (n:Entity) WHERE n.lname = $q AND n.domain IN $domains
-            WITH n ORDER BY n.domain, n.id LIMIT $limit
-            RETURN n.id AS id, n.name AS name, n.domain AS domain""", q=query, domains=names, limit=limit)
+        rows = self._query(_EXACT, q=query, domains=names, limit=min(limit, _MAX_LIMIT))
         if len(rows) < limit:
-            rows += self._query("""
-                MATCH (n:Entity) WHERE n.lname STARTS WITH $q AND n.lname <> $q AND n.domain IN $domains
-                WITH n ORDER BY n.lname, n.domain, n.id LIMIT $limit
-                RETURN n.id AS id, n.name AS name, n.domain AS domain""", q=query, domains=names,
-                                limit=limit - len(rows))
+            rows += self._query(_PREFIX, q=query, domains=names, limit=min(limit - len(rows), _MAX_LIMIT))
         return [Entity(id=r["id"], name=r["name"], domain=r["domain"]) for r in rows]
 
     def _fact(self, row: dict[str, Any], domain: str) -> Fact:
@@ -400,8 +447,8 @@ class Neo4jGraphStore:
         rows: list[tuple[int, int, dict[str, Any]]] = []
         for rank, side in enumerate(("out", "in")):
             if direction in (side, "both") and keys:
-                query = _NEIGHBOR_QUERY.format(pattern=_NEIGHBORS[side], fact=_FACT)
-                rows += [(row["i"], rank, row) for row in self._query(query, keys=keys, relations=rels)]
+                rows += [(row["i"], rank, row)
+                         for row in self._query(_NEIGHBOR_READINGS[side], keys=keys, relations=rels)]
         if not rows:
             self._require(domain)
             return []
@@ -423,8 +470,7 @@ class Neo4jGraphStore:
         """
         if k < 0 or limit < 0:
             raise ValueError(f"k and limit must be >= 0, got k={k!r}, limit={limit!r}")
-        found = self._query("UNWIND $keys AS key MATCH (n:Entity {key: key}) RETURN n.id AS id, n.name AS name",
-                            keys=[self._key(domain, s) for s in dict.fromkeys(seeds)])
+        found = self._query(_NODES, keys=[self._key(domain, s) for s in dict.fromkeys(seeds)])
         if not found:
             self._require(domain)
             return Subgraph(seeds=[])
@@ -440,7 +486,8 @@ class Neo4jGraphStore:
             # Rows repeat the edges taken at the previous level: this cap leaves room for one edge
             # more than fits under ``limit``, so a full answer says the level was cut.
             room = limit - len(facts)
-            rows = self._query(_EXPAND, keys=[self._key(domain, i) for i in frontier], cap=room + len(taken) + 1)
+            rows = self._query(_EXPAND, keys=[self._key(domain, i) for i in frontier],
+                               cap=min(room + len(taken) + 1, _MAX_LIMIT))
             new = [(self._fact(row, domain), row) for row in rows if row["rid"] not in taken]
             new.sort(key=lambda item: fact_key(item[0]))  # as the query, but in Python's string order
             if len(new) > room:
@@ -474,8 +521,7 @@ class Neo4jGraphStore:
             missing = {t for row in rows for rel, t, _, _ in row["out"] if rel is not None and t not in names}
             if missing:
                 names.update((row["id"], row["name"]) for row in self._query(
-                    "UNWIND $keys AS key MATCH (n:Entity {key: key}) RETURN n.id AS id, n.name AS name",
-                    keys=[self._key(domain, t) for t in missing]))
+                    _NODES, keys=[self._key(domain, t) for t in missing]))
             for row in rows:
                 for rel, tail, source, line in row["out"]:
                     if rel is None:  # a node without outgoing edges
@@ -487,24 +533,39 @@ class Neo4jGraphStore:
         """The domain read into CSR arrays (nodes in key order); cached until the domain changes.
 
         Every commit, rollback and rename bumps the domain's generation, so a cached snapshot is
-        reused only while the domain is unchanged, whichever process changed it.
+        reused only while the domain is unchanged, whichever process changed it. The pages are read in
+        several transactions: a snapshot during which the generation changed mixes two versions, and is
+        read again.
+
+        Raises:
+            DomainNotFound: no such domain.
+            StoreError: the domain changed during each of ``SNAPSHOT_TRIES`` reads.
         """
+        for _ in range(SNAPSHOT_TRIES):
+            version, relations = self._version(domain)
+            cached = self._snapshots.get(domain)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            snap = self._read_snapshot(domain, relations)
+            if snap is not None and self._version(domain)[0] == version:
+                self._snapshots[domain] = (version, snap)
+                return snap
+        raise StoreError(f"domain {domain!r} changed during each of {SNAPSHOT_TRIES} attempts to read it; "
+                         f"try again when the loads into it are done")
+
+    def _version(self, domain: str) -> tuple[tuple[str, int], list[str]]:
+        """The domain's version (uid, generation) and relation names, or DomainNotFound."""
         rows = self._query("MATCH (d:KgllmDomain {name: $d}) RETURN d.uid AS uid, d.generation AS generation, "
                            "d.relations AS relations", d=domain)
         if not rows:
             self._snapshots.pop(domain, None)
             raise DomainNotFound(domain, self.domains())
-        version = (str(rows[0]["uid"]), int(rows[0]["generation"] or 0))
-        cached = self._snapshots.get(domain)
-        if cached is not None and cached[0] == version:
-            return cached[1]
-        snap = self._read_snapshot(domain, rows[0]["relations"] or [])
-        self._snapshots[domain] = (version, snap)
-        return snap
+        return (str(rows[0]["uid"]), int(rows[0]["generation"] or 0)), list(rows[0]["relations"] or [])
 
-    def _read_snapshot(self, domain: str, known: Sequence[str] = ()) -> GraphSnapshot:
+    def _read_snapshot(self, domain: str, known: Sequence[str] = ()) -> GraphSnapshot | None:
         """Relations numbered in the order the domain first saw them (``known``), as in the local store:
-        a trained scorer refers to relations by number and checks that list."""
+        a trained scorer refers to relations by number and checks that list. None when an edge leads to a
+        node no page held (committed after its page was read): the domain changed meanwhile."""
         ids: list[str] = []
         names: list[str] = []
         edges: list[tuple[str, str, str, str | None, int | None]] = []
@@ -515,6 +576,8 @@ class Neo4jGraphStore:
                 edges.extend((row["id"], rel, tail, source, line) for rel, tail, source, line in row["out"]
                              if rel is not None)
         index = {eid: i for i, eid in enumerate(ids)}
+        if any(e[2] not in index for e in edges):
+            return None
         present = {e[1] for e in edges}
         relations = [r for r in known if r in present] + sorted(present.difference(known))
         rel_index = {r: i for i, r in enumerate(relations)}

@@ -59,3 +59,50 @@ def test_a_failed_import_removes_the_domains_it_had_imported(tmp_path, store):
     with pytest.raises(LoadError, match="sha256"):
         import_store(store, tmp_path / "out")
     assert store.domains() == []  # "a" was imported before "b" failed, and stayed
+
+
+def test_an_empty_display_name_survives_export_and_import(tmp_path, store):
+    with store.writer("d") as writer:
+        writer.add([("q1", "r", "q2")])
+        writer.set_names({"q1": "", "q2": "Q two"})
+    assert store.entity("q1", "d").name == ""
+    export_store(store, tmp_path / "out")
+    target = LocalGraphStore(tmp_path / "target")
+    import_store(target, tmp_path / "out")
+    assert (target.entity("q1", "d").name, target.entity("q2", "d").name) == ("", "Q two")
+    assert _content(target) == _content(store)
+
+
+def test_a_local_round_trip_keeps_the_load_order(tmp_path):
+    # neighbors lists a node's facts in load order; an import must not move the first triple of
+    # each relation to the front when the export already numbers relations as its source did
+    source = LocalGraphStore(tmp_path / "source")
+    rows = [("a", "r1", "b", "kb.tsv", 1), ("c", "r1", "d", "kb.tsv", 2), ("e", "r2", "f", "kb.tsv", 3),
+            ("a", "r1", "g", "kb.tsv", 4), ("a", "r2", "h", "kb.tsv", 5)]
+    source.add_triples("d", rows)
+    export_store(source, tmp_path / "out")
+    target = LocalGraphStore(tmp_path / "target")
+    assert import_store(target, tmp_path / "out") == {"d": 5}
+
+    def listed(store):
+        return [(f.head, f.relation, f.tail, f.source, f.line) for f in store.iter_triples("d")]
+
+    assert listed(target) == listed(source) == rows
+    assert [f.tail for f in target.neighbors(["a"], domain="d")] == ["b", "g", "h"]
+    assert target.snapshot("d").ids == source.snapshot("d").ids
+    assert target.snapshot("d").relations == source.snapshot("d").relations
+
+
+@pytest.mark.parametrize("domains", [None, [], {"d": "x"}, {"d": {"files": {"triples": "triples.jsonl"}}},
+                                     {"d": {"folder": "domains/0000", "files": ["triples.jsonl"]}}])
+def test_a_malformed_export_manifest_is_a_load_error(tmp_path, store, domains):
+    # used to fail mid-import with a TypeError, KeyError or AttributeError
+    source = LocalGraphStore(tmp_path / "source")
+    source.add_triples("d", [("x", "r", "y")])
+    export_store(source, tmp_path / "out")
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    manifest["domains"] = domains
+    (tmp_path / "out" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(LoadError, match=r"manifest\.json: export manifest"):
+        import_store(store, tmp_path / "out")
+    assert store.domains() == []

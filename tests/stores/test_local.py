@@ -303,3 +303,64 @@ def test_load_throughput_bench_runs_small(tmp_path):
     assert case["name"] == "synthetic-20000" and 19_990 <= case["triples_stored"] <= 20_000
     assert case["edges"] == case["triples_stored"] and case["entities"] <= 4000
     assert case["load_peak_rss_mb"] > 0 and case["open_seconds"] > 0
+
+
+@pytest.mark.parametrize("query", ["neighbors", "k_hop"])
+def test_a_commit_while_a_query_runs_does_not_mix_two_versions(tmp_path, query):
+    import threading
+
+    store = LocalGraphStore(tmp_path / "g")
+    store.add_triples("d", [RawTriple("a", "r", "b")])
+    real_state = store._state
+    committed = []
+
+    def state_then_commit(domain):
+        state = real_state(domain)
+        if not committed:  # another thread commits right after the query's first look at the domain
+            committed.append(True)
+            writer = threading.Thread(target=store.add_triples, args=("d", [RawTriple("new", "r", "a")]))
+            writer.start()
+            writer.join()
+        return state
+
+    store._state = state_then_commit
+    if query == "neighbors":  # used to raise IndexError: node indexes of the new version, arrays of the old
+        facts = store.neighbors(["new", "a"], domain="d", direction="both")
+        assert [(f.head, f.tail) for f in facts] == [("a", "b")]  # the version it started on
+    else:
+        sub = store.k_hop(["new", "a"], 1, domain="d")
+        assert [n.id for n in sub.nodes] == ["a", "b"] and sub.seeds == ["a"]
+    assert committed and store.count("d") == {"entities": 3, "triples": 2}
+    assert {(f.head, f.tail) for f in store.neighbors(["new", "a"], domain="d", direction="both")} == {
+        ("a", "b"), ("new", "a")}
+
+
+def test_counting_and_finding_while_a_domain_is_deleted(tmp_path):
+    import threading
+
+    store = LocalGraphStore(tmp_path / "g")
+    store.add_triples("a", [RawTriple("x", "r", "y")])
+    store.add_triples("b", [RawTriple("u", "r", "v")])
+    deleted = []
+
+    class Manifest(dict):
+        def __getitem__(self, key):
+            value = super().__getitem__(key)
+            if key == "domains" and not deleted:  # another thread deletes "b" as the count starts
+                deleted.append(True)
+                deleter = threading.Thread(target=store.delete_domain, args=("b",))
+                deleter.start()
+                deleter.join()
+            return value
+
+    store._manifest = Manifest(store._manifest)
+    assert store.count() == {"entities": 4, "triples": 2}  # the version it started on; used to raise
+    assert deleted and store.count() == {"entities": 2, "triples": 1}  # DomainNotFound for "b"
+    assert store.domains() == ["a"]
+
+    store.add_triples("b", [RawTriple("u", "r", "v")])
+    store = LocalGraphStore(tmp_path / "g")  # nothing read yet: "b" is looked up after it is listed
+    deleted.clear()
+    store._manifest = Manifest(store._manifest)
+    assert [e.id for e in store.find_entities("x")] == ["x"]  # "b" was listed, then deleted: skipped
+    assert deleted and store.domains() == ["a"]

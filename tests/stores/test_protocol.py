@@ -333,3 +333,88 @@ def test_to_networkx(movies):
     graph = movies.to_networkx(movies.k_hop(["Kismet"], 2, domain="movies"))
     assert graph.number_of_nodes() == 6 and graph.number_of_edges() == 6
     assert graph.has_edge("Kismet 1955", "Kismet", key="remake_of")
+
+
+# Every backend orders strings by code point: an emoji (beyond U+FFFF) sorts after U+E000-U+FFFF
+# (private use, fullwidth forms), as in Python, not before them as UTF-16 code units would.
+HIGH_BMP, EMOJI = "\ue000", "\U0001f43a"
+
+
+def test_k_hop_limit_cuts_in_code_point_order_with_emoji(store):
+    store.add_triples("d", [RawTriple("s", "r", EMOJI + "a"), RawTriple("s", "r", EMOJI + "b"),
+                            RawTriple("s", "r", HIGH_BMP), RawTriple("s", "r", "plain")])
+    cut = store.k_hop(["s"], 1, domain="d", limit=2)
+    assert cut.truncated
+    assert [f.tail for f in cut.facts] == ["plain", HIGH_BMP]
+    assert [f.tail for f in store.k_hop(["s"], 1, domain="d").facts] == ["plain", HIGH_BMP, EMOJI + "a", EMOJI + "b"]
+
+
+def test_find_entities_ranks_in_code_point_order_with_emoji(store):
+    store.add_triples("d", [RawTriple("x" + EMOJI, "r", "x" + HIGH_BMP), RawTriple("x" + EMOJI + "2", "r", "X")])
+    assert [e.id for e in store.find_entities("x", limit=1)] == ["X"]
+    assert [e.id for e in store.find_entities("x", limit=2)] == ["X", "x" + HIGH_BMP]
+    assert [e.id for e in store.find_entities("x")] == ["X", "x" + HIGH_BMP, "x" + EMOJI, "x" + EMOJI + "2"]
+    store.add_triples("e", [RawTriple(EMOJI, "r", HIGH_BMP)])
+    store.add_triples("e", [RawTriple("y", "r", "z")])
+    with store.writer("e") as writer:  # two exact matches, ordered by id
+        writer.set_names({EMOJI: "same", HIGH_BMP: "same"})
+    assert [e.id for e in store.find_entities("same", limit=1)] == [HIGH_BMP]
+    assert [e.id for e in store.find_entities("same")] == [HIGH_BMP, EMOJI]
+
+
+def test_huge_limits_mean_no_limit(movies):
+    import sys
+
+    for limit in (sys.maxsize, 10**30):
+        full = movies.k_hop(["Kismet"], 2, domain="movies", limit=limit)
+        assert len(full.facts) == len(MOVIES) and not full.truncated
+        assert len(movies.neighbors(["Kismet"], domain="movies", direction="both", limit=limit)) == 4
+        assert [e.id for e in movies.find_entities("kismet", limit=limit)] == ["Kismet", "Kismet 1955"]
+    assert movies.neighbors(["Kismet"], domain="movies", limit=0) == []
+    assert movies.find_entities("kismet", limit=0) == []
+
+
+def test_a_load_in_progress_is_invisible_until_commit(movies):
+    # Neo4j writes a load batch by batch; what it wrote before the commit point used to be read back
+    before = (movies.count(), movies.count("movies"), triples_of(movies, "movies"),
+              keys(movies.neighbors(["Kismet"], domain="movies", direction="both")),
+              keys(movies.k_hop(["Kismet"], 2, domain="movies").facts), movies.snapshot("movies").num_edges)
+    new = [RawTriple("Kismet", "has_genre", "Drama"), RawTriple("Casablanca", "has_genre", "Drama"),
+           RawTriple("Casablanca", "directed_by", "William Dieterle")]
+    writer = movies.writer("movies")
+    writer.add(new)
+
+    def seen():
+        return (movies.count(), movies.count("movies"), triples_of(movies, "movies"),
+                keys(movies.neighbors(["Kismet"], domain="movies", direction="both")),
+                keys(movies.k_hop(["Kismet"], 2, domain="movies").facts), movies.snapshot("movies").num_edges)
+
+    assert seen() == before
+    assert movies.entity("Casablanca", "movies") is None and movies.find_entities("casablanca") == []
+    assert movies.neighbors(["Drama", "Casablanca"], domain="movies", direction="both") == []
+    assert movies.k_hop(["Casablanca"], 1, domain="movies").nodes == []
+    writer.commit()
+    assert movies.count("movies") == {"entities": 8, "triples": 9}
+    assert triples_of(movies, "movies") == before[2] | keys(new)
+    assert movies.entity("Casablanca", "movies").name == "Casablanca"
+    assert {n.id for n in movies.k_hop(["Casablanca"], 1, domain="movies").nodes} == {
+        "Casablanca", "Drama", "William Dieterle"}
+    assert movies.snapshot("movies").num_edges == 9
+
+
+@pytest.mark.parametrize("line", [-1, "3", 3.5, 2**31, 2**40])
+def test_a_bad_line_number_is_a_load_error_on_every_backend(store, line):
+    # the local store used to take "3" and 3.5 as 3, keep -1 (listed as -1 by iter_triples but None by
+    # neighbors) and fail on 2**40 with a bare OverflowError; Neo4j kept -1 and 2**40
+    store.add_triples("d", [RawTriple("a", "r", "b", "kb.tsv", 1)])
+    with pytest.raises(LoadError, match=r"kb\.tsv: a triple's line must be an int from 0 to 2147483647"):
+        store.add_triples("d", [RawTriple("x", "r", "y", "kb.tsv", 2), RawTriple("b", "r", "c", "kb.tsv", line)])
+    assert triples_of(store, "d") == {("a", "r", "b")}
+
+
+def test_line_numbers_at_the_ends_of_the_range(store):
+    store.add_triples("d", [RawTriple("a", "r", "b", "kb.tsv", 0), RawTriple("b", "r", "c", "kb.tsv", 2**31 - 1),
+                            RawTriple("c", "r", "d", "kb.tsv", None), RawTriple("d", "r", "e", "kb.tsv", True)])
+    assert {(f.head, f.line) for f in store.iter_triples("d")} == {("a", None), ("b", 2**31 - 1), ("c", None),
+                                                                   ("d", 1)}
+    assert [f.line for f in store.neighbors(["b"], domain="d")] == [2**31 - 1]
