@@ -23,6 +23,21 @@ def validate_domain_name(name: str) -> str:
     return name
 
 
+def check_count(name: str, value: object) -> int:
+    """``value`` if it is an integer >= 1 (a numpy integer too; a bool is not a count).
+
+    Raises:
+        ConfigError: anything else (a ``ValueError`` too), naming ``name`` and the value.
+    """
+    import numbers
+
+    from kgllm.exceptions import ConfigError
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
 def default_kb_path(env_home: str | None) -> Path:
     """``$KGLLM_HOME`` when given (the CLI passes it), else ``~/.kgllm/default``."""
     return Path(env_home) if env_home else Path.home() / ".kgllm" / "default"

@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kgllm.config import check_count
 from kgllm.domain_context import DomainContext, build_context, build_reasoner
 from kgllm.exceptions import ConfigError, DomainNotFound
 from kgllm.pipeline_answering import RETRIEVED_CHUNKS as RETRIEVED_CHUNKS
@@ -129,9 +130,14 @@ class Pipeline:
         if isinstance(questions, str):
             raise ConfigError(f"ask_many takes a list of questions, got one string {questions[:60]!r}; "
                               "use ask() for one question")
-        _check_count("batch_size", batch_size)
+        check_count("batch_size", batch_size)
         if top_k is not None:
-            _check_count("top_k (or None for all answers)", top_k)
+            check_count("top_k (or None for all answers)", top_k)
+        if max_hops is not None:  # the beam search checks it too, but the explorer read 0 as the default
+            check_count("max_hops (or None for the domain's setting)", max_hops)
+        if isinstance(entities, str):  # a string is a sequence too: its characters were taken as ids
+            raise ConfigError(f"entities takes a list of entity ids, got one string {entities!r}; "
+                              f"use entities=[{entities!r}]")
         if domain is not None and domain not in self.kb.domains:
             raise DomainNotFound(domain, self.kb.domains)
         if choices is not None:
@@ -237,8 +243,3 @@ class Pipeline:
             work.question = text[: self.max_question_chars]
         return work
 
-
-def _check_count(name: str, value: Any) -> None:
-    """Refuse a count that is not an integer >= 1 (a bool is not a count)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")

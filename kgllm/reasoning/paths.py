@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
-from kgllm.exceptions import ConfigError
+from kgllm.config import check_count
 from kgllm.reasoning.scorer import score_many
 from kgllm.stores.snapshot import GraphSnapshot
 
 if TYPE_CHECKING:
     from kgllm.reasoning.scorer import PathScorer, QuestionState
 
-__all__ = ["Chain", "ChainResult", "RelationGraph", "ChainSearch", "step_code", "decode_step", "check_count"]
+__all__ = ["Chain", "ChainResult", "RelationGraph", "ChainSearch", "step_code", "decode_step"]
 
 Chain = tuple[int, ...]
 
@@ -185,17 +185,6 @@ def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
         return np.zeros(values.shape, dtype=bool)
     at = np.minimum(np.searchsorted(sorted_set, values), sorted_set.size - 1)
     return sorted_set[at] == values
-
-
-def check_count(name: str, value: object) -> int:
-    """``value`` if it is an integer >= 1 (a bool is not a count).
-
-    Raises:
-        ConfigError: anything else (a ``ValueError`` too), naming ``name`` and the value.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 def _without(nodes: np.ndarray, excluded: np.ndarray) -> np.ndarray:

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kgllm.config import check_count
 from kgllm.reasoning.aggregate import aggregate, explain
 from kgllm.reasoning.explorer import LLMExplorer
-from kgllm.reasoning.paths import ChainResult, ChainSearch, RelationGraph, check_count
+from kgllm.reasoning.paths import ChainResult, ChainSearch, RelationGraph
 from kgllm.reasoning.scorer import PathScorer, QuestionState
 from kgllm.types import Fact, ReasoningPath, ScoredAnswer
 

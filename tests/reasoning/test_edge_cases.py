@@ -65,6 +65,16 @@ def test_ask_with_max_hops_zero_is_a_config_error(metaqa_kb):
     assert metaqa_kb.ask("who directed [Kismet]", domain="movies", max_hops=1).answers
     with pytest.raises(ConfigError, match="max_hops"):
         metaqa_kb.ask("who directed [Kismet]", domain="movies", max_hops=0)
+    # the LLM explorer read max_hops=0 as "the domain's setting": refused before any work, with or without it
+    with pytest.raises(ConfigError, match=r"max_hops \(or None for the domain's setting\) must be an integer >= 1"):
+        metaqa_kb.ask("who directed [Kismet]", domain="movies", max_hops=0, explore=True)
+
+
+def test_entities_given_as_one_string_is_a_config_error(metaqa_kb):
+    # a string is a sequence: its characters were looked up as ids ("entity ids not in domain: ['K', ...]")
+    assert [a.name for a in metaqa_kb.ask("who directed it", domain="movies", entities=["Kismet"]).answers]
+    with pytest.raises(ConfigError, match=r"entities takes a list of entity ids, got one string 'Kismet'"):
+        metaqa_kb.ask("who directed it", domain="movies", entities="Kismet")
 
 
 # -- aggregation: NaN and inf chain scores --------------------------------------------------------------
