@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +64,8 @@ class FusedPrompt:
         dropped_facts, dropped_chunks, dropped_paths, dropped_answers: what did not fit the budget.
         prompt_tokens: the prompt's size as the model's tokenizer counts it.
         budget: the budget it was fitted into.
+        facts_shown, chunks_shown: whether the template shows the facts (or their numbers) and the chunks
+            at all: the model can cite only what it was shown.
     """
 
     messages: list[Message]
@@ -77,6 +79,8 @@ class FusedPrompt:
     dropped_answers: list[str] = field(default_factory=list)
     prompt_tokens: int = 0
     budget: int = 0
+    facts_shown: bool = True
+    chunks_shown: bool = True
 
     def warnings(self) -> list[str]:
         """One line describing what was dropped to fit the budget, if anything."""
@@ -97,16 +101,54 @@ def _by_score(items: Sequence[Any]) -> list[Any]:
     return sorted(items, key=lambda x: (x.score is None, -(x.score or 0.0)))
 
 
-def _check_template(template: str) -> str:
+def _template_fields(template: str) -> set[str]:
     try:
-        names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+        return {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
     except ValueError as exc:
         raise ConfigError(f"malformed prompt template {template!r}: {exc}") from exc
+
+
+def _check_template(template: str) -> str:
+    names = _template_fields(template)
     unknown = sorted(n for n in names if n not in TEMPLATE_FIELDS)
-    if unknown or "question" not in names:
-        raise ConfigError(f"prompt template fields {unknown or names!r} invalid: it must contain {{question}} "
-                          f"and may use {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}")
+    allowed = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
+    if unknown:
+        raise ConfigError(f"prompt template fields {unknown!r} invalid in {template!r}: it must contain "
+                          f"{{question}} and may use {allowed}")
+    if "question" not in names:
+        raise ConfigError(f"prompt template {template!r} has no {{question}} field; it must contain {{question}} "
+                          f"and may use {allowed}")
     return template
+
+
+def _shown(fields: set[str]) -> dict[str, bool]:
+    """Which evidence a template puts in front of the model (``{context}`` holds it all; the paths cite facts)."""
+    whole = "context" in fields
+    return {"facts": whole or bool(fields & {"facts", "paths"}), "chunks": whole or "chunks" in fields,
+            "paths": whole or "paths" in fields, "answers": whole or "answers" in fields}
+
+
+def _choice_label(index: int) -> str:
+    """A, B, ..., Z, then AA, AB, ... as ``kgllm.fusion.choices.choice_label`` (not imported: it loads torch)."""
+    label = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        label = chr(65 + rest) + label
+    return label
+
+
+def _most_that_fit(count: int, fits: Callable[[int], bool]) -> int:
+    """The largest ``k <= count`` with ``fits(k)`` (0 when none), ``fits`` being monotone: a binary search,
+    so thousands of paths or facts cost a dozen exact token counts, not one each."""
+    low, high = 0, count
+    while low < high:
+        mid = (low + high + 1) // 2
+        if fits(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 def _count(llm: LLM | None, messages: list[Message]) -> int:
@@ -152,8 +194,14 @@ class ContextFusion:
     # -- evidence --------------------------------------------------------------------------------
     def evidence(self, answer: Answer) -> list[Fact]:
         """The answer's facts plus any fact a reasoning path walks that is missing: the facts the paths
-        walk first, by score, then the others (retrieved for the context), by score."""
-        facts = list(answer.facts)
+        walk first, by score, then the others (retrieved for the context), by score. A fact given twice
+        (the same edge of the same domain) is shown and numbered once, with its best score."""
+        best: dict[tuple[str, str, str, str], Fact] = {}
+        for fact in answer.facts:
+            known = best.get(fact.key)
+            if known is None or (fact.score is not None and (known.score is None or fact.score > known.score)):
+                best[fact.key] = fact
+        facts = list(best.values())
         seen = {(f.head, f.relation, f.tail) for f in facts}
         walked: set[tuple[str, str, str]] = set()
         default_domain = answer.experts[0].name if answer.experts else ""
@@ -202,7 +250,7 @@ class ContextFusion:
                 path_lines.append(f"- {start} " + " ".join(steps))
         chunk_lines = [f"[D{i + 1}] {c.text.strip()}" for i, c in enumerate(chunks)]
         answers = ", ".join(candidates)
-        choice_text = "\n".join(f"{chr(65 + i)}. {c}" for i, c in enumerate(choices or ()))
+        choice_text = "\n".join(f"{_choice_label(i)}. {c}" for i, c in enumerate(choices or ()))
         context = []
         if fact_lines:
             context.append("Facts:\n" + "\n".join(fact_lines))
@@ -242,57 +290,49 @@ class ContextFusion:
         paths = _by_score(answer.paths)
         chunks = _by_score(answer.chunks)
         candidates = [a.name for a in answer.answers[: self.max_answers]]
+        shown = _shown(_template_fields(tmpl))
+        kept: dict[str, list[Any]] = {"facts": facts, "chunks": chunks, "paths": paths, "answers": candidates}
         dropped: dict[str, list[Any]] = {"facts": [], "chunks": [], "paths": [], "answers": []}
 
         def render() -> tuple[list[Message], int]:
             msgs = self._messages(tmpl, self._sections(answer, facts, paths, chunks, candidates, choices))
             return msgs, _count(llm, msgs)
 
+        def fits_with(items: list[Any], head: list[Any], tail: list[Any]) -> Callable[[int], bool]:
+            def fits(k: int) -> bool:
+                items[:] = head + tail[:k]
+                return render()[1] <= budget
+            return fits
+
         messages, tokens = render()
         if tokens > budget:
-            # Estimate each line's share once (scaled to this tokenizer), drop down to the estimate,
-            # then check exactly: one exact count per step only near the boundary.
-            scale = tokens / max(1, approx_token_count(messages_to_text(messages)))
-            per_fact = [(approx_token_count(f.text()) + 4) * scale for f in facts]
-            excess: float = tokens - budget
-            while excess > 0 and facts:
-                excess -= per_fact.pop()
-                dropped["facts"].insert(0, facts.pop())
-            messages, tokens = render()
-            for name, items in (("facts", facts), ("chunks", chunks), ("paths", paths), ("answers", candidates)):
-                while tokens > budget and items:
-                    dropped[name].insert(0, items.pop())
-                    messages, tokens = render()
-            # Estimates may overshoot, and dropping chunks, paths or answers may leave room: give back
-            # the facts that fit after all, best first (a first share by estimate, then one by one).
+            # Facts go first (the retrieved ones, then the lowest scores), then chunks, paths and candidate
+            # answers, each down to the most that fit; evidence the template does not show takes no room.
+            for name in ("facts", "chunks", "paths", "answers"):
+                items = kept[name]
+                if tokens <= budget or not shown[name] or not items:
+                    continue
+                full = list(items)
+                keep = _most_that_fit(len(full) - 1, fits_with(items, [], full))
+                items[:] = full[:keep]
+                dropped[name] = full[keep:]
+                messages, tokens = render()
+            # Dropping chunks, paths or answers may leave room: give back the best of the dropped facts that fit
+            # after all (in order: a retrieved fact never comes back in place of a path's fact).
             if dropped["facts"] and tokens < budget:
-                room, take = float(budget - tokens), 0
-                for fact in dropped["facts"]:
-                    room -= (approx_token_count(fact.text()) + 4) * scale
-                    if room < 0:
-                        break
-                    take += 1
-                if take > 1:
-                    facts.extend(dropped["facts"][:take])
-                    del dropped["facts"][:take]
-                    messages, tokens = render()
-                    while tokens > budget:
-                        dropped["facts"].insert(0, facts.pop())
-                        messages, tokens = render()
-            while dropped["facts"] and tokens <= budget:
-                facts.append(dropped["facts"].pop(0))
-                trial, trial_tokens = render()
-                if trial_tokens > budget:
-                    dropped["facts"].insert(0, facts.pop())
-                    break
-                messages, tokens = trial, trial_tokens
+                base, pending = list(facts), dropped["facts"]
+                take = _most_that_fit(len(pending), fits_with(facts, base, pending))
+                facts[:] = base + pending[:take]
+                dropped["facts"] = pending[take:]
+                messages, tokens = render()
             if tokens > budget:
                 raise ConfigError(f"the prompt budget of {budget} tokens is too small: the question and "
                                   f"template alone take {tokens} tokens")
         return FusedPrompt(messages=messages, facts=facts, chunks=chunks, paths=paths, answers=candidates,
                            dropped_facts=dropped["facts"], dropped_chunks=dropped["chunks"],
                            dropped_paths=dropped["paths"], dropped_answers=dropped["answers"],
-                           prompt_tokens=tokens, budget=budget)
+                           prompt_tokens=tokens, budget=budget, facts_shown=shown["facts"],
+                           chunks_shown=shown["chunks"])
 
     # -- output ----------------------------------------------------------------------------------
     @staticmethod
@@ -358,9 +398,11 @@ class ContextFusion:
         fused = self.build(answer, llm, template=template, budget=budget, choices=choices)
         generation = llm.generate(fused.messages, max_tokens=self.max_tokens, temperature=self.temperature,
                                   stop=self.stop or None)
-        text, citation_warnings = self.check_citations(generation.text, len(fused.facts), len(fused.chunks))
-        reply_warnings = self.reply_warnings(text, getattr(generation, "finish_reason", None), len(fused.facts),
-                                             len(fused.chunks))
+        # the model can cite only the numbers it was shown: none when the template leaves facts or chunks out
+        n_facts = len(fused.facts) if fused.facts_shown else 0
+        n_chunks = len(fused.chunks) if fused.chunks_shown else 0
+        text, citation_warnings = self.check_citations(generation.text, n_facts, n_chunks)
+        reply_warnings = self.reply_warnings(text, getattr(generation, "finish_reason", None), n_facts, n_chunks)
         render = getattr(llm, "render", None)
         prompt = render(fused.messages) if render is not None else messages_to_text(fused.messages)
         tokens["prompt"] += generation.prompt_tokens
@@ -371,8 +413,10 @@ class ContextFusion:
             "prompt": prompt,
             "tokens": tokens,
             "llm_calls": calls,
-            # Shown facts first, in citation order, so [n] is facts[n - 1]; then what did not fit.
+            # Shown facts first, in citation order, so [n] is facts[n - 1]; then what did not fit. The same for
+            # chunks: [Dn] is chunks[n - 1] (the prompt lists them by score, whatever order they came in).
             "facts": fused.facts + fused.dropped_facts,
+            "chunks": fused.chunks + fused.dropped_chunks,
             "warnings": [*answer.warnings, *fused.warnings(), *citation_warnings, *reply_warnings],
         })
 

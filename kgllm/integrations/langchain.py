@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from kgllm.exceptions import ConfigError, KGLLMError
+from kgllm.formatting import cited_numbers
 from kgllm.types import Answer, Chunk, Fact, ReasoningPath
 
 try:
@@ -72,8 +73,8 @@ def answer_documents(answer: Answer, *, include: tuple[str, ...] = KINDS,
     rel = dict(relation_text or {})
     docs: list[Document] = []
     if "paths" in include:
-        ranked = sorted(answer.paths, key=lambda p: -p.score)
-        docs += [_path_document(p, i + 1, answer.question, rel) for i, p in enumerate(ranked) if p.hops]
+        ranked = sorted((p for p in answer.paths if p.hops), key=lambda p: -p.score)  # ranks 1.. with no gap
+        docs += [_path_document(p, i + 1, answer.question, rel) for i, p in enumerate(ranked)]
     if "facts" in include:
         docs += [_fact_document(f, i + 1, answer.question, rel) for i, f in enumerate(answer.facts)]
     if "chunks" in include:
@@ -122,7 +123,9 @@ class KGRetriever(BaseRetriever):
         kb = data.get("kb")
         if not callable(getattr(kb, "ask", None)):
             raise ConfigError(f"KGRetriever needs an object with an ask() method, got {type(kb).__name__}")
-        include = tuple(data.get("include", KINDS))
+        include = data.get("include", KINDS)
+        include = (include,) if isinstance(include, str) else tuple(include)  # "facts" is one kind, not five
+        data["include"] = include
         unknown = [k for k in include if k not in KINDS]
         if unknown or not include:
             raise ConfigError(f"unknown document kinds {unknown!r}; choose from {', '.join(KINDS)}")
@@ -135,10 +138,16 @@ class KGRetriever(BaseRetriever):
         return docs[: self.max_documents] if self.max_documents else docs
 
 
-def _answer_content(answer: Answer, max_answers: int) -> str:
+def _answer_content(answer: Answer, max_answers: int, relation_text: dict[str, str]) -> str:
     lines = [answer.text or "No answer was found in the knowledge graph."]
     if answer.answers:
         lines.append("Answers: " + "; ".join(f"{a.name} (score {a.score:.2f})" for a in answer.answers[:max_answers]))
+    # The agent sees only this content: an LLM's "[2]" means nothing to it without the fact it cites.
+    cited = cited_numbers(answer.text, len(answer.facts))
+    if cited:
+        facts = [answer.facts[n - 1] for n in cited]
+        lines.append("Cited facts: " + "; ".join(f"[{n}] {f.text(relation_text.get(f.relation))}"
+                                                for n, f in zip(cited, facts)))
     return "\n".join(lines)
 
 
@@ -162,7 +171,7 @@ def kg_tool(kb: Any, *, name: str = "knowledge_graph", description: str | None =
 
     def ask(question: str) -> tuple[str, dict[str, Any]]:
         answer = kb.ask(question, domain=domain, llm=llm, top_k=top_k)
-        return _answer_content(answer, top_k), answer.model_dump(mode="json")
+        return _answer_content(answer, top_k, _kb_relation_text(kb, answer)), answer.model_dump(mode="json")
 
     return StructuredTool.from_function(
         func=ask, name=name, response_format="content_and_artifact",

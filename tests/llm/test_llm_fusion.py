@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from llm_testing import Reply
+from llm_testing import Reply, Reverser
 
 from kgllm.exceptions import ConfigError
 from kgllm.fusion.context import DEFAULT_SYSTEM, ContextFusion, generate_answer
 from kgllm.llm import ExtractiveLLM, LLMCache, resolve_llm
 from kgllm.llm.base import messages_to_text
-from kgllm.types import Answer, Chunk
+from kgllm.types import Answer, Chunk, ReasoningPath
 
 
 def completion(text: str, prompt_tokens: int = 120, completion_tokens: int = 9) -> Reply:
@@ -247,3 +247,65 @@ def test_facts_fill_the_room_a_dropped_document_leaves(movie_answer):
     total = len(fused.facts) + len(fused.dropped_facts)  # with the path hops missing from the facts
     assert fused.warnings() == [f"context over the budget of 600 tokens: dropped {len(fused.dropped_facts)} of "
                                 f"{total} facts, 1 of 1 chunks (retrieved facts first, then the lowest scores)"]
+
+
+def test_thousands_of_paths_fit_with_few_token_counts(movie_answer):
+    # Each section is cut to the most that fit by a binary search: dropping 3000 paths one exact count at a
+    # time took 3000 counts of a growing prompt (24 s with the estimate, far more with a real tokenizer).
+    class Counting(Reverser):
+        counts = 0
+
+        def count_message_tokens(self, messages):
+            Counting.counts += 1
+            return super().count_message_tokens(messages)
+
+    star, directed = movie_answer.paths[0].hops
+    paths = [ReasoningPath(hops=[star.model_copy(update={"tail": f"Film {i}", "tail_name": f"Film {i}"}),
+                                 directed.model_copy(update={"head": f"Film {i}", "head_name": f"Film {i}",
+                                                             "tail": f"Director {i}", "tail_name": f"Director {i}"})],
+                           score=1 - i / 10_000) for i in range(3000)]
+    crowded = movie_answer.model_copy(update={"paths": paths})
+    fused = ContextFusion().build(crowded, Counting(), budget=600)
+    assert Counting.counts < 60
+    assert fused.budget - 30 < fused.prompt_tokens <= fused.budget
+    assert 0 < len(fused.paths) < 3000 and len(fused.paths) + len(fused.dropped_paths) == 3000
+    assert fused.paths == paths[: len(fused.paths)]  # the best paths are kept
+
+
+def test_duplicate_facts_are_numbered_once(movie_answer):
+    facts = movie_answer.facts
+    doubled = movie_answer.model_copy(update={"facts": [*facts, facts[2].model_copy(update={"score": 0.3}), facts[0]]})
+    fused = ContextFusion().build(doubled, None)
+    assert re.findall(r"^\[\d+\] .*$", fused.messages[1]["content"], flags=re.M) == re.findall(
+        r"^\[\d+\] .*$", ContextFusion().build(movie_answer, None).messages[1]["content"], flags=re.M)
+    assert len(fused.facts) == 5 and [f.score for f in fused.facts if f.relation == "release_year"] == [0.3]
+    assert len(generate_answer(doubled, None).facts) == 5
+
+
+def test_more_than_26_choices_are_labelled_like_spreadsheet_columns(movie_answer):
+    fused = ContextFusion().build(movie_answer, None, choices=[f"option {i}" for i in range(28)])
+    assert "Z. option 25\nAA. option 26\nAB. option 27" in fused.messages[1]["content"]
+
+
+def test_a_template_without_facts_allows_no_citations(chat_server, server_llm, movie_answer):
+    # The model saw no numbered fact, so "[1]" is invented, and a text citing nothing is no fault of the model.
+    chat_server.script = [completion("Robert Zemeckis [1]."), completion("Robert Zemeckis.")]
+    invented = generate_answer(movie_answer, server_llm, template="Q: {question}\nA:")
+    assert invented.text == "Robert Zemeckis."
+    assert invented.warnings == ["the LLM cited [1], which is not among the 0 facts it was given; removed from the text"]
+    assert generate_answer(movie_answer, server_llm, template="Q: {question}\nA:").warnings == []
+
+
+def test_answer_chunks_follow_the_document_numbers(chat_server, server_llm, movie_answer):
+    # The prompt lists documents by score; [Dn] in the text must be Answer.chunks[n - 1], as for facts.
+    chunks = [Chunk(id="c1", domain="movies", text="Forrest Gump is a 1994 film.", score=0.4),
+              Chunk(id="c2", domain="movies", text="Cast Away is a 2000 film.", score=0.9)]
+    chat_server.script = [completion("Cast Away came out in 2000 [D1].")]
+    answer = generate_answer(movie_answer.model_copy(update={"chunks": chunks}), server_llm)
+    assert answer.text == "Cast Away came out in 2000 [D1]."
+    assert [c.id for c in answer.chunks] == ["c2", "c1"]
+
+
+def test_a_template_without_question_names_the_missing_field(movie_answer):
+    with pytest.raises(ConfigError, match=r"prompt template '\{facts\}' has no \{question\} field"):
+        ContextFusion().build(movie_answer, None, template="{facts}")

@@ -97,3 +97,28 @@ def test_answer_documents_include_chunks(kb):
     docs = answer_documents(answer, include=("chunks",))
     assert [(d.page_content, d.id, d.metadata["source"]) for d in docs] == [
         ("Kismet is a 1944 film.", "doc-1#0", "doc-1.txt")]
+
+
+def test_include_one_kind_by_name(kb):
+    # include="facts" is the one kind, not the letters f, a, c, t, s
+    docs = KGRetriever(kb=kb, top_k=5, include="facts").invoke("Who starred in [Kismet]?")
+    assert docs and {d.metadata["kind"] for d in docs} == {"fact"}
+
+
+def test_path_ranks_have_no_gaps(kb):
+    from kgllm.types import ReasoningPath
+
+    answer = kb.ask(QUESTION, top_k=3)
+    empty = ReasoningPath(hops=[], score=99.0)  # a path with no hop has no document, and takes no rank
+    docs = answer_documents(answer.model_copy(update={"paths": [empty, *answer.paths]}), include=("paths",))
+    assert [d.metadata["rank"] for d in docs] == list(range(1, len(answer.paths) + 1))
+
+
+def test_tool_shows_the_agent_the_facts_an_llm_cites(kb):
+    from langchain_core.language_models import FakeListChatModel
+
+    # The agent reads only the tool's content: "[1]" is of no use to it without the fact behind it.
+    tool = kg_tool(kb, llm=FakeListChatModel(responses=["William Dieterle directed it [1]."]), top_k=3)
+    content = tool.invoke({"question": QUESTION})
+    assert content.splitlines()[0] == "William Dieterle directed it [1]."
+    assert content.splitlines()[-1] == "Cited facts: [1] Kismet directed by William Dieterle"
