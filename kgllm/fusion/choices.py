@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from kgllm.exceptions import ConfigError, ModelError
+from kgllm.fusion.context import choice_label
 from kgllm.fusion.features import FeatureBuilder, MCFeatures, MCQuestion
 from kgllm.fusion.training import (
     DOCUMENT_VECTORS,
@@ -39,16 +40,6 @@ UNGROUNDED = "no concept of the question or its choices is in the concept graph;
 # names the option of the command line (kgllm ask --adapter) and of kb.ask, through which users give one
 NO_ADAPTER = ("no trained adapter given (--adapter on the command line, adapter= in kb.ask); "
               "choices ranked by embedding similarity")
-
-
-def choice_label(index: int) -> str:
-    """The label of the ``index``-th choice: A, B, ..., Z, then AA, AB, ... (spreadsheet columns)."""
-    label = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        label = chr(65 + rest) + label
-    return label
 
 
 def validate_choices(question: str, choices: Sequence[str] | None) -> list[str]:

@@ -27,6 +27,7 @@ from kgllm.llm.extractive import extractive_text, hop_fact_key
 from kgllm.types import Answer, Chunk, Fact, ReasoningPath
 
 __all__ = [
+    "choice_label",
     "ContextFusion",
     "FusedPrompt",
     "generate_answer",
@@ -128,8 +129,9 @@ def _shown(fields: set[str]) -> dict[str, bool]:
             "paths": whole or "paths" in fields, "answers": whole or "answers" in fields}
 
 
-def _choice_label(index: int) -> str:
-    """A, B, ..., Z, then AA, AB, ... as ``kgllm.fusion.choices.choice_label`` (not imported: it loads torch)."""
+def choice_label(index: int) -> str:
+    """The label of the ``index``-th choice: A, B, ..., Z, then AA, AB, ... (spreadsheet columns). Here,
+    not in :mod:`kgllm.fusion.choices`, which loads torch."""
     label = ""
     index += 1
     while index:
@@ -250,7 +252,7 @@ class ContextFusion:
                 path_lines.append(f"- {start} " + " ".join(steps))
         chunk_lines = [f"[D{i + 1}] {c.text.strip()}" for i, c in enumerate(chunks)]
         answers = ", ".join(candidates)
-        choice_text = "\n".join(f"{_choice_label(i)}. {c}" for i, c in enumerate(choices or ()))
+        choice_text = "\n".join(f"{choice_label(i)}. {c}" for i, c in enumerate(choices or ()))
         context = []
         if fact_lines:
             context.append("Facts:\n" + "\n".join(fact_lines))
