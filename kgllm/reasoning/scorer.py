@@ -65,7 +65,7 @@ def kb_fingerprint(relations: Sequence[str], num_entities: int) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
-_WORD = re.compile(r"[a-z0-9]+")
+_WORD = re.compile(r"[^\W_]+")  # letters and digits of any script ("режиссёр", "réalisé"); "_" splits
 _STOP = frozenset("a an the of by in on to for with and or is are was were be has have had do does did it its "
                   "inverse then that which what who whom whose where when how".split())
 # irregular forms a suffix stemmer cannot join to their verb ("wrote" ~ "write")

@@ -144,3 +144,18 @@ def test_model_dir_errors(tmp_path, movies, embedder):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ModelError, match="unreadable manifest"):
         LearnedScorer.load(tmp_path, graph, embedder)
+
+
+def test_zero_shot_cue_words_in_any_script(embedder):
+    # cue words were [a-z0-9]+ only: a Cyrillic relation and question shared no cue at all, and an accented
+    # one was cut into fragments ("réalisé" -> "r", "alis")
+    films = make_snapshot([("Амели", "режиссёр", "Жан-Пьер Жёне"), ("Амели", "актёр", "Одри Тоту"),
+                           ("Amélie", "réalisé_par", "Jeunet"), ("Amélie", "joué_par", "Tautou")])
+    scorer = ZeroShotScorer(RelationGraph(films), embedder)
+
+    def named(question: str) -> list[set[str]]:
+        return [{films.relations[r] for r in m} for m in scorer.mentions(question)]
+
+    assert named("кто режиссёр фильма it") == [{"режиссёр"}]
+    assert named("qui a réalisé it") == [{"réalisé_par"}]
+    assert named("qui a joué dans it") == [{"joué_par"}]
