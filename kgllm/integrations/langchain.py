@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kgllm.config import check_count
 from kgllm.exceptions import ConfigError, KGLLMError
 from kgllm.formatting import cited_numbers
 from kgllm.types import Answer, Chunk, Fact, ReasoningPath
@@ -129,6 +130,9 @@ class KGRetriever(BaseRetriever):
         unknown = [k for k in include if k not in KINDS]
         if unknown or not include:
             raise ConfigError(f"unknown document kinds {unknown!r}; choose from {', '.join(KINDS)}")
+        check_count("top_k", data.get("top_k", 10))
+        if data.get("max_documents") is not None:
+            check_count("max_documents (or None for all)", data["max_documents"])
         super().__init__(**data)
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
@@ -168,6 +172,7 @@ def kg_tool(kb: Any, *, name: str = "knowledge_graph", description: str | None =
     """
     if not callable(getattr(kb, "ask", None)):
         raise ConfigError(f"kg_tool needs an object with an ask() method, got {type(kb).__name__}")
+    check_count("top_k", top_k)  # at creation, not on the agent's first call
 
     def ask(question: str) -> tuple[str, dict[str, Any]]:
         answer = kb.ask(question, domain=domain, llm=llm, top_k=top_k)

@@ -122,3 +122,15 @@ def test_tool_shows_the_agent_the_facts_an_llm_cites(kb):
     content = tool.invoke({"question": QUESTION})
     assert content.splitlines()[0] == "William Dieterle directed it [1]."
     assert content.splitlines()[-1] == "Cited facts: [1] Kismet directed by William Dieterle"
+
+
+def test_bad_counts_are_config_errors_at_creation(kb):
+    # top_k=0 / max_documents=0 were pydantic ValidationErrors, and kg_tool's top_k failed on the first call
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError, match=f"top_k must be an integer >= 1, got {bad!r}"):
+            KGRetriever(kb=kb, top_k=bad)
+        with pytest.raises(ConfigError, match=r"max_documents \(or None for all\) must be an integer >= 1"):
+            KGRetriever(kb=kb, max_documents=bad)
+        with pytest.raises(ConfigError, match=f"top_k must be an integer >= 1, got {bad!r}"):
+            kg_tool(kb, top_k=bad)
+    assert KGRetriever(kb=kb, top_k=3, max_documents=None).top_k == 3
