@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
 import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["StoreSettings", "AskSettings", "validate_domain_name", "default_kb_path"]
+__all__ = ["StoreSettings", "AskSettings", "validate_domain_name", "check_count", "default_kb_path"]
 
 _DOMAIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -29,8 +30,6 @@ def check_count(name: str, value: object) -> int:
     Raises:
         ConfigError: anything else (a ``ValueError`` too), naming ``name`` and the value.
     """
-    import numbers
-
     from kgllm.exceptions import ConfigError
 
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:

@@ -122,15 +122,19 @@ class ReasoningPath(KGModel):
     def end(self) -> str:
         return self.hops[-1].tail
 
-    def text(self) -> str:
+    def text(self, *, annotate: bool = False) -> str:
+        """``head -[relation]-> tail ...``; ``annotate`` also says which hops a rule inferred (no stored
+        edge) and which experts the chain crosses."""
         if not self.hops:
             return ""
         parts = [self.hops[0].head_name or self.hops[0].head]
         for hop in self.hops:
             rel = hop.relation.replace("_", " ")
             parts.append(f"-[{'inverse of ' if hop.inverse else ''}{rel}]->")
-            parts.append(hop.tail_name or hop.tail)
-        return " ".join(parts)
+            inferred = f" (inferred by rule {hop.rule})" if annotate and hop.rule else ""
+            parts.append((hop.tail_name or hop.tail) + inferred)
+        domains = list(dict.fromkeys(hop.domain for hop in self.hops if hop.domain)) if annotate else []
+        return " ".join(parts) + (f" (across experts {' → '.join(domains)})" if len(domains) > 1 else "")
 
 
 class Subgraph(KGModel):

@@ -229,7 +229,8 @@ def test_routing_report_keeps_the_confusion_matrix_and_plots_it(tmp_path, fixtur
         assert f"plots/routing_{kind}.png" in (tmp_path / "report" / "report.md").read_text()
 
 
-def test_train_router_attaches_to_a_kb(tmp_path, fixtures_dir):
+def _train_router_into_the_kb(tmp_path, fixtures_dir) -> None:  # noqa: ANN001
+    """``kgllm train router ... -o kb=`` on four labelled questions over tiny_movies and tiny_geo."""
     from kgllm.cli import main
 
     data = _two_expert_kb_and_routing_file(tmp_path, fixtures_dir, [
@@ -237,6 +238,10 @@ def test_train_router_attaches_to_a_kb(tmp_path, fixtures_dir):
         ("which countries border spain", "tiny_geo"), ("where is france located", "tiny_geo")])
     assert main(["train", "router", "--data", str(data), "--out", str(tmp_path / "router"),
                  "-o", f"kb={tmp_path / 'kb'}"]) == 0
+
+
+def test_train_router_attaches_to_a_kb(tmp_path, fixtures_dir):
+    _train_router_into_the_kb(tmp_path, fixtures_dir)
     with kgllm.open(tmp_path / "kb", create=False) as reopened:
         top = reopened.router.route("which countries border italy")[0]
     assert top.name == "tiny_geo" and any("classifier" in reason for reason in top.reasons)
@@ -276,13 +281,7 @@ def test_cross_expert_chain_keeps_the_answers_of_the_other_experts_consulted(tmp
 def test_router_model_trained_for_other_experts_is_not_used(tmp_path, fixtures_dir):
     import shutil
 
-    from kgllm.cli import main
-
-    data = _two_expert_kb_and_routing_file(tmp_path, fixtures_dir, [
-        ("who directed Kismet", "tiny_movies"), ("which films star Tom Hanks", "tiny_movies"),
-        ("which countries border spain", "tiny_geo"), ("where is france located", "tiny_geo")])
-    assert main(["train", "router", "--data", str(data), "--out", str(tmp_path / "router"),
-                 "-o", f"kb={tmp_path / 'kb'}"]) == 0
+    _train_router_into_the_kb(tmp_path, fixtures_dir)
     dishes = tmp_path / "dishes.tsv"
     dishes.write_text("pasta\tcooked_by\tboiling\nbread\tcooked_by\tbaking\n", encoding="utf-8")
     with kgllm.open(tmp_path / "kb", create=False) as kb:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kgllm.exceptions import ConfigError
+from kgllm.formatting import CITATION_RE, citation_refs
 from kgllm.llm.base import LLM, Message, approx_token_count, messages_to_text
 from kgllm.llm.extractive import extractive_text, hop_fact_key
 from kgllm.types import Answer, Chunk, Fact, ReasoningPath
@@ -48,8 +49,6 @@ TEMPLATE_FIELDS = ("question", "context", "facts", "paths", "chunks", "answers",
 #: Prompt budget in tokens when neither the caller nor the model's context length sets one.
 DEFAULT_BUDGET = 3072
 
-_CITED = r"\s*D?\d+(?:\s*[-\u2013]\s*D?\d+)?\s*"  # [3], [D2], a range [2-4] / [D1-D3]
-_CITATION_RE = re.compile(rf"\s?\[({_CITED}(?:[,;]{_CITED})*)\]")
 
 
 @dataclass
@@ -356,8 +355,7 @@ class ContextFusion:
 
         def fix(match: re.Match[str]) -> str:
             kept = []
-            for raw in re.split(r"[,;]", match.group(1)):
-                ref = re.sub(r"\s+", "", raw).replace("\u2013", "-")
+            for ref in citation_refs(match.group(1)):
                 if given(ref):
                     kept.append(ref)
                 elif ref not in invented:
@@ -367,7 +365,7 @@ class ContextFusion:
             lead = match.group(0)[0] if match.group(0)[0].isspace() else ""
             return f"{lead}[{', '.join(kept)}]"
 
-        cleaned = _CITATION_RE.sub(fix, text)
+        cleaned = CITATION_RE.sub(fix, text)
         warnings = [f"the LLM cited [{ref}], which {'goes beyond' if '-' in ref else 'is not among'} the "
                     f"{n_chunks if ref.startswith('D') else n_facts} {'documents' if ref.startswith('D') else 'facts'} "
                     "it was given; removed from the text" for ref in invented]
@@ -380,7 +378,7 @@ class ContextFusion:
         if not text.strip():
             reason = f" (finish reason: {finish_reason})" if finish_reason else ""
             warnings.append(f"the LLM wrote no answer text{reason}; the answers and paths come from the graph")
-        elif (n_facts or n_chunks) and not _CITATION_RE.search(text):
+        elif (n_facts or n_chunks) and not CITATION_RE.search(text):
             given = " and ".join(f"{n} {what}{'s' if n > 1 else ''}"
                                  for n, what in ((n_facts, "fact"), (n_chunks, "document")) if n)
             warnings.append(f"the LLM's text cites none of the {given} it was given")
