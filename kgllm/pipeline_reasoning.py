@@ -120,13 +120,28 @@ def bridge_experts(pipeline: Pipeline, batch: list[QuestionWork], *, model: str 
 
 def _with_paths(pipeline: Pipeline, work: QuestionWork, model: str | Path | None,
                 top_k: int | None) -> Answer:
-    """``work.answer`` with a path for each answer that may bridge (the reasoner traces 5): only
-    an answer with its path can continue in another expert's graph."""
+    """``work.answer`` with a path for each of its first expert's answers that may bridge (the
+    reasoner traces 5): only an answer with its path can continue in another expert's graph. Answers
+    merged from other experts, and answers rules inferred (they have their paths), are left as they are."""
     answer, reasoning = work.answer, work.reasoning
-    if (work.consulted or reasoning is None or work.domain is None
-            or all(item.paths for item in answer.answers[:MAX_BRIDGES])
-            or [item.id for item in answer.answers] != [item.id for item in reasoning.answers]):
-        return answer  # merged from several experts or changed by rules: left as it is
+    if reasoning is None or work.domain is None:
+        return answer
+    first = work.domain.name
+    missing = {item.id for item in answer.answers[:MAX_BRIDGES] if not item.paths and item.domain in (None, first)}
+    if not missing:
+        return answer
     reasoner = pipeline.reasoner(work.domain, model)
     again = reasoner.explained(reasoning, work.topic, top_k=top_k, max_paths=MAX_BRIDGES)
-    return answer.model_copy(update={"answers": again.answers, "paths": again.paths, "facts": again.facts})
+    traced = {item.id: item.paths for item in again.answers if item.id in missing and item.paths}
+    paths = list(answer.paths)
+    answers = []
+    for item in answer.answers:
+        found = traced.get(item.id) if item.domain in (None, first) else None
+        if found:
+            answers.append(item.model_copy(update={"paths": list(range(len(paths), len(paths) + len(found)))}))
+            paths.extend(again.paths[i] for i in found)
+        else:
+            answers.append(item)
+    seen = {fact.key for fact in answer.facts}
+    facts = list(answer.facts) + [fact for fact in again.facts if fact.key not in seen]
+    return answer.model_copy(update={"answers": answers, "paths": paths, "facts": facts})

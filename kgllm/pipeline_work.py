@@ -58,7 +58,7 @@ def merge_experts(work: QuestionWork, top_k: int | None) -> None:
     for part in work.consulted:
         for stage, ms in part.answer.timings.items():
             answer.timings[stage] = round(answer.timings.get(stage, 0.0) + ms, 3)
-    work.reasoning = work.reasoning or found[0].reasoning
+    work.reasoning = found[0].reasoning  # the reasoning behind work.domain's answers, kept with it
     if found[0] is not work:  # the expert that linked the question: its entities seed retrieval
         work.domain, work.topic, work.span = found[0].domain, found[0].topic, found[0].span
     work.done = work.unlinked = False

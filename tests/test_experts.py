@@ -150,6 +150,24 @@ def test_cross_expert_chain_continues_from_every_answer(tmp_path, fixtures_dir):
         assert [h.relation for h in chain.hops] == ["neighbor", "same_as", "has_tags"] and chain.hops[0].head == "germany"
 
 
+def test_cross_expert_chain_continues_from_every_answer_when_both_experts_answer(tmp_path, fixtures_dir):
+    # the films expert links [germany] too, so both experts are consulted and their answers merged before
+    # the chains continue; the geography answers past the 5th (poland) had no path then, and Ida was lost
+    films = ("Amelie|has_tags|france\nFlickering Lights|has_tags|denmark\nIda|has_tags|poland\n"
+             "Run Lola Run|has_tags|germany\n")
+    with _geo_and_films(tmp_path, fixtures_dir, films, {"has_tags": "tagged"}) as kb:
+        question = "What is tagged with the countries bordering [germany]?"
+        answer = kb.ask(question)
+        assert kb.ask_many([question])[0].answers == answer.answers
+    assert [e.name for e in answer.experts] == ["tiny_geo", "films"]
+    assert {a.name for a in answer.answers} == {"Run Lola Run", "Amelie", "Flickering Lights", "Ida"}
+    ida = next(a for a in answer.answers if a.name == "Ida")
+    chain = answer.paths[ida.paths[0]]
+    assert [(h.head, h.relation, h.tail) for h in chain.hops] == [
+        ("germany", "neighbor", "poland"), ("poland", "same_as", "poland"), ("poland", "has_tags", "Ida")]
+    assert {("poland", "neighbor")} <= {(f.tail, f.relation) for f in answer.facts}  # the hop's fact is cited
+
+
 def test_explicit_same_as_bridges_differently_named_entities(tmp_path, fixtures_dir):
     films = "Good Bye Lenin|has_tags|Deutschland\nAmelie|has_tags|Frankreich\n"
     with _geo_and_films(tmp_path, fixtures_dir, films, {"has_tags": "tagged"}) as kb:
