@@ -226,3 +226,15 @@ def test_conve_reference_ranks_valid_and_checks_the_estimate_on_a_resplit(fixtur
                      "--simulate", out=tmp_path / "sim.json")["results"]["nations"]["final"]
     assert simulated["without_test_filter"]["mrr"] <= simulated["with_test_filter"]["mrr"]
     assert simulated["without_test_filter"]["mrr"] <= simulated["estimated_from_without_test_filter"]["mrr"]
+
+
+def test_mc_accuracy_trains_and_scores_each_variant_and_seed(fixtures_dir, tmp_path):
+    result = _run("mc_accuracy.py", "--data-root", str(fixtures_dir / "mcqa"), "--benchmarks", "csqa",
+                  "--variants", "alone", "graph", "--seeds", "0", "1", "--epochs", "1",
+                  "-o", f"cache_dir={tmp_path / 'cache'}", out=tmp_path / "mc.json")
+    runs = result["runs"]
+    assert [(r["variant"], r["seed"]) for r in runs] == [("alone", 0), ("alone", 1), ("graph", 0), ("graph", 1)]
+    assert all(r["n"] == 16 and 0 <= r["accuracy"] <= 100 for r in runs)  # the 16 dev questions of the fixture
+    alone = [r["accuracy"] for r in runs if r["variant"] == "alone"]
+    assert result["summary"]["csqa/alone"]["mean"] == pytest.approx(sum(alone) / 2, abs=0.01)
+    assert (tmp_path / "cache").is_dir()  # the options reach the trainer and the benchmark
