@@ -11,6 +11,8 @@ import pytest
 import kgllm
 from kgllm.exceptions import ModelError
 from kgllm.experts import Router, RouterModel, question_spans
+from kgllm.pipeline_reasoning import BRIDGE_MARGIN
+from kgllm.pipeline_routing import rank_experts
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +168,29 @@ def test_cross_expert_chain_continues_from_every_answer_when_both_experts_answer
     assert [(h.head, h.relation, h.tail) for h in chain.hops] == [
         ("germany", "neighbor", "poland"), ("poland", "same_as", "poland"), ("poland", "has_tags", "Ida")]
     assert {("poland", "neighbor")} <= {(f.tail, f.relation) for f in answer.facts}  # the hop's fact is cited
+
+
+def test_no_cross_expert_chain_without_a_hop_the_question_names(tmp_path, fixtures_dir):
+    # a concept expert scores within the bridge margin, but "capital" names no relation of either graph:
+    # France's continent's concepts (castle, kingdom) are no answer
+    concepts = tmp_path / "concepts.txt"
+    concepts.write_text("castle|AtLocation|europe\nkingdom|AtLocation|europe\ncapital|AtLocation|country\n",
+                        encoding="utf-8")
+    with kgllm.open(tmp_path / "kb") as kb:
+        kb.load(fixtures_dir / "kb" / "tiny_geo")
+        kb.load_triples("concepts", concepts, format="pipe", description="Capitals and the places they are at.")
+        ranked = rank_experts(kb.pipeline, "What is the capital of France?", list(kb.domains))
+        answer = kb.ask("What is the capital of France?")
+    assert [c.name for c in ranked] == ["tiny_geo", "concepts"] and ranked[0].score - ranked[1].score < BRIDGE_MARGIN
+    assert {a.domain for a in answer.answers} == {"tiny_geo"} and [e.name for e in answer.experts] == ["tiny_geo"]
+    assert not any(p.method == "cross-expert" for p in answer.paths)
+    # a question that names the first graph's hop ("border") still goes on in the second
+    (tmp_path / "films").mkdir()
+    with _geo_and_films(tmp_path / "films", fixtures_dir, "Amelie|has_tags|france\nIda|has_tags|poland\n"
+                        "Flickering Lights|has_tags|denmark\n", {"has_tags": "tagged"}) as kb:
+        about = kb.ask("Which films are about the countries that border [germany]?")
+    assert {a.name for a in about.answers} == {"Amelie", "Ida", "Flickering Lights"}
+    assert all(about.paths[a.paths[0]].method == "cross-expert" for a in about.answers)
 
 
 def test_explicit_same_as_bridges_differently_named_entities(tmp_path, fixtures_dir):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kgllm.experts import normalize_name
+from kgllm.reasoning.scorer import ZeroShotScorer
 from kgllm.types import Answer, Hop, ReasoningPath, ScoredAnswer
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
     from kgllm.domain_context import DomainContext
 
-__all__ = ["SAME_AS", "bridge_nodes", "same_as_pairs", "cross_expert_answers"]
+__all__ = ["SAME_AS", "bridge_nodes", "same_as_pairs", "named_relations", "cross_expert_answers"]
 
 SAME_AS = "same_as"
 MAX_BRIDGES = 20
@@ -55,6 +56,17 @@ def same_as_pairs(kb: Any, first: str, target: str) -> dict[str, str]:
     return pairs
 
 
+def named_relations(pipeline: Any, ctx: DomainContext, question: str) -> frozenset[str]:
+    """The relations of ``ctx``'s graph that ``question`` names by their cue words (name, text or aliases;
+    see :class:`ZeroShotScorer`), whatever scorer the expert uses."""
+    cues = getattr(ctx, "_relation_cues", None)
+    if cues is None:
+        cues = ZeroShotScorer(ctx.graph, pipeline.kb.embedder, ctx.relation_text, aliases=ctx.relation_aliases)
+        ctx._relation_cues = cues  # type: ignore[attr-defined]  # cached per domain context
+    relations = ctx.graph.snapshot.relations
+    return frozenset(relations[r] for mention in cues.mentions(question) for r in mention)
+
+
 def cross_expert_answers(pipeline: Any, answer: Answer, first: str, target: DomainContext, masked_question: str,
                          *, model: str | Path | None = None, top_k: int | None = 10) -> Answer | None:
     """``answer`` (from expert ``first``) extended by chains continuing in ``target``; ``None`` if no bridge.
@@ -66,6 +78,12 @@ def cross_expert_answers(pipeline: Any, answer: Answer, first: str, target: Doma
     expert's own chains stay in ``paths`` after the continued ones, as evidence.
     """
     sources = [item for item in answer.answers[:MAX_BRIDGES] if item.paths and item.domain in (None, first)]
+    # A crossed chain needs a hop the question names, in either graph: "what is the capital of France"
+    # names no relation of a country graph or a concept graph, and France's continent's concepts are no answer.
+    walked = {hop.relation for item in sources for hop in answer.paths[item.paths[0]].hops}
+    if not (named_relations(pipeline, target, masked_question)
+            or walked & named_relations(pipeline, pipeline.context(first), masked_question)):
+        return None
     explicit = same_as_pairs(pipeline.kb, first, target.name)
     bridges = bridge_nodes(target, {item.id: item.name for item in sources}, explicit)
     if not bridges:
