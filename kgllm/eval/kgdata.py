@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from kgllm.exceptions import BenchmarkError, LoadError
+from kgllm.loaders._io import iter_lines
 from kgllm.stores.snapshot import GraphSnapshot
 
 __all__ = ["SPLIT_FILES", "split_file", "read_split", "KGDataset", "snapshot_from_triples"]
@@ -37,16 +38,14 @@ def read_split(path: Path) -> list[Triple]:
         LoadError: a line without exactly three non-empty tab-separated fields (file, line, value).
     """
     triples: list[Triple] = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            line = raw.rstrip("\n").rstrip("\r")
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            if len(parts) != 3 or not all(p.strip() for p in parts):
-                raise LoadError(f"expected 3 tab-separated fields (head, relation, tail), got {len(parts)}",
-                                path=path, line=lineno, value=line)
-            triples.append((parts[0].strip(), parts[1].strip(), parts[2].strip()))
+    for lineno, line in iter_lines(Path(path)):  # a bad byte is a LoadError naming its line, not a UnicodeDecodeError
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != 3 or not all(p.strip() for p in parts):
+            raise LoadError(f"expected 3 tab-separated fields (head, relation, tail), got {len(parts)}",
+                            path=path, line=lineno, value=line)
+        triples.append((parts[0].strip(), parts[1].strip(), parts[2].strip()))
     return triples
 
 
@@ -111,12 +110,16 @@ class KGDataset:
         indices stay those of the full folder, so models index identically.
 
         Raises:
-            BenchmarkError: the folder has no valid.txt to take the proportions from.
+            BenchmarkError: the folder has no valid.txt to take the proportions from, or too few triples
+                for valid' and test' to get one each.
         """
         if "dev" not in self.splits:
             raise BenchmarkError(f"{self.name}: simulating a split needs valid.txt for its proportions")
         train, valid = self.splits["train"], self.splits["dev"]
         held = round(len(train) * len(valid) / (len(train) + 2 * len(valid)))
+        if held < 1:  # an empty valid' would have no questions (and no proportions to scale by)
+            raise BenchmarkError(f"{self.name}: too few triples to simulate a split ({len(train)} in train.txt, "
+                                 f"{len(valid)} in valid.txt): valid' and test' would be empty")
         order = np.random.default_rng(seed).permutation(len(train))
         pick = [train[i] for i in order]
         splits = {"train": pick[2 * held:], "dev": pick[:held], "test": pick[held:2 * held], "known": valid}

@@ -48,7 +48,8 @@ from kgllm.eval.registry import (
     require_model,
     trainer,
 )
-from kgllm.exceptions import BenchmarkError, DomainNotFound, ModelError
+from kgllm.exceptions import BenchmarkError, ConfigError, DomainNotFound, ModelError
+from kgllm.loaders._io import iter_lines
 from kgllm.reasoning.rules import RuleSet
 
 __all__ = ["run_countries", "run_link_prediction", "train_rules", "METHODS", "DEFAULT_RULE_WEIGHT"]
@@ -80,9 +81,17 @@ def _rules_for(request: EvalRequest, ds: KGDataset, train_splits: tuple[str, ...
             raise ModelError(f"{request.model}: rules predict relations absent from {request.data}: {unknown[:5]}")
         return rules, 0.0
     started = time.perf_counter()
-    opts = {k: v for k, v in request.options.items() if k in _MINE_OPTIONS}
-    rules = RuleSet.mine(ds.snapshot(*train_splits), progress=request.progress, **opts)
+    rules = RuleSet.mine(ds.snapshot(*train_splits), progress=request.progress, **_mine_options(request.options))
     return rules, time.perf_counter() - started
+
+
+def _mine_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The rule-mining options given; ``constants`` as a yes/no flag (``-o constants=False`` is the string
+    "False", which is true)."""
+    opts = {k: v for k, v in options.items() if k in _MINE_OPTIONS}
+    if "constants" in opts:
+        opts["constants"] = flag(opts["constants"])
+    return opts
 
 
 _MINE_OPTIONS = {"max_length", "min_support", "min_confidence", "smoothing", "constants", "max_bodies", "beam",
@@ -125,12 +134,13 @@ def run_countries(request: EvalRequest, *, name: str) -> dict[str, Any]:
     """AUC-PR of ``locatedin(country, region)`` over the regions, for the countries of the split."""
     request = _checked(request)
     split = request.split
-    ds = KGDataset.load(request.data, name=name, need=("train", split))
+    # --split test learns from valid.txt too: without it the models would silently learn from train.txt alone
+    ds = KGDataset.load(request.data, name=name, need=(*_training_splits(split), split))
     regions_file = Path(request.data) / "regions.list"
     if not regions_file.is_file():
         raise BenchmarkError(f"{name}: {request.data}: missing regions.list; expected files: "
                              f"{', '.join(_countries_required(request.data, split))}")
-    regions = [line.strip() for line in regions_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    regions = [line.strip() for _, line in iter_lines(regions_file) if line.strip()]  # bad bytes: a LoadError
     unknown = [r for r in regions if r not in ds.entities]
     if unknown:
         raise BenchmarkError(f"{regions_file}: regions not in the graph: {unknown}")
@@ -154,12 +164,15 @@ def run_countries(request: EvalRequest, *, name: str) -> dict[str, Any]:
         labels.append([int(r == tail) for r in regions])
         scores.append(row)
         best = int(np.argmax(row))
+        # ties count half, as in link prediction: argmax picks the first of tied regions (all of them when no
+        # rule fires), which made a question right whenever its region came first in regions.list
+        rank = metrics.filtered_rank(row, regions.index(tail))
         predictions.append({"question": f"{rel}({head}, ?)", "gold": [tail], "predicted": regions[best],
-                            "score": float(row[best]), "correct": regions[best] == tail, "type": rel,
+                            "score": float(row[best]), "correct": rank == 1.0, "rank": rank, "type": rel,
                             "explanation": _explain(rules, snap, snap.index[head], int(region_idx[best]), rel)})
     y, s = np.asarray(labels).ravel(), np.asarray(scores).ravel()
     result_metrics = {"auc_pr": metrics.auc_pr(y, s) if len(queries) else 0.0,
-                      "hits@1": metrics.mean(float(p["correct"]) for p in predictions)}
+                      "hits@1": metrics.hits_from_ranks([p["rank"] for p in predictions], 1)}
     return {"n": len(queries), "metrics": result_metrics, "latencies_ms": latencies, "predictions": predictions,
             "config": {"method": "rules", "rules": len(rules), "mine_seconds": round(mine_seconds, 3),
                        "trained_on": list(_training_splits(split)), "regions": regions}}
@@ -174,11 +187,13 @@ def run_link_prediction(request: EvalRequest, *, name: str) -> dict[str, Any]:
     split = request.split
     simulate = flag(request.options.get("simulate_split", False))
     train_splits = _training_splits(split)
-    ds = KGDataset.load(request.data, name=name, need=("train", "dev") if simulate else ("train", split))
+    ds = KGDataset.load(request.data, name=name, need=("train", "dev") if simulate else (*train_splits, split))
     if simulate:  # train.txt re-split, so a test split exists to filter without touching test data
         ds = ds.simulated(seed=int(request.options.get("split_seed", 0)))
         if flag(request.options.get("learn_valid", False)):  # as --split test learns from train + valid
             train_splits = ("train", "known")
+    elif not ds.splits[split]:  # said now, not after mining rules and training ComplEx (a minute on UMLS)
+        raise BenchmarkError(f"{name}: no questions in the {split!r} split of {request.data}")
     snap = ds.snapshot(*train_splits)
     rules, mine_seconds = _rules_for(request, ds, train_splits)
     kge_opts = {k: v for k, v in request.options.items() if k in KGEConfig.__dataclass_fields__}
@@ -303,10 +318,16 @@ def train_rules(request: TrainRequest) -> dict[str, Any]:
     (``kb.use_rules``; ``min_confidence=`` sets the least confidence of an inferred edge).
     """
     request = _checked(request)
+    if request.split not in ("train", *_TRAIN_SPLITS):  # a typo (--split tset) silently learned from train.txt alone
+        raise BenchmarkError(f"unknown split {request.split!r} for 'kgllm train rules'; known splits: train, dev, "
+                             "test (test also learns from valid.txt)")
     split = "test" if request.split == "test" else "dev"
     attach = {k: request.options.get(k) for k in ("kb", "domain")}
     if any(attach.values()) and not all(attach.values()):
         raise BenchmarkError("attaching rules needs both -o kb=DIR and -o domain=NAME")
+    least = request.options.get("min_confidence")
+    if attach["kb"] and least is not None and least <= 0:  # kb.use_rules refuses it, after mining and writing
+        raise ConfigError(f"min_confidence must be above 0 when attaching rules to a KB, got {least!r}")
     ds = KGDataset.load(request.data, name="rules", need=_training_splits(split))
     if attach["kb"]:  # a KB or domain that is not there fails before anything is mined or written
         import kgllm
@@ -314,8 +335,8 @@ def train_rules(request: TrainRequest) -> dict[str, Any]:
         with kgllm.open(attach["kb"], create=False) as kb:
             if str(attach["domain"]) not in kb.domains:
                 raise DomainNotFound(str(attach["domain"]), kb.domains)
-    opts = {k: v for k, v in request.options.items() if k in _MINE_OPTIONS}
-    rules = RuleSet.mine(ds.snapshot(*_training_splits(split)), progress=request.progress, **opts)
+    rules = RuleSet.mine(ds.snapshot(*_training_splits(split)), progress=request.progress,
+                         **_mine_options(request.options))
     rules.save(request.out)
     info = {"rules": len(rules), "out": str(request.out), "seconds": rules.params.get("seconds"),
             "trained_on": list(_training_splits(split))}

@@ -29,6 +29,7 @@ from typing import Any
 
 from kgllm.eval import registry
 from kgllm.exceptions import BenchmarkError, LoadError
+from kgllm.loaders._io import iter_lines
 
 __all__ = ["MetaQAQuestion", "read_questions", "in_training_half", "metaqa_kb", "evaluate", "train"]
 
@@ -67,22 +68,20 @@ def _question_file(data: Path, hops: int, split: str, ntm: bool) -> Path:
 def read_questions(path: Path, qtype_path: Path | None = None) -> list[MetaQAQuestion]:
     """Questions of one MetaQA file; ``LoadError`` names the file, line and value of a bad line."""
     types: list[str] | None = None
-    if qtype_path is not None and qtype_path.is_file():
-        types = qtype_path.read_text(encoding="utf-8").splitlines()
+    if qtype_path is not None and qtype_path.is_file():  # iter_lines: a bad byte is a LoadError naming its line
+        types = [text for _, text in iter_lines(qtype_path)]
     out: list[MetaQAQuestion] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            if len(parts) != 2:
-                raise LoadError("expected 'question<TAB>answer1|answer2'", path=path, line=number, value=line)
-            match = _BRACKET.search(parts[0])
-            if match is None:
-                raise LoadError("question has no [topic entity]", path=path, line=number, value=parts[0])
-            qtype = types[number - 1] if types is not None and number <= len(types) else None
-            out.append(MetaQAQuestion(parts[0], match.group(1), [a for a in parts[1].split("|") if a], number, qtype))
+    for number, line in iter_lines(path):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2:
+            raise LoadError("expected 'question<TAB>answer1|answer2'", path=path, line=number, value=line)
+        match = _BRACKET.search(parts[0])
+        if match is None:
+            raise LoadError("question has no [topic entity]", path=path, line=number, value=parts[0])
+        qtype = types[number - 1] if types is not None and number <= len(types) else None
+        out.append(MetaQAQuestion(parts[0], match.group(1), [a for a in parts[1].split("|") if a], number, qtype))
     return out
 
 
@@ -134,6 +133,8 @@ def evaluate(request: registry.EvalRequest, *, hops: int, ntm: bool = False) -> 
     """Run one MetaQA benchmark; see the module docstring."""
     from kgllm.eval.metrics import answer_f1, hits_at_k, latency_summary
 
+    # checked before the KB is built: int() made "abc" a ValueError and 0 a range() error after the load
+    batch = registry.numeric_options(request.options, {"batch_size": (int, 1, None)}).get("batch_size", 64)
     path = _question_file(request.data, hops, request.split, ntm)
     if not path.is_file():
         raise BenchmarkError(f"{request.data}: missing {path.relative_to(request.data)}")
@@ -158,7 +159,6 @@ def evaluate(request: registry.EvalRequest, *, hops: int, ntm: bool = False) -> 
     per_type: dict[str, list[float]] = {}
     halves: dict[bool, list[tuple[float, float, float]]] = {True: [], False: []}
     predictions: list[dict[str, Any]] = []  # per question, for the report's calibration plot and predictions file
-    batch = int(request.options.get("batch_size", 64))
     bar = None
     if request.progress:
         from tqdm.auto import tqdm

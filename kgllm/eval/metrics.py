@@ -79,9 +79,9 @@ def accuracy(predicted: Sequence[Any], gold: Sequence[Any]) -> float:
     """Share of positions where ``predicted[i] == gold[i]`` (0.0 for empty input)."""
     if len(predicted) != len(gold):
         raise ValueError(f"accuracy needs equal lengths, got {len(predicted)} predictions for {len(gold)} labels")
-    if not gold:
+    if len(gold) == 0:  # not ``not gold``: a numpy array has no truth value
         return 0.0
-    return sum(p == g for p, g in zip(predicted, gold, strict=True)) / len(gold)
+    return float(sum(p == g for p, g in zip(predicted, gold, strict=True)) / len(gold))
 
 
 def mean(values: Iterable[float]) -> float:
@@ -91,13 +91,20 @@ def mean(values: Iterable[float]) -> float:
 
 
 # -- link prediction ------------------------------------------------------------------------------
+def _comparable(scores: np.ndarray) -> np.ndarray:
+    """Scores as float64 with NaN (a diverged model) as the worst score: NaN compares false both ways, so a
+    NaN target would otherwise rank above everything (rank 0.5, MRR over 1)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return np.where(np.isnan(scores), -np.inf, scores)
+
+
 def filtered_rank(scores: np.ndarray, target: int, known: Iterable[int] = ()) -> float:
     """Rank (1 = best) of ``target`` among ``scores`` after removing the other ``known`` true answers.
 
     Ties are broken by the mean of the optimistic and pessimistic rank ("realistic" rank, as in
-    PyKEEN), so a constant scorer cannot look good.
+    PyKEEN), so a constant scorer cannot look good. NaN scores count as the worst.
     """
-    scores = np.asarray(scores, dtype=np.float64)
+    scores = _comparable(scores)
     mask = np.ones(scores.shape[0], dtype=bool)
     others = [k for k in known if k != target]
     if others:
@@ -120,9 +127,9 @@ def filtered_ranks(scores: np.ndarray, targets: np.ndarray, filter_mask: np.ndar
             entry is ignored).
 
     Returns:
-        ``(b,)`` float ranks, 1 = best, ties counted as half.
+        ``(b,)`` float ranks, 1 = best, ties counted as half (NaN scores count as the worst).
     """
-    scores = np.asarray(scores, dtype=np.float64)
+    scores = _comparable(scores)
     b = scores.shape[0]
     rows = np.arange(b)
     t = scores[rows, targets][:, None]
@@ -152,9 +159,9 @@ def swap_estimated_ranks(scores: np.ndarray, targets: np.ndarray, filter_mask: n
         scale: expected size of the missing split over the size of the scored split.
 
     Returns:
-        ``(b,)`` float ranks, ties counted as half.
+        ``(b,)`` float ranks, ties counted as half (NaN scores count as the worst).
     """
-    scores = np.asarray(scores, dtype=np.float64)
+    scores = _comparable(scores)
     rows = np.arange(scores.shape[0])
     t = scores[rows, targets][:, None]
     above = (scores > t) + 0.5 * (scores == t)
@@ -216,14 +223,15 @@ def calibration(confidences: Sequence[float] | np.ndarray, correct: Sequence[boo
     """Reliability of answer scores: per-bin accuracy vs mean confidence and the expected calibration error.
 
     Args:
-        confidences: score of the top answer per question, in ``[0, 1]`` (clipped).
+        confidences: score of the top answer per question, in ``[0, 1]`` (clipped; NaN counts as 0).
         correct: whether that answer was right.
         bins: number of equal-width bins over ``[0, 1]``.
 
     Returns:
         ``{"ece": float, "bins": [{"lo", "hi", "count", "confidence", "accuracy"}, ...]}`` (empty bins left out).
     """
-    conf = np.clip(np.asarray(confidences, dtype=np.float64), 0.0, 1.0)
+    # a NaN score (a diverged model) is no confidence: kept, it made the ECE NaN and results.json invalid JSON
+    conf = np.clip(np.nan_to_num(np.asarray(confidences, dtype=np.float64), nan=0.0), 0.0, 1.0)
     ok = np.asarray(correct, dtype=np.float64)
     if conf.shape != ok.shape:
         raise ValueError(f"calibration needs equal lengths, got {conf.shape[0]} scores and {ok.shape[0]} labels")

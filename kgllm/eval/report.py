@@ -8,6 +8,7 @@ answer scores (when it reports per-question scores) and a confusion matrix (when
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,11 @@ def pyplot():  # type: ignore[no-untyped-def]
 def save_figure(fig, path: Path) -> Path:  # type: ignore[no-untyped-def]
     """Lay out, write (creating the folder) and close a figure."""
     plt = pyplot()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    with warnings.catch_warnings():  # a label in a script the font lacks (名前) is drawn as boxes, not a warning each
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
@@ -133,17 +136,21 @@ def _fmt(value: Any) -> str:
 
 
 def _config_line(config: Any, limit: int = 600) -> str:
-    """The run's config as JSON; a long one is cut at a top-level key (valid JSON still), naming what is left out."""
-    text = json.dumps(config, default=str)
+    """The run's config as JSON; a long one is cut at a top-level key (valid JSON still), naming what is left out.
+    Non-ASCII text (a data folder named ``données``) is shown as it is, not as ``\\u00e9`` escapes."""
+    def dumps(value: Any) -> str:
+        return json.dumps(value, default=str, ensure_ascii=False)
+
+    text = dumps(config)
     if len(text) <= limit or not isinstance(config, dict):
         return f"config: `{text}`"
     shown: dict[str, Any] = {}
     for key, value in config.items():
-        if len(json.dumps({**shown, key: value}, default=str)) > limit:
+        if len(dumps({**shown, key: value})) > limit:
             break
         shown[key] = value
     left = [str(key) for key in config if key not in shown]
-    return (f"config: `{json.dumps(shown, default=str)}` (cut before {', '.join(left)}; "
+    return (f"config: `{dumps(shown)}` (cut before {', '.join(left)}; "
             "results.json has the whole config)")
 
 
@@ -161,6 +168,7 @@ def write_report(reports: Sequence[dict[str, Any]], directory: Path) -> Path:
     for r in reports:
         if "metrics" not in r:
             status = f"error: {r['error']}" if "error" in r else f"skipped: {r.get('skipped', '')}"
+            status = " ".join(status.split())  # a multi-line error message would end the table row early
             lines.append(f"| {r['benchmark']} | - | - | {status.replace('|', '/')} | - | - |")
             continue
         ms = ", ".join(f"{k} {_fmt(v)}" for k, v in r["metrics"].items())

@@ -11,6 +11,7 @@ metrics are Hits@1 and answer-set F1 as in RoG. ``--data`` is a folder holding `
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any
 
 from kgllm.eval import metrics
 from kgllm.eval.kgdata import snapshot_from_triples
-from kgllm.eval.registry import Benchmark, EvalRequest, benchmark
+from kgllm.eval.registry import Benchmark, EvalRequest, benchmark, numeric_options
 from kgllm.exceptions import BenchmarkError, LoadError
 from kgllm.loaders import iter_json_objects
 from kgllm.loaders._io import shorten
@@ -68,15 +69,39 @@ def read_rog(path: Path) -> Iterator[RoGQuestion]:
         if missing:
             raise LoadError(f"missing field(s) {missing}; expected id, question, answer, q_entity, a_entity, "
                             "graph", path=path, line=lineno, value=shorten(line))
+        if not isinstance(row["question"], str):
+            raise LoadError(f"field 'question' must be a string, got {_kind(row['question'])}", path=path,
+                            line=lineno, value=shorten(line))
+        if not isinstance(row["graph"], list):
+            raise LoadError(f"field 'graph' must be a list of [head, relation, tail] edges, got {_kind(row['graph'])}",
+                            path=path, line=lineno, value=shorten(line))
+        entities = {key: _strings(row, key, path, lineno) for key in ("q_entity", "answer", "a_entity")}
         graph = []
         for edge in row["graph"]:
             if not (isinstance(edge, list) and len(edge) == 3 and all(isinstance(x, str) for x in edge)):
                 raise LoadError("graph edges must be [head, relation, tail] strings", path=path, line=lineno,
                                 value=edge)
             graph.append((edge[0], edge[1], edge[2]))
-        yield RoGQuestion(id=str(row.get("id", lineno)), question=row["question"],
-                          answers=list(row.get("answer") or []), q_entity=list(row["q_entity"]),
-                          a_entity=list(row.get("a_entity") or []), graph=graph)
+        yield RoGQuestion(id=str(row.get("id", lineno)), question=row["question"], answers=entities["answer"],
+                          q_entity=entities["q_entity"], a_entity=entities["a_entity"], graph=graph)
+
+
+def _strings(row: dict[str, Any], key: str, path: Path, lineno: int) -> list[str]:
+    """A list-of-names field (absent or null: empty); a bare string would otherwise be read letter by letter."""
+    value = row.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise LoadError(f"field {key!r} must be a list of strings, got {_kind(value)}", path=path, line=lineno,
+                        value=value if isinstance(value, str) else shorten(json.dumps(value)))
+    return list(value)
+
+
+def _kind(value: Any) -> str:
+    """A value's JSON type, or the offending item of a list, for error messages."""
+    if isinstance(value, list):  # a list is only wrong for an item that is not a string
+        return "the item " + json.dumps(next(x for x in value if not isinstance(x, str)))
+    return {dict: "an object", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
 
 
 def run_rog(request: EvalRequest, *, name: str) -> dict[str, Any]:
@@ -90,8 +115,9 @@ def run_rog(request: EvalRequest, *, name: str) -> dict[str, Any]:
         path = rog_file(request.data, request.split)
     except BenchmarkError as exc:
         raise BenchmarkError(f"{name}: {exc}") from exc
+    # checked before the embedder loads: a bad value is a ConfigError naming it (the reasoner's range, 1-4)
+    max_hops = numeric_options(request.options, {"max_hops": (int, 1, 4)}).get("max_hops", 2)
     embedder = Embedder(request.options.get("embedder"))
-    max_hops = int(request.options.get("max_hops", 2))
     hits, f1s, recalls, latencies, predictions = [], [], [], [], []
     for i, q in enumerate(read_rog(path)):
         if request.limit is not None and i >= request.limit:

@@ -10,6 +10,7 @@ rule scores in :func:`combine`.
 from __future__ import annotations
 
 import json
+import pickle
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -100,19 +101,34 @@ class ComplEx(nn.Module):
 
     @classmethod
     def load(cls, directory: Path, entities: list[str], relations: list[str]) -> ComplEx:
-        """Load weights saved by :meth:`save`; the entity/relation vocabularies must match exactly."""
+        """Load weights saved by :meth:`save`; the entity/relation vocabularies must match exactly.
+
+        Raises:
+            ModelError: no model, another format or vocabulary, or a damaged or missing file (named).
+        """
         path = directory / "kge.json"
         if not path.is_file():
             raise ModelError(f"{directory}: no KGE model (expected kge.json and kge.pt)")
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        if manifest.get("format") != FORMAT:
-            raise ModelError(f"{path}: format {manifest.get('format')!r} is not {FORMAT!r}")
-        if manifest["entities"] != entities or manifest["relations"] != relations:
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{path}: damaged manifest, not JSON ({exc})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            found = manifest.get("format") if isinstance(manifest, dict) else None
+            raise ModelError(f"{path}: format {found!r} is not {FORMAT!r}")
+        if not (directory / "kge.pt").is_file():
+            raise ModelError(f"{directory}: KGE model without its weights (expected kge.json and kge.pt)")
+        if manifest.get("entities") != entities or manifest.get("relations") != relations:
             raise ModelError(f"{directory}: the KGE model was trained on another graph "
-                             f"({len(manifest['entities'])} entities / {len(manifest['relations'])} relations, "
+                             f"({len(manifest.get('entities') or [])} entities / "
+                             f"{len(manifest.get('relations') or [])} relations, "
                              f"this one has {len(entities)} / {len(relations)})")
-        model = cls(len(entities), len(relations), manifest["config"]["dim"])
-        model.load_state_dict(torch.load(directory / "kge.pt", weights_only=True))
+        try:  # a cut or edited file is a damaged model, not a traceback from deep inside torch
+            model = cls(len(entities), len(relations), int(manifest["config"]["dim"]))
+            model.load_state_dict(torch.load(directory / "kge.pt", weights_only=True))
+        except (KeyError, TypeError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+            first_line = (str(exc).splitlines() or [""])[0]  # one-line messages (torch's run over several)
+            raise ModelError(f"{directory}: damaged KGE model ({type(exc).__name__}: {first_line})") from None
         model.eval()
         return model
 

@@ -110,7 +110,8 @@ def infer_missing_edges(answer: Answer, expert: ExpertRules, graph: RelationGrap
                                       min_score=expert.min_confidence)
         for tail, score, why in inferred:
             # the score is the best confidence plus a tie-breaking term (RuleSet.score): a rule just under
-            # min_confidence (0.4996 against 0.5) would pass on that term alone
+            # min_confidence (0.4996 against 0.5) must not pass on that term alone (RuleSet.infer checks the
+            # confidence too; this keeps the bound whatever the aggregation)
             if why.rule.confidence < expert.min_confidence or (tail in found and found[tail][0] >= score):
                 continue
             hop = why.hop(snap.ids[node], relation, snap.ids[tail], domain=snap.domain,

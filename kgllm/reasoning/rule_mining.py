@@ -51,6 +51,12 @@ def mine_rules(snapshot: GraphSnapshot, *, max_length: int = 3, min_support: int
     m = RuleMatrices(snapshot)
     n = m.n
     atoms = m.atoms()
+    params = {"max_length": max_length, "min_support": min_support, "min_confidence": min_confidence,
+              "smoothing": smoothing, "constants": constants, "max_bodies": max_bodies, "beam": beam,
+              "max_path_rules": max_path_rules, "max_constants": max_constants,
+              "mined_on": {"nodes": n, "edges": snapshot.num_edges, "relations": len(m.relations)}}
+    if not atoms:  # a graph without relations has no rules (and the stacked matrices below need one)
+        return [], {**params, "seconds": round(time.perf_counter() - started, 3)}
     # Pair (x, y) -> head atoms holding between them: one sparse lookup table for all heads.
     keys, cols = [], []
     for j, a in enumerate(atoms):
@@ -130,12 +136,7 @@ def mine_rules(snapshot: GraphSnapshot, *, max_length: int = 3, min_support: int
              for q in top]
     if constants:
         rules += _mine_constants(m, snapshot.ids, atoms, min_support, min_confidence, smoothing, max_constants)
-    params = {"max_length": max_length, "min_support": min_support, "min_confidence": min_confidence,
-              "smoothing": smoothing, "constants": constants, "max_bodies": max_bodies, "beam": beam,
-              "max_path_rules": max_path_rules, "max_constants": max_constants,
-              "mined_on": {"nodes": n, "edges": snapshot.num_edges, "relations": len(m.relations)},
-              "seconds": round(time.perf_counter() - started, 3)}
-    return rules, params
+    return rules, {**params, "seconds": round(time.perf_counter() - started, 3)}
 
 
 def _top_per_group(group: np.ndarray, conf: np.ndarray, support: np.ndarray, limit: int) -> np.ndarray:

@@ -28,7 +28,8 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from kgllm.exceptions import ModelError
+from kgllm.exceptions import LoadError, ModelError
+from kgllm.loaders._io import iter_lines
 from kgllm.reasoning.rule_matrices import Atom, RuleMatrices, body_counts
 from kgllm.stores.snapshot import GraphSnapshot
 from kgllm.types import Hop, ReasoningPath
@@ -38,7 +39,10 @@ __all__ = ["Atom", "Rule", "Inference", "RuleSet", "MANIFEST", "FORMAT"]
 MANIFEST = "manifest.json"
 FORMAT = "kgllm-rules"
 _VARS = "XABY"
-_DENSE_NODES = 2000  # up to this many nodes, rule bodies are applied as cached dense matrices
+# Up to this many nodes, rule bodies are applied as cached dense matrices (the benchmarks' graphs: 14-271 nodes).
+# Each costs n^3 to build and 8 n^2 bytes to keep: at 2000 nodes a length-3 body took 0.7 s and 32 MB, so the
+# first `ask` of an expert with 300 rules ran minutes and held ~10 GB; the sparse path takes ~0.01 s a body.
+_DENSE_NODES = 500
 Aggregation = Literal["max", "noisy_or", "noisy_or_paths"]
 
 
@@ -120,7 +124,7 @@ class RuleSet:
         self._by_head: dict[Atom, list[Rule]] = defaultdict(list)
         for rule in self.rules:
             self._by_head[rule.head].append(rule)
-        self._cache: tuple[int, RuleMatrices] | None = None
+        self._cache: tuple[GraphSnapshot, RuleMatrices] | None = None
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -140,8 +144,10 @@ class RuleSet:
 
     # -- application -----------------------------------------------------------------------------
     def _matrices(self, snapshot: GraphSnapshot) -> RuleMatrices:
-        if self._cache is None or self._cache[0] != id(snapshot):
-            self._cache = (id(snapshot), RuleMatrices(snapshot))
+        # keyed by the snapshot itself: an id() outlives its object, and a new snapshot at the freed address
+        # got the old graph's matrices (scores of another graph, or an index error)
+        if self._cache is None or self._cache[0] is not snapshot:
+            self._cache = (snapshot, RuleMatrices(snapshot))
         return self._cache[1]
 
     def score(self, snapshot: GraphSnapshot, heads: Sequence[int] | np.ndarray, relation: str, *,
@@ -152,6 +158,13 @@ class RuleSet:
         counts every grounding path of a rule as one piece of evidence; ``"max"`` is the best rule's
         confidence plus a tiny noisy-or term that orders candidates tied on their best rule.
         """
+        best, noisy = self._evidence(snapshot, heads, relation, inverse=inverse, aggregation=aggregation,
+                                     max_rules=max_rules)
+        return noisy if aggregation == "noisy_or" else best + 1e-3 * noisy
+
+    def _evidence(self, snapshot: GraphSnapshot, heads: Sequence[int] | np.ndarray, relation: str, *,
+                  inverse: bool, aggregation: Aggregation, max_rules: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """The best firing rule's confidence and the noisy-or of all firing rules, per (head, node)."""
         m = self._matrices(snapshot)
         heads = np.asarray(heads, dtype=np.int64)
         b, n = heads.size, m.n
@@ -184,10 +197,11 @@ class RuleSet:
                     continue
                 feat.append(a * n + c if c >= 0 else len(atoms) * n + a)
                 tails.append(t)
-                conf.append(min(rule.confidence, 0.999999))
+                conf.append(rule.confidence)
             if feat:
                 shape = (len(atoms) * (n + 1), n)
-                weights = sp.csr_matrix((np.log1p(-np.array(conf)), (feat, tails)), shape=shape)
+                # clipped for the logarithm only: ``best`` keeps a confidence of 1 (min_score=1 in infer)
+                weights = sp.csr_matrix((np.log1p(-np.minimum(conf, 0.999999)), (feat, tails)), shape=shape)
                 confs = sp.csr_matrix((np.array(conf), (feat, tails)), shape=shape)
                 active = m.features()[heads]
                 log_miss += (active @ weights).toarray()
@@ -200,8 +214,7 @@ class RuleSet:
                                    out=best[i])
         log_miss[np.arange(b), heads] = 0.0  # a rule never predicts its own head (Y != X)
         best[np.arange(b), heads] = 0.0
-        noisy = -np.expm1(log_miss)
-        return noisy if aggregation == "noisy_or" else best + 1e-3 * noisy
+        return best, -np.expm1(log_miss)
 
     def infer(self, snapshot: GraphSnapshot, head_index: int, relation: str, *, inverse: bool = False,
               top_k: int = 10, min_score: float = 0.0,
@@ -209,11 +222,18 @@ class RuleSet:
         """Tails predicted for ``relation(head, ?)``, best first, each with the rule and a concrete path.
 
         Existing edges are included when rules re-derive them; callers wanting only *missing* edges
-        drop those already in the graph.
+        drop those already in the graph. A tail is kept when rules derive it and its evidence (the best
+        rule's confidence; with ``"noisy_or"`` the noisy-or) is at least ``min_score``.
         """
-        scores = self.score(snapshot, [head_index], relation, inverse=inverse, aggregation=aggregation)[0]
+        best, noisy = self._evidence(snapshot, [head_index], relation, inverse=inverse, aggregation=aggregation,
+                                     max_rules=None)
+        scores = noisy[0] if aggregation == "noisy_or" else best[0] + 1e-3 * noisy[0]
+        # the threshold applies to the evidence alone: the tie-breaking term of "max" must not lift a
+        # rule of confidence 0.4996 over min_score 0.5
+        evidence = noisy[0] if aggregation == "noisy_or" else best[0]
         ranked = np.lexsort((snapshot.name_rank, -np.round(scores, 9)))  # ties: by name, then id
-        order = [int(i) for i in ranked[:top_k] if scores[i] > min_score]
+        keep = (evidence > 0) & (evidence >= min_score)
+        order = [int(i) for i in ranked[keep[ranked]][:top_k]]
         out: list[tuple[int, float, Inference]] = []
         for tail in order:
             explained = self.explain(snapshot, head_index, tail, relation, inverse=inverse)
@@ -249,20 +269,34 @@ class RuleSet:
         """Read a rule set written by :meth:`save`.
 
         Raises:
-            ModelError: the directory holds no rule set, another format, or a truncated rule file.
+            ModelError: the directory holds no rule set, another format, a damaged manifest, or a missing,
+                truncated or damaged rule file (naming the file and line).
         """
         directory = Path(directory)
         path = directory / MANIFEST
         if not path.is_file():
             raise ModelError(f"{directory}: not a rule set (expected {MANIFEST} and rules.jsonl)")
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        if manifest.get("format") != FORMAT:
-            raise ModelError(f"{path}: format {manifest.get('format')!r} is not {FORMAT!r}")
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{path}: damaged manifest, not JSON ({exc})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            found = manifest.get("format") if isinstance(manifest, dict) else None
+            raise ModelError(f"{path}: format {found!r} is not {FORMAT!r}")
+        rules_path = directory / "rules.jsonl"
+        if not rules_path.is_file():
+            raise ModelError(f"{directory}: rule set without rules.jsonl (expected {MANIFEST} and rules.jsonl)")
         rules = []
-        with open(directory / "rules.jsonl", encoding="utf-8") as fh:
-            for line in fh:
+        try:
+            for number, line in iter_lines(rules_path):
                 if line.strip():
-                    rules.append(Rule.from_dict(json.loads(line)))
+                    try:  # a cut or edited line is a damaged model, not a crash
+                        rules.append(Rule.from_dict(json.loads(line)))
+                    except (ValueError, KeyError, IndexError, TypeError) as exc:
+                        raise ModelError(f"{rules_path} line {number}: damaged rule "
+                                         f"({type(exc).__name__}: {exc}): {line.strip()[:200]!r}") from None
+        except LoadError as exc:  # not UTF-8
+            raise ModelError(str(exc)) from None
         if len(rules) != manifest.get("num_rules"):
             raise ModelError(f"{directory}: manifest lists {manifest.get('num_rules')} rules, file has {len(rules)}")
         return cls(rules, manifest.get("params", {}))
@@ -301,7 +335,9 @@ def _ground(snapshot: GraphSnapshot, rule: Rule, x: int, y: int) -> list[Hop] | 
         if snapshot.ids[y] != rule.tail:
             return None
         for edge, other in _step(snapshot, x, rule.body[0]):
-            if rule.const is None or snapshot.ids[other] == rule.const:
+            # a self-loop grounds nothing: scoring drops them (RuleMatrices), and an explanation must name
+            # a rule that fired
+            if other != x and (rule.const is None or snapshot.ids[other] == rule.const):
                 return [_hop(snapshot, edge, rule.body[0])]
         return None
 

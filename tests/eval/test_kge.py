@@ -37,3 +37,25 @@ def test_combine_lets_rules_reorder_and_kge_break_ties():
     rules = np.array([[0.0, 0.9, 0.9]])
     out = combine(kge, rules)
     assert list(np.argsort(-out[0])) == [1, 2, 0]
+
+
+def test_damaged_model_files_are_model_errors(tmp_path):
+    # a cut kge.pt was torch's RuntimeError, a missing one FileNotFoundError, a bad kge.json a JSONDecodeError
+    entities, relations = ["a", "b", "c"], ["r"]
+    model, _ = train_complex(np.array([[0, 0, 1], [1, 0, 2]]), 3, 1, KGEConfig(dim=4, epochs=1))
+    directory = tmp_path / "m"
+    model.save(directory, KGEConfig(dim=4), entities, relations)
+    weights = (directory / "kge.pt").read_bytes()
+    (directory / "kge.pt").write_bytes(weights[: len(weights) // 2])
+    with pytest.raises(ModelError, match=r"m: damaged KGE model \("):
+        ComplEx.load(directory, entities, relations)
+    (directory / "kge.pt").unlink()
+    with pytest.raises(ModelError, match="KGE model without its weights"):
+        ComplEx.load(directory, entities, relations)
+    (directory / "kge.pt").write_bytes(weights)
+    (directory / "kge.json").write_text('{"format": "kgllm-kge-complex"}', encoding="utf-8")
+    with pytest.raises(ModelError, match=r"trained on another graph \(0 entities / 0 relations"):
+        ComplEx.load(directory, entities, relations)
+    (directory / "kge.json").write_text("{bad", encoding="utf-8")
+    with pytest.raises(ModelError, match=r"kge\.json: damaged manifest, not JSON"):
+        ComplEx.load(directory, entities, relations)

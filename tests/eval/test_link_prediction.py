@@ -12,6 +12,7 @@ from kgllm.eval.link_prediction import DEFAULT_RULE_WEIGHT
 from kgllm.eval.registry import EvalRequest, TrainRequest, get_trainer
 from kgllm.eval.runner import run_eval
 from kgllm.exceptions import BenchmarkError, ConfigError, LoadError, ModelError
+from kgllm.reasoning.rules import RuleSet
 
 
 @pytest.fixture()
@@ -225,3 +226,67 @@ def test_bad_numeric_options_fail_before_any_work(fixtures_dir, tmp_path, countr
         run_eval("nations", EvalRequest(data=folder, split="dev", options={key: value}))
     with pytest.raises(ConfigError, match=f"^{message}$"):
         run_eval("countries-s1", EvalRequest(data=countries, split="dev", options={key: value}))
+
+
+@pytest.mark.parametrize("value", ["False", "no", "0", False])
+def test_constants_off_as_text_mines_no_constant_rules(countries, tmp_path, value):
+    # -o constants=False reaches the trainer as the string "False" (not JSON), which is true: constants were mined
+    get_trainer("rules").run(TrainRequest(data=countries, out=tmp_path / "rules", options={"constants": value}))
+    rules = RuleSet.load(tmp_path / "rules")
+    assert len(rules) and all(rule.kind == "path" for rule in rules.rules)
+    assert rules.params["constants"] is False
+
+
+def test_split_test_without_valid_is_named_not_a_key_error(fixtures_dir, tmp_path, countries):
+    # --split test learns from train + valid: link prediction crashed with KeyError: 'dev', and Countries
+    # learned from train.txt alone while its config said trained_on ["train", "dev"]
+    data = _nations_folder(fixtures_dir, tmp_path, test=True)
+    (data / "valid.txt").unlink()
+    (countries / "valid.txt").rename(countries / "test.txt")
+    expected = r"missing valid\.txt; expected files: test\.txt, train\.txt, valid\.txt"
+    with pytest.raises(BenchmarkError, match=rf"^nations: .*nations_True: {expected}$"):
+        run_eval("nations", EvalRequest(data=data, split="test", options={"epochs": 1, "dim": 4}))
+    with pytest.raises(BenchmarkError, match=rf"^countries-s1: .*countries_S1: {expected}$"):
+        run_eval("countries-s1", EvalRequest(data=countries, split="test"))
+
+
+def test_attaching_with_min_confidence_zero_fails_before_mining(countries, tmp_path):
+    # mining accepts 0, kb.use_rules does not: the rules were mined and written, then a ModelError
+    with pytest.raises(ConfigError, match=r"^min_confidence must be above 0 when attaching rules to a KB, got 0\.0$"):
+        get_trainer("rules").run(TrainRequest(data=countries, out=tmp_path / "rules", options={
+            "kb": str(tmp_path / "kb"), "domain": "geography", "min_confidence": 0}))
+    assert not (tmp_path / "rules").exists() and not (tmp_path / "kb").exists()
+
+
+def test_train_rules_refuses_an_unknown_split(countries, tmp_path):
+    # --split tset learned from train.txt alone, as the default does, without a word
+    with pytest.raises(BenchmarkError, match=r"^unknown split 'tset' for 'kgllm train rules'; known splits: train, "):
+        get_trainer("rules").run(TrainRequest(data=countries, out=tmp_path / "rules", split="tset"))
+    assert not (tmp_path / "rules").exists()
+
+
+def test_an_empty_split_is_named_before_any_training(fixtures_dir, tmp_path, monkeypatch):
+    import kgllm.reasoning.kge as kge
+
+    def never(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("ComplEx trained for a split without questions")
+
+    monkeypatch.setattr(kge, "train_complex", never)
+    data = _nations_folder(fixtures_dir, tmp_path, test=False)
+    (data / "valid.txt").write_text("\n", encoding="utf-8")
+    with pytest.raises(BenchmarkError, match=r"^nations: no questions in the 'dev' split of .*nations_False$"):
+        run_eval("nations", EvalRequest(data=data, split="dev"))
+
+
+def test_countries_hits_at_1_counts_tied_regions_half(tmp_path):
+    # a country no rule reaches scores every region alike; argmax took the first of regions.list, so a
+    # country of that region was counted right
+    data = tmp_path / "countries_S1"
+    data.mkdir()
+    (data / "regions.list").write_text("africa\neurope\n")
+    (data / "train.txt").write_text("a\tlocatedin\teurope\nb\tlocatedin\tafrica\na\tneighbor\tb\n")
+    (data / "valid.txt").write_text("lonely\tlocatedin\tafrica\n")
+    report = run_eval("countries-s1", EvalRequest(data=data, split="dev"))
+    (prediction,) = report["predictions"]
+    assert prediction["predicted"] == "africa" and prediction["rank"] == 1.5 and prediction["correct"] is False
+    assert report["metrics"]["hits@1"] == 0.0

@@ -116,3 +116,29 @@ def test_swap_estimated_ranks_hand_computed():
     # with no peers above, the estimate is the incomplete-filter rank itself
     assert list(metrics.swap_estimated_ranks(scores[:1], targets[:1], filt[:1], peers[:1])) == list(
         metrics.filtered_ranks(scores[:1], targets[:1], filt[:1]))
+
+
+def test_nan_scores_rank_last_not_above_everything():
+    # NaN compares false both ways: a diverged model's NaN target ranked 0.5 (MRR 2.0); now it is the worst
+    scores = np.array([[np.nan, 1.0, 2.0], [1.0, np.nan, 0.5]])
+    none = np.zeros((2, 3), dtype=bool)
+    assert metrics.filtered_rank(scores[0], 0) == 3.0
+    assert metrics.filtered_rank(scores[1], 0) == 1.0  # a NaN rival is not above the target
+    assert list(metrics.filtered_ranks(scores, np.array([0, 0]), none)) == [3.0, 1.0]
+    assert list(metrics.swap_estimated_ranks(scores, np.array([0, 0]), none, none)) == [3.0, 1.0]
+    assert metrics.filtered_rank(np.full(3, np.nan), 1) == 2.0  # all NaN: tied, as a constant scorer
+    assert metrics.mrr(metrics.filtered_ranks(scores, np.array([0, 0]), none)) <= 1.0
+
+
+def test_calibration_of_nan_scores_is_finite():
+    # a NaN score made the ECE NaN, written as the invalid JSON token NaN in results.json
+    cal = metrics.calibration([np.nan, 0.5, 1.0], [False, True, True])
+    assert np.isfinite(cal["ece"]) and cal["bins"][0] == {"lo": 0.0, "hi": 0.1, "count": 1, "confidence": 0.0,
+                                                           "accuracy": 0.0}
+    assert cal["ece"] == pytest.approx((0.5 + 0.0) / 3)
+
+
+def test_accuracy_of_numpy_arrays():
+    # "if not gold" raised "The truth value of an array with more than one element is ambiguous"
+    assert metrics.accuracy(np.array([1, 0, 2]), np.array([1, 1, 2])) == pytest.approx(2 / 3)
+    assert metrics.accuracy(np.array([]), np.array([])) == 0.0

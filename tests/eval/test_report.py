@@ -164,3 +164,22 @@ def test_an_incomplete_filter_is_a_warning_of_the_report(fixtures_dir, tmp_path)
     assert report["warnings"][0] == report["config"]["filter_warning"]
     assert "test.txt absent" in report["warnings"][0]
     assert f"**Warning:** {report['warnings'][0]}" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_a_multi_line_error_stays_in_its_table_row(tmp_path):
+    # a newline in an error message ended the report.md table row mid-message
+    write_report([{"benchmark": "umls", "error": "ValueError: first line\nsecond | line"}], tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| umls | - | - | error: ValueError: first line second / line | - | - |" in md.splitlines()
+
+
+def test_non_ascii_names_read_as_written_in_report_md(tmp_path):
+    # the config line showed a data folder "données" as "donn\u00e9es"
+    report = {"benchmark": "umls", "split": "dev", "n": 1, "metrics": {"mrr": 0.5}, "seconds": 1.0,
+              "config": {"data": "/data/données/umls"}, "warnings": ["/data/données/umls: test.txt absent"],
+              "per_type": {"côté": {"mrr": 0.5}, "名前": {"mrr": 0.25}}, "primary_metric": "mrr"}
+    write_report([report], tmp_path)
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert 'config: `{"data": "/data/données/umls"}`' in md and "**Warning:** /data/données/umls" in md
+    assert (tmp_path / "plots" / "umls_per_type.png").read_bytes()[:8] == PNG
+    assert json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))[0]["config"]["data"].endswith("données/umls")

@@ -50,3 +50,11 @@ def test_mine_rules_counts_support_and_confidence_exactly():
     assert sorted(r.text() for r in wrapped.rules) == sorted(by_text)
     with pytest.raises(ValueError, match="max_length"):
         mine_rules(snapshot_from_triples(triples), max_length=4)
+
+
+def test_a_graph_without_edges_mines_no_rules():
+    # mine_rules stacked the matrices of no relation: "ValueError: need at least one array to concatenate"
+    rules = RuleSet.mine(snapshot_from_triples([]))
+    assert len(rules) == 0 and rules.params["mined_on"] == {"nodes": 0, "edges": 0, "relations": 0}
+    assert len(RuleSet.mine(snapshot_from_triples([("a", "r", "a"), ("b", "r", "b")]))) == 0  # self-loops only
+    assert len(RuleSet.mine(snapshot_from_triples([("a", "r", "b")]))) == 0  # one edge supports nothing

@@ -9,7 +9,7 @@ import pytest
 
 from kgllm.eval.kgdata import KGDataset, snapshot_from_triples
 from kgllm.exceptions import ModelError
-from kgllm.reasoning.rules import RuleSet
+from kgllm.reasoning.rules import Rule, RuleSet
 
 # A toy world where a country's region follows from its neighbours' (and subregions' region).
 GEO = [
@@ -110,3 +110,74 @@ def test_save_load_round_trip_and_bad_manifest(tmp_path):
     (tmp_path / "rules" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="manifest lists"):
         RuleSet.load(tmp_path / "rules")
+
+
+def test_infer_min_score_is_not_passed_on_the_tie_breaking_term():
+    # "max" scores are the best confidence plus 1e-3 x noisy-or: 0.4996 scored 0.5001 and passed min_score 0.5
+    snap = snapshot_from_triples([("x", "n", "a"), ("a", "loc", "eu"), ("x", "m", "b"), ("b", "loc", "asia")])
+    weak = Rule(head=("loc", False), body=(("n", False), ("loc", False)), confidence=0.4996, support=1, groundings=2)
+    exact = Rule(head=("loc", False), body=(("m", False), ("loc", False)), confidence=0.5, support=1, groundings=2)
+    rules = RuleSet([weak, exact])
+    assert rules.score(snap, [snap.index["x"]], "loc")[0, snap.index["eu"]] > 0.5
+    inferred = rules.infer(snap, snap.index["x"], "loc", min_score=0.5)
+    assert [snap.ids[tail] for tail, _, _ in inferred] == ["asia"]  # at least min_score: 0.5 itself passes
+    assert [snap.ids[t] for t, _, _ in rules.infer(snap, snap.index["x"], "loc")] == ["asia", "eu"]
+    # a constant rule of confidence 1 keeps it (not the 0.999999 its logarithm needs) for min_score=1
+    sure = Rule(head=("loc", False), body=(("n", False),), confidence=1.0, support=3, groundings=3, tail="eu")
+    assert [snap.ids[t] for t, _, _ in RuleSet([sure]).infer(snap, snap.index["x"], "loc", min_score=1.0)] == ["eu"]
+
+
+def test_damaged_rule_files_are_model_errors_naming_file_and_line(tmp_path):
+    rules = RuleSet.mine(snapshot_from_triples(GEO, domain="geo"), max_length=2)
+    directory = rules.save(tmp_path / "rules")
+    text = (directory / "rules.jsonl").read_text()
+    (directory / "rules.jsonl").write_text(text[:-30])  # cut mid-line (a copy that stopped)
+    with pytest.raises(ModelError, match=rf"rules\.jsonl line {len(rules)}: damaged rule"):
+        RuleSet.load(directory)
+    (directory / "rules.jsonl").write_text(text.replace('"confidence"', '"conf"', 1))
+    with pytest.raises(ModelError, match=r"rules\.jsonl line 1: damaged rule \(KeyError"):
+        RuleSet.load(directory)
+    (directory / "rules.jsonl").write_bytes(b"\xff\n")
+    with pytest.raises(ModelError, match=r"rules\.jsonl line 1: not valid utf-8"):
+        RuleSet.load(directory)
+    (directory / "rules.jsonl").unlink()
+    with pytest.raises(ModelError, match="rule set without rules.jsonl"):
+        RuleSet.load(directory)
+    (directory / "manifest.json").write_text("{bad")
+    with pytest.raises(ModelError, match=r"manifest\.json: damaged manifest"):
+        RuleSet.load(directory)
+
+
+def test_scores_follow_a_new_snapshot_at_a_freed_address():
+    # the body matrices were cached by id(snapshot): a snapshot made after the last one was freed often gets
+    # its address, and was scored with the old graph's matrices (wrong scores, or an index error)
+    rules = RuleSet([Rule(head=("loc", False), body=(("n", False), ("loc", False)), confidence=0.8, support=1,
+                          groundings=1)])
+    for i in range(30):
+        pad = [(f"pad{j}", "n", f"pad{j + 1}") for j in range(i % 3)]  # graphs of 3, 5 and 6 nodes in turn
+        snap = snapshot_from_triples([*pad, ("x", "n", "b"), ("b", "loc", "r")])
+        scores = rules.score(snap, [snap.index["x"]], "loc")
+        assert scores.shape == (1, snap.num_nodes) and scores[0, snap.index["r"]] >= 0.8
+        del snap
+
+
+def test_a_self_loop_does_not_explain_a_constant_rule_that_never_fired():
+    # scoring drops self-loops, grounding did not: eu was explained by loc(X,eu) <- b(X,_) [0.9] via x -[b]-> x
+    # although only the path rule [0.6] fired (score 0.6006)
+    snap = snapshot_from_triples([("x", "b", "x"), ("x", "n", "a"), ("a", "loc", "eu")])
+    const = Rule(head=("loc", False), body=(("b", False),), confidence=0.9, support=9, groundings=10, tail="eu")
+    path = Rule(head=("loc", False), body=(("n", False), ("loc", False)), confidence=0.6, support=6, groundings=10)
+    ((tail, score, why),) = RuleSet([const, path]).infer(snap, snap.index["x"], "loc")
+    assert snap.ids[tail] == "eu" and score == pytest.approx(0.6006)
+    assert why.rule == path and why.path.text() == "x -[n]-> a -[loc]-> eu"
+
+
+def test_a_graph_of_a_thousand_nodes_is_not_scored_with_dense_matrices():
+    # up to 2000 nodes each rule body was built as a cached dense n x n matrix: 32 MB and 0.7 s a body at 2000
+    # nodes, minutes and gigabytes for an expert's 300 rules at its first question
+    triples = [(f"e{i}", "n", f"e{(i * 7 + 1) % 1000}") for i in range(1000)] + [("e1", "loc", "eu")]
+    snap = snapshot_from_triples(triples)
+    rules = RuleSet([Rule(head=("loc", False), body=(("n", False), ("n", True), ("loc", False)), confidence=0.7,
+                          support=1, groundings=1)])
+    rules.score(snap, [snap.index["e0"]], "loc")
+    assert rules._matrices(snap).bodies == {}  # the sparse path: nothing of n x n kept
