@@ -27,6 +27,7 @@ BENCHMARK_MODULES: list[str] = [
     "kgllm.eval.link_prediction",
     "kgllm.eval.routing",
     "kgllm.eval.rog",
+    "kgllm.eval.soft_prompt",
 ]
 
 
@@ -37,6 +38,7 @@ MODEL_KINDS = {
     "kgllm-rules": "a rule set (from 'kgllm train rules')",
     "kgllm-router": "a router model (from 'kgllm train router')",
     "kgllm-kge-complex": "a ComplEx embedding model",
+    "kgllm-soft-prompt": "a graph soft prompt for a causal LM (from 'kgllm train softprompt'; use --llm softprompt:DIR)",
 }
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from kgllm.exceptions import ConfigError
 from kgllm.formatting import CITATION_RE, citation_refs
-from kgllm.llm.base import LLM, Message, approx_token_count, messages_to_text
+from kgllm.llm.base import LLM, GraphEvidence, Message, answering_from, approx_token_count, messages_to_text
 from kgllm.llm.extractive import extractive_text, hop_fact_key
 from kgllm.types import Answer, Chunk, Fact, ReasoningPath
 
@@ -396,8 +396,12 @@ class ContextFusion:
             text = extractive_text(ordered, relation_text=self.relation_text)
             return answer.model_copy(update={"facts": facts, "text": text, "tokens": tokens})
         fused = self.build(answer, llm, template=template, budget=budget, choices=choices)
-        generation = llm.generate(fused.messages, max_tokens=self.max_tokens, temperature=self.temperature,
-                                  stop=self.stop or None)
+        evidence = GraphEvidence(question=answer.question, facts=tuple(fused.facts),
+                                 topic=tuple(item.id for item in answer.linked),
+                                 candidates=tuple(item.id for item in answer.answers[:self.max_answers]))
+        with answering_from(evidence):  # a backend reading the graph itself (a soft prompt) finds it here
+            generation = llm.generate(fused.messages, max_tokens=self.max_tokens, temperature=self.temperature,
+                                      stop=self.stop or None)
         # the model can cite only the numbers it was shown: none when the template leaves facts or chunks out
         n_facts = len(fused.facts) if fused.facts_shown else 0
         n_chunks = len(fused.chunks) if fused.chunks_shown else 0

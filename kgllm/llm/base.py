@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -33,6 +35,9 @@ __all__ = [
     "messages_to_text",
     "approx_token_count",
     "StopTrimmer",
+    "GraphEvidence",
+    "current_evidence",
+    "answering_from",
 ]
 
 Message = dict[str, str]
@@ -51,6 +56,36 @@ class Generation:
     completion_tokens: int
     finish_reason: str | None = None
     cached: bool = False
+
+
+@dataclass(frozen=True)
+class GraphEvidence:
+    """The graph an answer being written rests on, for backends that read it beside the prompt (a graph
+    soft prompt, :mod:`kgllm.fusion.soft_prompt`): the facts shown in the prompt, the linked entities and
+    the reasoner's candidate answers (ids)."""
+
+    question: str
+    facts: tuple[Any, ...] = ()  # kgllm.types.Fact
+    topic: tuple[str, ...] = ()
+    candidates: tuple[str, ...] = ()
+
+
+_EVIDENCE: ContextVar[GraphEvidence | None] = ContextVar("kgllm_graph_evidence", default=None)
+
+
+def current_evidence() -> GraphEvidence | None:
+    """The evidence of the answer being written in this context (thread or task), if any."""
+    return _EVIDENCE.get()
+
+
+@contextmanager
+def answering_from(evidence: GraphEvidence) -> Iterator[None]:
+    """Make ``evidence`` the :func:`current_evidence` while a backend writes the answer."""
+    token = _EVIDENCE.set(evidence)
+    try:
+        yield
+    finally:
+        _EVIDENCE.reset(token)
 
 
 @runtime_checkable

@@ -17,7 +17,7 @@ from typing import Any
 from kgllm.exceptions import ConfigError, LLMError
 from kgllm.llm.base import BaseLLM, Generation, Message, StopTrimmer, messages_to_text
 
-__all__ = ["HFLLM"]
+__all__ = ["HFLLM", "StopOnText"]
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt")
 
@@ -36,7 +36,7 @@ def _auto_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-class _StopOnText:
+class StopOnText:
     """Ends generation once a stop string appears in the *generated* text.
 
     transformers' own ``stop_strings`` also match across the prompt's end, which stops too early.
@@ -195,7 +195,7 @@ class HFLLM(BaseLLM):
             from transformers import StoppingCriteriaList
 
             prompt_length = int(inputs["input_ids"].shape[1])
-            kwargs["stopping_criteria"] = StoppingCriteriaList([_StopOnText(self.tokenizer, stop, prompt_length)])
+            kwargs["stopping_criteria"] = StoppingCriteriaList([StopOnText(self.tokenizer, stop, prompt_length)])
         pad = self.tokenizer.pad_token_id
         kwargs["pad_token_id"] = pad if pad is not None else self.tokenizer.eos_token_id
         return kwargs

@@ -1,4 +1,5 @@
-"""Choosing a backend by spec: ``extractive``, ``hf:NAME_OR_PATH``, ``openai:MODEL@BASE_URL``, or an object.
+"""Choosing a backend by spec: ``extractive``, ``hf:NAME_OR_PATH``, ``openai:MODEL@BASE_URL``,
+``softprompt:MODEL_DIR``, or an object.
 
 ``resolve_llm`` is the one place a ``--llm SPEC`` / ``llm=`` value becomes a backend; the backend
 modules are imported only when chosen, so the extractive default never pays for torch.
@@ -17,16 +18,18 @@ from kgllm.llm.base import LLM, BaseLLM
 from kgllm.llm.cache import CachedLLM, LLMCache, default_cache_dir
 from kgllm.llm.extractive import ExtractiveLLM
 
-__all__ = ["LLM_SPECS", "SPEC_FORMS", "resolve_llm", "parse_spec"]
+__all__ = ["LLM_SPECS", "SPEC_FORMS", "resolve_llm", "parse_spec", "hf_model"]
 
 #: The backends: the spec form that selects each, with what it is (``kgllm stats`` lists them).
 LLM_SPECS: dict[str, str] = {
     "extractive": "answers and reasoning chains written from the graph, no model (default)",
     "hf:NAME_OR_PATH": "a local transformers causal LM (CUDA when present)",
     "openai:MODEL@BASE_URL": "an OpenAI-compatible chat-completions server (vLLM, llama.cpp, Ollama, hosted)",
+    "softprompt:MODEL_DIR": "a local causal LM reading the answer's graph as soft-prompt tokens (kgllm train softprompt)",
     "langchain": "any LangChain BaseChatModel object, passed from Python",
 }
-SPEC_FORMS = "extractive, hf:NAME_OR_PATH, openai:MODEL@BASE_URL (or a LangChain chat model object from Python)"
+SPEC_FORMS = ("extractive, hf:NAME_OR_PATH, openai:MODEL@BASE_URL, softprompt:MODEL_DIR "
+              "(or a LangChain chat model object from Python)")
 
 _OPENAI_RE = re.compile(r"^(?P<model>[^@]+?)(?:@(?P<url>https?://\S+))?$")
 
@@ -35,7 +38,8 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     """Split a spec string into its backend name and arguments.
 
     Returns:
-        ``("extractive", {})``, ``("hf", {"model": ...})`` or ``("openai", {"model": ..., "base_url": ...})``.
+        ``("extractive", {})``, ``("hf", {"model": ...})``, ``("openai", {"model": ..., "base_url": ...})`` or
+        ``("softprompt", {"model_dir": ...})``.
 
     Raises:
         ConfigError: an unknown or malformed spec; the message lists the accepted forms.
@@ -47,6 +51,8 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     kind = kind.lower()
     if kind == "hf" and sep and rest.strip():
         return "hf", {"model": rest.strip()}
+    if kind == "softprompt" and sep and rest.strip():
+        return "softprompt", {"model_dir": rest.strip()}
     if kind == "openai" and sep and rest.strip():
         match = _OPENAI_RE.match(rest.strip())
         if match is None:
@@ -68,7 +74,7 @@ _HF_KEEP = 2  # loaded local models kept for reuse (each may hold GBs of GPU mem
 _HF_LOCK = threading.Lock()
 
 
-def _hf_model(model: str, kwargs: dict[str, Any]) -> Any:
+def hf_model(model: str, kwargs: dict[str, Any]) -> Any:
     """The local model for a spec, loaded once: ``kb.ask(q, llm="hf:...")`` in a loop must not reload it."""
     from kgllm.llm.hf import HFLLM
 
@@ -82,6 +88,29 @@ def _hf_model(model: str, kwargs: dict[str, Any]) -> Any:
         _HF_LOADED[key] = llm
         while len(_HF_LOADED) > _HF_KEEP:
             _HF_LOADED.popitem(last=False)
+        return llm
+
+
+_SOFT_LOADED: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_SOFT_LOCK = threading.Lock()  # its own: building a soft prompt loads its LM through hf_model
+
+
+def soft_prompt_model(model_dir: str, kwargs: dict[str, Any]) -> Any:
+    """The soft-prompt backend of a trained directory, loaded once (again once retrained there)."""
+    from kgllm.fusion.soft_prompt import WEIGHTS, SoftPromptLLM
+
+    path = Path(model_dir).expanduser()
+    weights = path / WEIGHTS
+    key = (str(path.resolve()), weights.stat().st_mtime_ns if weights.is_file() else None,
+           tuple(sorted(kwargs.items())))
+    with _SOFT_LOCK:
+        if key in _SOFT_LOADED:
+            _SOFT_LOADED.move_to_end(key)
+            return _SOFT_LOADED[key]
+        llm = SoftPromptLLM(path, **kwargs)
+        _SOFT_LOADED[key] = llm
+        while len(_SOFT_LOADED) > _HF_KEEP:
+            _SOFT_LOADED.popitem(last=False)
         return llm
 
 
@@ -103,13 +132,13 @@ def resolve_llm(spec: Any = None, *, cache: bool | str | Path | LLMCache | None 
 
     Args:
         spec: ``None`` or ``"extractive"`` (the default answerer), ``"hf:NAME_OR_PATH"``,
-            ``"openai:MODEL@BASE_URL"``, a LangChain ``BaseChatModel``, or an object that already
+            ``"openai:MODEL@BASE_URL"``, ``"softprompt:MODEL_DIR"``, a LangChain ``BaseChatModel``, or an object that already
             implements the :class:`~kgllm.llm.base.LLM` protocol (returned as is).
         cache: ``True`` for the on-disk cache in :func:`~kgllm.llm.cache.default_cache_dir`, a
             directory or an :class:`LLMCache` for another one, ``False`` for none. The default
             (``None``) caches backends built here from a spec or a LangChain model, and leaves a
             ready :class:`~kgllm.llm.base.BaseLLM` instance as it is.
-        **kwargs: backend options (``device=``/``dtype=`` for hf; ``api_key=``, ``timeout=``,
+        **kwargs: backend options (``device=``/``dtype=`` for hf and softprompt; ``api_key=``, ``timeout=``,
             ``max_retries=``, ``tokenizer=`` for openai; ``bind_params=`` for langchain).
 
     Returns:
@@ -126,7 +155,9 @@ def resolve_llm(spec: Any = None, *, cache: bool | str | Path | LLMCache | None 
                 raise ConfigError(f"the extractive backend takes no options, got {sorted(kwargs)}")
             return ExtractiveLLM()  # nothing to cache: it makes no calls
         if kind == "hf":
-            llm = _hf_model(args["model"], kwargs)
+            llm = hf_model(args["model"], kwargs)
+        elif kind == "softprompt":
+            llm = soft_prompt_model(args["model_dir"], kwargs)
         else:
             from kgllm.llm.openai import DEFAULT_BASE_URL, OpenAICompatibleLLM
 
@@ -146,6 +177,8 @@ def resolve_llm(spec: Any = None, *, cache: bool | str | Path | LLMCache | None 
     if cache is None:  # default: cache what we built, leave a given instance alone
         cache = not isinstance(spec, BaseLLM)
     store = _cache(cache)
-    if store is not None and llm.generative and not isinstance(llm, CachedLLM):
+    # a backend that reads the answer's graph beside the prompt is not served from a cache keyed by the prompt
+    if store is not None and llm.generative and not isinstance(llm, CachedLLM) \
+            and not getattr(llm, "reads_evidence", False):
         return CachedLLM(llm, store)
     return llm

@@ -80,9 +80,9 @@ def cross_expert_answers(pipeline: Any, answer: Answer, first: str, target: Doma
     sources = [item for item in answer.answers[:MAX_BRIDGES] if item.paths and item.domain in (None, first)]
     # A crossed chain needs a hop the question names, in either graph: "what is the capital of France"
     # names no relation of a country graph or a concept graph, and France's continent's concepts are no answer.
-    walked = {hop.relation for item in sources for hop in answer.paths[item.paths[0]].hops}
+    hop_relations = {hop.relation for item in sources for hop in answer.paths[item.paths[0]].hops}
     if not (named_relations(pipeline, target, masked_question)
-            or walked & named_relations(pipeline, pipeline.context(first), masked_question)):
+            or hop_relations & named_relations(pipeline, pipeline.context(first), masked_question)):
         return None
     explicit = same_as_pairs(pipeline.kb, first, target.name)
     bridges = bridge_nodes(target, {item.id: item.name for item in sources}, explicit)

@@ -28,8 +28,11 @@ CHAT_TEMPLATE = (
 
 
 def build_tiny_causal_lm(directory: Path, *, chat_template: str | None = None, arch: str = "gpt2",
-                         n_positions: int = 512, seed: int = 0) -> Path:
-    """A random-weight causal LM and a BPE tokenizer trained here on a few sentences, saved to ``directory``."""
+                         n_positions: int = 512, seed: int = 0, init_std: float = 0.02) -> Path:
+    """A random-weight causal LM and a BPE tokenizer trained here on a few sentences, saved to ``directory``.
+
+    ``init_std``: the weights' spread; at the default the model's next-token distribution barely depends
+    on its input, so a soft prompt could not steer it (0.2 makes it depend)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (
@@ -57,10 +60,11 @@ def build_tiny_causal_lm(directory: Path, *, chat_template: str | None = None, a
     if arch == "llama":
         config = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                              num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=n_positions,
-                             **ids)
+                             initializer_range=init_std, **ids)
         model = LlamaForCausalLM(config)
     else:
-        config = GPT2Config(vocab_size=len(fast), n_positions=n_positions, n_embd=32, n_layer=2, n_head=2, **ids)
+        config = GPT2Config(vocab_size=len(fast), n_positions=n_positions, n_embd=32, n_layer=2, n_head=2,
+                            initializer_range=init_std, **ids)
         model = GPT2LMHeadModel(config)
     model.save_pretrained(directory)
     return directory
