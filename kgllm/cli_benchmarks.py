@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from kgllm.cli import Options, _Command, _emit, app
-from kgllm.exceptions import ConfigError
+from kgllm.exceptions import BenchmarkError, ConfigError
 
 
 def _parse_options(items: list[str]) -> dict[str, Any]:
@@ -65,6 +65,10 @@ def eval_cmd(
                           progress=opts.progress, echo=None if opts.json else typer.echo)
         if opts.json:
             typer.echo(json.dumps([slim(r) for r in results], indent=2, default=str))
+        failed = [r for r in results if "error" in r]
+        if failed:  # the reports are written; the exit code must still tell a script that some failed
+            raise BenchmarkError(f"{len(failed)} of {len(results)} benchmarks failed: " +
+                                 "; ".join(f"{r['benchmark']} ({r['error']})" for r in failed))
         return
     if data is None:
         raise ConfigError(f"'kgllm eval {benchmark}' needs --data DIR" +

@@ -189,6 +189,16 @@ def test_eval_json_is_the_report_that_out_writes(capsys, fixtures_dir, tmp_path)
     assert code == 0 and reports["countries-s1"]["n"] == 3 and "predictions" not in reports["countries-s1"]
 
 
+def test_eval_all_exits_1_when_a_benchmark_failed(capsys, fixtures_dir, tmp_path):
+    # every benchmark that ran ended in an error, and the exit code was 0: a CI job would not notice
+    shutil.copytree(fixtures_dir / "eval" / "countries_S1", tmp_path / "root" / "countries" / "countries_S1")
+    code, out, err = run(capsys, "eval", "all", "--data-root", tmp_path / "root", "-o", "max_length=9",
+                         "--out", tmp_path / "all.json")
+    assert code == 1 and err.startswith("BenchmarkError: 1 of ") and "countries-s1 (ConfigError: " in err
+    reports = {r["benchmark"]: r for r in json.loads((tmp_path / "all.json").read_text())}
+    assert "max_length" in reports["countries-s1"]["error"]  # the reports are written all the same
+
+
 def test_failed_import_into_a_new_kb_leaves_nothing_and_export_to_a_file(tmp_path, capsys, fixtures_dir):
     bad = tmp_path / "bad"
     bad.mkdir()
