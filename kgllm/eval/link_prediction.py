@@ -90,7 +90,7 @@ def _mine_options(options: dict[str, Any]) -> dict[str, Any]:
     "False", which is true)."""
     opts = {k: v for k, v in options.items() if k in _MINE_OPTIONS}
     if "constants" in opts:
-        opts["constants"] = flag(opts["constants"])
+        opts["constants"] = flag(opts["constants"], "constants")
     return opts
 
 
@@ -185,12 +185,12 @@ def run_link_prediction(request: EvalRequest, *, name: str) -> dict[str, Any]:
 
     request = _checked(request)
     split = request.split
-    simulate = flag(request.options.get("simulate_split", False))
+    simulate = flag(request.options.get("simulate_split", False), "simulate_split")
     train_splits = _training_splits(split)
     ds = KGDataset.load(request.data, name=name, need=("train", "dev") if simulate else (*train_splits, split))
     if simulate:  # train.txt re-split, so a test split exists to filter without touching test data
         ds = ds.simulated(seed=int(request.options.get("split_seed", 0)))
-        if flag(request.options.get("learn_valid", False)):  # as --split test learns from train + valid
+        if flag(request.options.get("learn_valid", False), "learn_valid"):  # as --split test learns from train + valid
             train_splits = ("train", "known")
     elif not ds.splits[split]:  # said now, not after mining rules and training ComplEx (a minute on UMLS)
         raise BenchmarkError(f"{name}: no questions in the {split!r} split of {request.data}")

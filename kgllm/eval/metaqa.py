@@ -140,7 +140,7 @@ def evaluate(request: registry.EvalRequest, *, hops: int, ntm: bool = False) -> 
         raise BenchmarkError(f"{request.data}: missing {path.relative_to(request.data)}")
     questions = read_questions(path, path.parent / f"qa_{request.split}_qtype.txt" if not ntm else
                                request.data / f"{hops}-hop" / f"qa_{request.split}_qtype.txt")
-    held_out = registry.flag(request.options.get("held_out", False))
+    held_out = registry.flag(request.options.get("held_out", False), "held_out")
     if held_out:
         questions = [q for q in questions if not in_training_half(hops, q.line)]
     if request.limit is not None:
@@ -225,16 +225,17 @@ def train(request: registry.TrainRequest) -> dict[str, Any]:
     from kgllm.reasoning.training import TrainingExample, train_path_scorer
 
     numbers = registry.numeric_options(request.options, _TRAIN_NUMBERS)  # bad values fail before any work
+    with_ntm = registry.flag(request.options.get("ntm", True), "ntm")
+    every = registry.flag(request.options.get("all_lines", False), "all_lines")  # small data sets: train on every line
     split = request.split if request.split != "train" else "dev"
     kb = metaqa_kb(request.data, request.options.get("kb"), progress=request.progress)
     ctx = kb.pipeline.context(DOMAIN)
     index = ctx.snapshot.index
     examples: list[TrainingExample] = []
     sources = [(1, False), (2, False), (3, False)]
-    if registry.flag(request.options.get("ntm", True)):
+    if with_ntm:
         sources.append((1, True))
     counts: dict[str, int] = {}
-    every = registry.flag(request.options.get("all_lines", False))  # small data sets: train on every line
     for hops, ntm in sources:
         path = _question_file(request.data, hops, split, ntm)
         if not path.is_file():

@@ -137,6 +137,8 @@ def run_training(name: str, request: TrainRequest) -> dict[str, Any]:
 
     opts = dict(request.options)
     numbers = numeric_options(opts, _NUMBERS)  # bad values fail before any work; dev_fraction leaves a question to train on
+    use_graph = not flag(opts.get("no_graph", False), "no_graph")
+    interaction = flag(opts.get("interaction", False), "interaction")
     fraction = numbers.get("dev_fraction", 0.1)
     hidden, heads = numbers.get("hidden", TrainConfig.hidden), numbers.get("heads", TrainConfig.heads)
     if hidden % heads:
@@ -156,8 +158,7 @@ def run_training(name: str, request: TrainRequest) -> dict[str, Any]:
     feats = builder.build(questions, progress=request.progress)
     feature_seconds = time.perf_counter() - started
     cfg = TrainConfig(**{k: numbers[k] for k in _CONFIG_OPTIONS if k in numbers},
-                      use_graph=not flag(opts.get("no_graph", False)),
-                      interaction=flag(opts.get("interaction", False)))
+                      use_graph=use_graph, interaction=interaction)
     # Hold out part of the training questions to pick the epoch; the dev split stays untouched.
     order = np.random.default_rng(cfg.seed).permutation(len(questions))
     n_hold = int(len(questions) * fraction) if fraction > 0 else 0

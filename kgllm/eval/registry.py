@@ -68,10 +68,20 @@ def require_model(directory: Path, needed: str, command: str) -> None:
         raise ModelError(f"{directory} holds {MODEL_KINDS[found]}, but '{command}' needs {MODEL_KINDS[needed]}")
 
 
-def flag(value: Any) -> bool:
-    """A yes/no option: JSON ``true`` from ``-o KEY=true``, or a string (``"False"``, ``"no"``, ``"0"`` are no)."""
+_YES, _NO = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off", ""})
+
+
+def flag(value: Any, name: str | None = None) -> bool:
+    """A yes/no option: JSON ``true`` from ``-o KEY=true``, or a string (``"False"``, ``"no"``, ``"0"`` are no).
+
+    Raises:
+        ConfigError: with ``name``, a string that is neither (``-o held_out=ture`` was silently off).
+    """
     if isinstance(value, str):
-        return value.strip().lower() in {"true", "1", "yes", "on"}
+        word = value.strip().lower()
+        if name is not None and word not in _YES | _NO:
+            raise ConfigError(f"-o {name}={value!r}: expected true or false (yes/no, on/off, 1/0)")
+        return word in _YES
     return bool(value)
 
 

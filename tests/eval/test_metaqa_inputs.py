@@ -35,3 +35,19 @@ def test_question_files_that_are_not_utf8_name_file_and_line(fixtures_dir, tmp_p
     qtypes.write_bytes(qtypes.read_bytes() + b"\xff\n")
     with pytest.raises(LoadError, match=r"qa_dev_qtype\.txt line \d+: not valid utf-8 text"):
         read_questions(data / "3-hop" / "qa_dev.txt", qtypes)
+
+
+@pytest.mark.parametrize("option", ["held_out", "ntm", "all_lines"])
+def test_a_yes_no_option_that_is_neither_is_refused_before_the_kb(fixtures_dir, tmp_path, option):
+    # "-o held_out=ture" was silently false: the whole dev set scored as if held out
+    from kgllm.eval.registry import TrainRequest, flag, get_trainer
+
+    with pytest.raises(ConfigError, match=rf"^-o {option}='ture': expected true or false"):
+        if option == "held_out":
+            run_eval("metaqa-1hop", EvalRequest(data=fixtures_dir / "metaqa", split="dev", kb=tmp_path / "kb",
+                                                options={option: "ture"}))
+        else:
+            get_trainer("metaqa").run(TrainRequest(data=fixtures_dir / "metaqa", out=tmp_path / "model",
+                                                   options={option: "ture", "kb": str(tmp_path / "kb")}))
+    assert not (tmp_path / "kb").exists() and not (tmp_path / "model").exists()
+    assert [flag(v, option) for v in ("Yes", " off ", "1", "", True, 0)] == [True, False, True, False, True, False]
