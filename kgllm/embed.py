@@ -187,7 +187,8 @@ class Embedder:
         self.stats = EmbedderStats()
         # What cached vectors are keyed by: a local directory's name plus its weights' fingerprint, so
         # a model re-trained in place is not served the old vectors.
-        fingerprint = _weights_fingerprint(self._source) if self._source != default_model_path() else ""
+        bundled = self.model_name == DEFAULT_MODEL_NAME and self._source == default_model_path()
+        fingerprint = "" if bundled else _weights_fingerprint(self._source)  # any other model: no need for the bundled one
         self.cache_identity = f"{self.model_name}@{fingerprint}" if fingerprint else self.model_name
         self._model = _shared_model(self.model_name, self._source, self.device, identity=self.cache_identity)
         # sentence-transformers 6 renamed the getter; keep working with 3.x-5.x too.

