@@ -9,10 +9,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from functools import partial
 
 import pytest
 
-from kgllm.exceptions import ConfigError, LoadError, StoreError
+from kgllm.exceptions import ConfigError, DomainNotFound, LoadError, StoreError
 from kgllm.stores.base import RawTriple
 from kgllm.stores.local import LocalGraphStore
 from kgllm.stores.neo4j import Neo4jGraphStore
@@ -150,6 +151,82 @@ def test_deleting_a_large_domain_is_batched(store):
     store.delete_domain("big")
     assert store.domains() == ["small"]
     assert store._query("MATCH (n:Entity {domain: 'big'}) RETURN count(n) AS n")[0]["n"] == 0
+
+
+def test_a_delete_cut_short_leaves_nothing_readable(store, neo4j_server):
+    # The domain node used to go first and its data after, in batches: a delete cut short left its nodes
+    # and facts readable by id (entity, neighbors, k_hop) although the domain was gone.
+    store.add_triples("big", _chain(300))
+    store.add_triples("small", _chain(3))
+
+    def one_batch_then_die(query, **params):
+        store._write(lambda tx: tx.run(query, params, batch=store.batch_size).consume())
+        raise KeyboardInterrupt("cut short")
+
+    store._drain = one_batch_then_die
+    with pytest.raises(KeyboardInterrupt):
+        store.delete_domain("big")
+    del store._drain
+    leftovers = store._query("MATCH (n:Entity {domain: 'big'}) RETURN count(n) AS nodes, "
+                             "sum(COUNT { (n)-[:REL]->() }) AS rels")[0]
+    assert leftovers == {"nodes": 301, "rels": 300 - store.batch_size}  # cut after its first batch
+    other = Neo4jGraphStore(**neo4j_server.connection())  # another client sees the same
+    try:
+        for reader in (store, other):
+            assert reader.domains() == ["small"]
+            assert reader.count() == {"entities": 4, "triples": 3}
+            assert [e.domain for e in reader.find_entities("e2")] == ["small"]
+            for read in (partial(reader.entity, "e250", "big"), partial(reader.neighbors, ["e250"], domain="big"),
+                         partial(reader.k_hop, ["e250"], 1, domain="big"), partial(reader.snapshot, "big")):
+                with pytest.raises(DomainNotFound):
+                    read()
+        assert other.add_triples("big", _chain(2)) == 2  # a new load of that name finishes the delete first
+        assert other.count("big") == {"entities": 3, "triples": 2}
+    finally:
+        other.close()
+    store.delete_domain("big")
+    assert store._query("MATCH (n:Entity {domain: 'big'}) RETURN count(n) AS n")[0]["n"] == 0
+    assert store.domains() == ["small"]
+
+
+def test_a_cut_delete_is_finished_by_deleting_again(store):
+    store.add_triples("big", _chain(30))
+    real_drain = store._drain
+
+    def die(query, **params):
+        raise KeyboardInterrupt("cut short")
+
+    store._drain = die
+    with pytest.raises(KeyboardInterrupt):
+        store.delete_domain("big")
+    store._drain = real_drain
+    assert store.domains() == []
+    store.delete_domain("big")
+    assert store._query("MATCH (n:Entity) RETURN count(n) AS n")[0]["n"] == 0
+    with pytest.raises(DomainNotFound):
+        store.delete_domain("big")
+
+
+def test_a_failed_load_renames_nothing(store, neo4j_server):
+    # Display names of existing nodes used to be set in transactions of their own before the commit
+    # point: a commit failing after them left the entity renamed (and the load's triples removed).
+    store.add_triples("d", _chain(3))
+    writer = store.writer("d")
+    writer.add([RawTriple("e1", "next", "x")])
+    writer.set_names({"e1": "Renamed", "x": "Ex"})
+    other = Neo4jGraphStore(**neo4j_server.connection())
+    try:
+        assert other.rollback_pending_loads() == 1  # the load fails at its commit
+    finally:
+        other.close()
+    with pytest.raises(StoreError, match="lost its lock|rolled back by someone else"):
+        writer.commit()
+    assert store.entity("e1", "d").name == "e1"
+    assert store.find_entities("Renamed") == [] and store.entity("x", "d") is None
+    assert _tags(store) == {"nodes": 0, "rels": 0, "loads": 0}
+    with store.writer("d") as renaming:  # a commit that only renames, in one transaction
+        renaming.set_names({"e1": "Renamed", "e9": "nobody"})
+    assert store.entity("e1", "d").name == "Renamed" and store.entity("e9", "d") is None
 
 
 def test_bad_domain_names_are_rejected(store):

@@ -2,10 +2,13 @@
 
 A 133k-triple load cannot be one cheap transaction, so a load is many batch transactions whose
 new nodes and relationships carry the load's id (``load`` property). A ``:KgllmLoad {id}`` node marks
-the load as pending; deleting it (with the domain's bookkeeping, in one transaction) is the commit
-point, after which the tags are cleared in batches. ``abort`` deletes what the load created, so
-the database is as before; a load whose process died is undone by
-``Neo4jGraphStore.rollback_pending_loads``.
+the load as pending; deleting it (with the domain's bookkeeping and the display names the load gives to
+existing nodes, in one transaction) is the commit point, after which the tags are cleared in batches.
+``abort`` deletes what the load created, so the database is as before; a load whose process died is
+undone by ``Neo4jGraphStore.rollback_pending_loads``, or by the next load into its domain.
+
+From its first batch to its end a load holds its domain's lock (kgllm/stores/_neo4j_lock.py), so no other
+client loads into or deletes the domain meanwhile; each batch transaction first checks it still does.
 
 Writes within one load, per batch of triples:
 
@@ -25,16 +28,18 @@ it never needs a node that is not committed yet. A failure anywhere waits for it
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
-from kgllm.exceptions import LoadError, StoreError
+from kgllm.exceptions import KGLLMError, LoadError, StoreError
 from kgllm.stores.base import MAX_LINE, WriterLifecycle, bad_line
 
 if TYPE_CHECKING:
+    from kgllm.stores._neo4j_lock import DomainLock
     from kgllm.stores.neo4j import Neo4jGraphStore
 
 __all__ = ["Neo4jBulkWriter"]
@@ -116,23 +121,36 @@ def _check_row(row: Any) -> tuple[str, str, str, str | None, int | None]:
     return head, rel, tail, source, line or None
 
 
-class _Rename:
-    """A transaction function setting display names (a class, so retries rerun the same rows)."""
+_LIVE_DOMAIN = "MATCH (d:KgllmDomain {name: $domain}) WHERE d.deleting IS NULL RETURN count(d) AS n"
 
-    def __init__(self, rows: list[list[str]]) -> None:
-        self.rows = rows
+
+def _rename(tx: Any, rows: list[list[str]], chunk: int) -> None:
+    """Set display names (``[key, name, lname]`` rows) in ``tx``, ``chunk`` rows a statement."""
+    for start in range(0, len(rows), chunk):
+        tx.run(_SET_NAMES, rows=rows[start:start + chunk]).consume()
+
+
+class _Rename:
+    """The transaction of a commit that only renames: names and generation change together, and only in a
+    domain that exists (a class, so retries rerun the same rows)."""
+
+    def __init__(self, rows: list[list[str]], domain: str, chunk: int) -> None:
+        self.rows, self.domain, self.chunk = rows, domain, chunk
 
     def __call__(self, tx: Any) -> None:
-        tx.run(_SET_NAMES, rows=self.rows).consume()
+        if tx.run(_LIVE_DOMAIN, domain=self.domain).single()["n"]:
+            _rename(tx, self.rows, self.chunk)
+            tx.run(BUMP_DOMAIN, domain=self.domain).consume()
 
 
 class _MergeNodes:
     """Node transaction of a batch: ``[id, element id, created by this load]`` for each row."""
 
-    def __init__(self, rows: list[list[str]], domain: str, load: str, chunk: int) -> None:
-        self.rows, self.domain, self.load, self.chunk = rows, domain, load, chunk
+    def __init__(self, rows: list[list[str]], domain: str, load: str, chunk: int, lock: DomainLock) -> None:
+        self.rows, self.domain, self.load, self.chunk, self.lock = rows, domain, load, chunk, lock
 
     def __call__(self, tx: Any) -> list[list[Any]]:
+        self.lock.fence(tx)
         nodes: list[list[Any]] = []
         for start in range(0, len(self.rows), self.chunk):
             part = self.rows[start:start + self.chunk]
@@ -143,10 +161,12 @@ class _MergeNodes:
 class _WriteRels:
     """Relationship transaction of a batch; returns how many triples it added."""
 
-    def __init__(self, create: list[list[Any]], merge: list[list[Any]], load: str, domain: str) -> None:
-        self.create, self.merge, self.load, self.domain = create, merge, load, domain
+    def __init__(self, create: list[list[Any]], merge: list[list[Any]], load: str, domain: str,
+                 lock: DomainLock) -> None:
+        self.create, self.merge, self.load, self.domain, self.lock = create, merge, load, domain, lock
 
     def __call__(self, tx: Any) -> int:
+        self.lock.fence(tx)
         found = merged = 0
         if self.create:
             found += tx.run(_CREATE_RELS, rows=self.create).single()["found"]
@@ -181,6 +201,7 @@ class Neo4jBulkWriter(WriterLifecycle):
         self._named: dict[str, str] = {}  # display names given to nodes at their creation
         self._new = 0
         self._started = False
+        self._lock: DomainLock | None = None  # the domain's lock, from the first batch to the end
         self._status = "open"
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future[int] | None = None  # the relationship transaction in flight
@@ -192,17 +213,23 @@ class Neo4jBulkWriter(WriterLifecycle):
     def add(self, triples: Iterable[Any]) -> None:
         """Write ``triples`` (RawTriples or plain 3-tuples) in batch transactions, tagged with this load.
 
+        The first call takes the domain's lock, waiting (up to the store's ``lock_wait`` seconds) while
+        another client loads into or deletes the domain.
+
         Raises:
             LoadError: an id or relation is not a non-empty string (names the source and line).
-            StoreError / StoreUnavailable: the server failed. On any error the load is aborted.
+            StoreError / StoreUnavailable: the server failed, another client kept the domain locked, or this
+                load lost its lock. On any error the load is aborted.
         """
         self._check_open()
         try:
-            if not self._started:
-                self._store._begin_load(self.domain, self.load_id)
+            if self._lock is None:
+                self._lock = self._store._begin_load(self.domain, self.load_id)
                 self._started = True
+            lock = self._lock
             iterator = iter(triples)
             while batch := list(itertools.islice(iterator, self._batch_size)):
+                lock.check()
                 self._write_batch([_check_row(row) for row in batch])
             self._settle()
         except BaseException:
@@ -210,6 +237,7 @@ class Neo4jBulkWriter(WriterLifecycle):
             raise
 
     def _write_batch(self, rows: list[tuple[str, str, str, str | None, int | None]]) -> None:
+        assert self._lock is not None
         fresh = []
         for row in rows:
             key = row[:3]
@@ -229,7 +257,8 @@ class Neo4jBulkWriter(WriterLifecycle):
                     raise LoadError(f"{what} too long for the Neo4j store (at most {MAX_INDEXED_BYTES} bytes "
                                     f"of UTF-8, with the domain name)", path=source, line=line, value=_cut(name))
                 node_rows.append([self._prefix + eid, eid, name, name.lower()])
-            nodes = self._store._write(_MergeNodes(node_rows, self.domain, self.load_id, self._batch_size))
+            nodes = self._store._write(_MergeNodes(node_rows, self.domain, self.load_id, self._batch_size,
+                                                   self._lock))
             # Only after the transaction committed: a retried transaction must start from the old caches.
             for eid, element, was_created in nodes:
                 self._nodes[eid] = element
@@ -246,7 +275,8 @@ class Neo4jBulkWriter(WriterLifecycle):
         self._settle()
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kgllm-neo4j-load")
-        self._pending = self._pool.submit(self._store._write, _WriteRels(create, merge, self.load_id, self.domain))
+        self._pending = self._pool.submit(self._store._write,
+                                          _WriteRels(create, merge, self.load_id, self.domain, self._lock))
 
     def _settle(self) -> None:
         """Wait for the relationship transaction in flight; count its triples or raise its error."""
@@ -270,15 +300,13 @@ class Neo4jBulkWriter(WriterLifecycle):
             if long_name is not None:
                 raise LoadError(f"display name of entity {_cut(long_name[0][len(self._prefix):])!r} too long for the "
                                 f"Neo4j store (at most {MAX_INDEXED_BYTES} bytes of UTF-8)", value=_cut(long_name[1]))
-            # Names of existing nodes change before the commit point: a commit failing after this
-            # keeps the new display names (the triples and nodes of the load are removed).
-            if self._started or (renames and self.domain in self._store.domains()):
-                for start in range(0, len(renames), self._batch_size):
-                    self._store._write(_Rename(renames[start:start + self._batch_size]))
+            # Names of existing nodes change in the commit transaction: a failed load renames nothing.
             if self._started:
-                self._store._write(self._finish_load)
+                self._store._write(_FinishLoad(self, renames))
+                assert self._lock is not None
+                self._lock.held = False  # freed by that transaction
             elif renames:
-                self._store._write(lambda tx: tx.run(BUMP_DOMAIN, domain=self.domain).consume())
+                self._store._write(_Rename(renames, self.domain, self._batch_size))
         except BaseException:
             self.abort()
             raise
@@ -289,15 +317,6 @@ class Neo4jBulkWriter(WriterLifecycle):
             self._store._drain(_UNTAG_RELS, load=self.load_id)
             self._store._drain(_UNTAG_NODES, load=self.load_id)
         return self._new
-
-    def _finish_load(self, tx: Any) -> None:
-        """The commit point: the pending mark goes and the domain's bookkeeping changes, atomically."""
-        if not tx.run(_END_LOAD, load=self.load_id).single()["n"]:
-            raise StoreError(f"load {self.load_id} into domain {self.domain!r} was rolled back by someone else")
-        if self._seen:
-            tx.run(_TOUCH_DOMAIN, domain=self.domain, relations=list(self._relations)).consume()
-        elif self._names:
-            tx.run(BUMP_DOMAIN, domain=self.domain).consume()
 
     def abort(self) -> None:
         """Delete what this load created (batched); the database is left as before. Idempotent."""
@@ -317,12 +336,35 @@ class Neo4jBulkWriter(WriterLifecycle):
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        if self._lock is not None:  # a lock not freed here (server gone) expires with its lease
+            with contextlib.suppress(KGLLMError):
+                self._lock.release()
         self._nodes.clear()
         self._created.clear()
         self._named.clear()
         self._seen.clear()
         self._store._writer_done(self)
 
+
+class _FinishLoad:
+    """The commit point: with the domain's lock confirmed ours, the pending mark goes, existing nodes get
+    their new display names, the domain's bookkeeping changes and the lock is freed, atomically."""
+
+    def __init__(self, writer: Neo4jBulkWriter, renames: list[list[str]]) -> None:
+        self.writer, self.renames = writer, renames
+
+    def __call__(self, tx: Any) -> None:
+        w = self.writer
+        assert w._lock is not None
+        w._lock.confirm(tx)
+        if not tx.run(_END_LOAD, load=w.load_id).single()["n"]:
+            raise StoreError(f"load {w.load_id} into domain {w.domain!r} was rolled back by someone else")
+        _rename(tx, self.renames, w._batch_size)
+        if w._seen:
+            tx.run(_TOUCH_DOMAIN, domain=w.domain, relations=list(w._relations)).consume()
+        elif w._names:
+            tx.run(BUMP_DOMAIN, domain=w.domain).consume()
+        w._lock.free(tx)
 
 
 DROP_QUERIES = (_DROP_RELS, _DROP_NODES)

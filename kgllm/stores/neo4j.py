@@ -4,8 +4,10 @@ Graph model (several domains share one database; each is deleted without touchin
 
     (:Entity {key, id, name, lname, domain})   key = domain + U+001F + id  (unique constraint)
     (:Entity)-[:REL {type, source, line}]->(:Entity)
-    (:KgllmDomain {name, relations})           a committed domain and its relation names
+    (:KgllmDomain {name, relations, deleting}) a committed domain and its relation names
     (:KgllmLoad {id, domain, started})         a load in progress (see kgllm/stores/_neo4j_writer.py)
+    (:KgllmLock {domain, owner, expires, ...}) the lease of the load or delete of a domain running now
+                                               (see kgllm/stores/_neo4j_lock.py)
 
 Relations are one generic relationship type with the relation name in a ``type`` property, so any
 spelling round-trips and no user value ever reaches query text: every query here is a constant
@@ -24,12 +26,14 @@ import contextlib
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
 
 from kgllm.exceptions import ConfigError, DomainNotFound, KGLLMError, StoreError, StoreUnavailable
+from kgllm.stores._neo4j_lock import LOCK_SCHEMA, DomainLock, free_lock
 from kgllm.stores._neo4j_writer import BUMP_DOMAIN, DROP_QUERIES, Neo4jBulkWriter
 from kgllm.stores.base import Direction, RawTriple, subgraph_to_networkx
 from kgllm.stores.snapshot import GraphSnapshot, fact_key
@@ -46,6 +50,8 @@ T = TypeVar("T")
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection: how long a host that does not answer is waited for
 RETRY_TIME = 15.0  # seconds a transaction is retried on transient errors of a server that answers
 SNAPSHOT_TRIES = 5  # reads of a domain that other clients keep changing before snapshot() gives up
+LOCK_WAIT = 600.0  # seconds a load or delete waits for another client's lock on its domain
+LOCK_LEASE = 60.0  # seconds a domain lock outlives the last renewal by its holder (renewed every third)
 
 _SCHEMA = (
     "CREATE CONSTRAINT kgllm_entity_key IF NOT EXISTS FOR (n:Entity) REQUIRE n.key IS UNIQUE",
@@ -55,11 +61,21 @@ _SCHEMA = (
     "CREATE INDEX kgllm_rel_load IF NOT EXISTS FOR ()-[r:REL]-() ON (r.load)",
     "CREATE CONSTRAINT kgllm_domain_name IF NOT EXISTS FOR (d:KgllmDomain) REQUIRE d.name IS UNIQUE",
     "CREATE CONSTRAINT kgllm_load_id IF NOT EXISTS FOR (l:KgllmLoad) REQUIRE l.id IS UNIQUE",
+    LOCK_SCHEMA,
 )
 # What a load has written before its commit point is invisible to readers, as in the local store: while
 # loads are pending (``$pending``, their ids, read by _query in the same transaction), reads skip nodes and
 # relationships tagged with one. Relationships created untagged touch a tagged node: both ends are checked.
-_PENDING = "MATCH (l:KgllmLoad) RETURN collect(l.id) AS ids"
+# Likewise a domain being deleted (``$gone``) is gone for readers before its first node is: its nodes are
+# skipped, so a delete cut short leaves nothing readable.
+_PENDING = ("CALL () { MATCH (l:KgllmLoad) RETURN collect(l.id) AS ids } "
+            "CALL () { MATCH (d:KgllmDomain) WHERE d.deleting IS NOT NULL RETURN collect(d.name) AS gone } "
+            "RETURN ids, gone")
+_LIVE = "MATCH (d:KgllmDomain {name: $d}) WHERE d.deleting IS NULL "
+# A load starts at once into a live domain without pending loads (those of dead clients, under the lock).
+_STARTABLE = ("OPTIONAL MATCH (d:KgllmDomain {name: $d}) "
+              "RETURN d IS NOT NULL AND d.deleting IS NULL AND NOT EXISTS { MATCH (l:KgllmLoad {domain: $d}) } AS ok")
+_START_LOAD = "CREATE (:KgllmLoad {id: $id, domain: $d, started: datetime()})"
 
 
 class _Reading(NamedTuple):
@@ -71,10 +87,12 @@ class _Reading(NamedTuple):
 
 def _reading(template: str) -> _Reading:
     """``template`` without its ``[[...]]`` parts, and with them, where ``COMMITTED(a, b)`` is the condition
-    that the variables ``a`` and ``b`` (constants of this module) belong to no pending load."""
+    that the variables ``a`` and ``b`` (constants of this module) belong to no pending load, and that the
+    first of them, a node, belongs to no domain being deleted (all others are of the same domain)."""
     def committed(match: re.Match[str]) -> str:
-        return " AND ".join(f"({v.strip()}.load IS NULL OR NOT {v.strip()}.load IN $pending)"
-                            for v in match.group(1).split(","))
+        names = [v.strip() for v in match.group(1).split(",")]
+        return " AND ".join([f"NOT {names[0]}.domain IN $gone"]
+                            + [f"({v}.load IS NULL OR NOT {v}.load IN $pending)" for v in names])
 
     plain = re.sub(r"\[\[.*?\]\]", "", template, flags=re.S)
     filtered = re.sub(r"COMMITTED\(([^)]*)\)", committed, template.replace("[[", "").replace("]]", ""))
@@ -114,7 +132,7 @@ MATCH (n:Entity {domain: d})
 RETURN count(n) AS entities, sum(COUNT { (n)-[:REL]->() }) AS triples""", filtered=_reading("""
 UNWIND $domains AS d
 MATCH (n:Entity {domain: d}) WHERE COMMITTED(n)
-RETURN count(n) AS entities, sum(COUNT { (n)-[r:REL]->(t) WHERE COMMITTED(r, t) }) AS triples""").filtered)
+RETURN count(n) AS entities, sum(COUNT { (n)-[r:REL]->(t) WHERE COMMITTED(t, r) }) AS triples""").filtered)
 _NODES = _reading("UNWIND $keys AS key MATCH (n:Entity {key: key})[[ WHERE COMMITTED(n)]] "
                   "RETURN n.id AS id, n.name AS name")
 _EXACT = _reading("""
@@ -129,7 +147,7 @@ _PAGE = _reading("""
 MATCH (n:Entity) WHERE n.key STARTS WITH $prefix AND n.key > $after[[ AND COMMITTED(n)]]
 WITH n ORDER BY n.key LIMIT $page
 CALL (n) {
-  OPTIONAL MATCH (n)-[r:REL]->(t)[[ WHERE COMMITTED(r, t)]]
+  OPTIONAL MATCH (n)-[r:REL]->(t)[[ WHERE COMMITTED(t, r)]]
   RETURN collect([r.type, t.id, r.source, r.line]) AS out
 }
 RETURN n.key AS key, n.id AS id, n.name AS name, out
@@ -145,6 +163,10 @@ class Neo4jGraphStore:
         password: the user's password.
         database: database name (the server's default when None).
         batch_size: rows per write transaction.
+        lock_wait: seconds a load or ``delete_domain`` waits for another client's load or delete of the
+            same domain before failing (attribute ``lock_wait``).
+        lock_lease: seconds after its holder's last renewal that a domain lock expires (attribute
+            ``lock_lease``; the holder renews it every third of that).
 
     Raises:
         ConfigError: ``uri`` is not a Neo4j URI.
@@ -154,11 +176,13 @@ class Neo4jGraphStore:
     backend = "neo4j"
 
     def __init__(self, *, uri: str, user: str | None = None, password: str | None = None,
-                 database: str | None = None, batch_size: int = 5000) -> None:
+                 database: str | None = None, batch_size: int = 5000, lock_wait: float = LOCK_WAIT,
+                 lock_lease: float = LOCK_LEASE) -> None:
         import neo4j
 
         self.uri, self.user, self.database = uri, user, database
         self.batch_size = int(batch_size)
+        self.lock_wait, self.lock_lease = float(lock_wait), float(lock_lease)
         self._lock = threading.Lock()
         self._writers: dict[str, Neo4jBulkWriter] = {}
         self._snapshots: dict[str, tuple[tuple[str, int], GraphSnapshot]] = {}
@@ -275,9 +299,10 @@ class Neo4jGraphStore:
     def _query(self, query: str | _Reading, **params: Any) -> list[dict[str, Any]]:
         def work(tx: Any) -> list[dict[str, Any]]:
             text = query
-            if isinstance(query, _Reading):  # skip what loads not committed yet wrote, if any
-                pending = tx.run(_PENDING).single()["ids"]
-                text, params["pending"] = (query.filtered if pending else query.plain), pending
+            if isinstance(query, _Reading):  # skip what uncommitted loads wrote and deleted domains, if any
+                state = tx.run(_PENDING).single()
+                params["pending"], params["gone"] = state["ids"], state["gone"]
+                text = query.filtered if state["ids"] or state["gone"] else query.plain
             return tx.run(text, params).data()
 
         return self._read(work)
@@ -322,16 +347,51 @@ class Neo4jGraphStore:
             if self._writers.get(writer.domain) is writer:
                 del self._writers[writer.domain]
 
-    def _begin_load(self, domain: str, load_id: str) -> None:
-        """Mark a load as pending; first clear nodes a deleted domain of that name left behind."""
+    def _begin_load(self, domain: str, load_id: str) -> DomainLock:
+        """Take the domain's lock and mark a load as pending; returns the lock (freed at commit or abort).
+
+        Under the lock, any other pending load of the domain is one whose process died or lost the lock: it is
+        rolled back first; so are the remains of a deleted domain of that name (a delete cut short).
+        """
         self._ensure_schema()
-        leftovers = self._query("MATCH (l:KgllmLoad {domain: $d}) RETURN count(l) AS loads "
-                                "UNION ALL MATCH (d:KgllmDomain {name: $d}) RETURN count(d) AS loads", d=domain)
-        if not any(row["loads"] for row in leftovers):
-            self._drain("MATCH (n:Entity {domain: $d}) WITH n LIMIT $batch DETACH DELETE n RETURN count(*) AS n",
-                        d=domain)
-        self._write(lambda tx: tx.run("CREATE (:KgllmLoad {id: $id, domain: $d, started: datetime()})",
-                                      id=load_id, d=domain).consume())
+
+        def start(tx: Any) -> bool:  # in the transaction taking the lock, when nothing is left to clean up
+            if not tx.run(_STARTABLE, d=domain).single()["ok"]:
+                return False
+            tx.run(_START_LOAD, id=load_id, d=domain).consume()
+            return True
+
+        lock = DomainLock(self, domain, load_id, "load")
+        started = lock.acquire(then=start)
+        try:
+            if not started:
+                for row in self._query("MATCH (l:KgllmLoad {domain: $d}) RETURN l.id AS id", d=domain):
+                    self._rollback(row["id"], domain)
+                self._purge(domain)
+                self._write(lambda tx: tx.run(_START_LOAD, id=load_id, d=domain).consume())
+        except BaseException:
+            with contextlib.suppress(KGLLMError):
+                lock.release()
+            raise
+        return lock
+
+    def _purge(self, domain: str) -> None:
+        """With the domain's lock held: delete its data if it is being deleted or has no domain node (what a
+        delete cut short left), in batches, then its domain node and the marks of loads into it."""
+        rows = self._query("OPTIONAL MATCH (d:KgllmDomain {name: $d}) RETURN d IS NULL OR d.deleting IS NOT NULL "
+                           "AS gone", d=domain)
+        if not rows[0]["gone"]:
+            return
+        self._drain("MATCH (n:Entity {domain: $d})-[r:REL]->() WITH r LIMIT $batch DELETE r RETURN count(*) AS n",
+                    d=domain)
+        self._drain("MATCH (n:Entity {domain: $d}) WITH n LIMIT $batch DETACH DELETE n RETURN count(*) AS n",
+                    d=domain)
+
+        def end(tx: Any) -> None:
+            tx.run("MATCH (d:KgllmDomain {name: $d}) WHERE d.deleting IS NOT NULL DELETE d", d=domain).consume()
+            tx.run("MATCH (l:KgllmLoad {domain: $d}) DELETE l", d=domain).consume()
+
+        self._write(end)
 
     def _rollback(self, load_id: str, domain: str) -> None:
         for query in DROP_QUERIES:
@@ -355,39 +415,68 @@ class Neo4jGraphStore:
                            "toString(l.started) AS started ORDER BY started")
 
     def rollback_pending_loads(self) -> int:
-        """Undo loads whose process died before commit or abort; returns how many.
+        """Undo loads whose process died before commit or abort, and free the domain locks of other clients;
+        returns how many loads were undone.
 
-        Run it only when no other process is loading into this database.
+        Run it only when no other process is loading into or deleting from this database (a dead process's
+        load is also undone by the next load into its domain once its lock's lease expires).
         """
         ours = {w.load_id for w in self._writers.values()}
         stale = [(row["id"], row["domain"]) for row in self.pending_loads() if row["id"] not in ours]
         for load_id, domain in stale:
             self._rollback(load_id, domain)
+        held = {w.domain for w in self._writers.values()}
+        for row in self._query("MATCH (l:KgllmLock) WHERE l.owner IS NOT NULL RETURN l.domain AS domain"):
+            if row["domain"] not in held:
+                self.unlock_domain(row["domain"])
         return len(stale)
 
+    def unlock_domain(self, domain: str) -> bool:
+        """Free the lock on ``domain`` whoever holds it; returns whether it was held.
+
+        For a lock whose holder is known to have died, when its lease should not be waited for. A holder
+        still running fails at its next batch or at its commit (its load is rolled back).
+        """
+        return bool(self._write(lambda tx: free_lock(tx, domain, None)))
+
     def delete_domain(self, domain: str) -> None:
-        """Remove ``domain`` (batched deletes); other domains are untouched.
+        """Remove ``domain``; other domains are untouched.
+
+        The domain is marked as being deleted first, in one transaction: from then on readers see it
+        neither in :meth:`domains` nor in any read, and its data goes in batches. A delete cut short leaves
+        nothing readable; it is finished by calling this again or by the next load into the domain. Waits
+        (up to ``lock_wait`` seconds) for a load or delete of the domain by another client.
 
         Raises:
             DomainNotFound: no such domain.
-            StoreError: a writer of this store for it is open.
+            StoreError: a writer of this store for it is open, or another client kept it locked.
         """
-        self._require(domain)
+        state = self._query("MATCH (d:KgllmDomain {name: $d}) RETURN d.deleting AS deleting", d=domain)
+        if not state:
+            raise DomainNotFound(domain, self.domains())
         if domain in self._writers:
             raise StoreError(f"cannot delete domain {domain!r} while a writer for it is open")
-        # The domain disappears at once; its data then goes in batches (resumed by a later load if cut).
-        self._write(lambda tx: tx.run("MATCH (d:KgllmDomain {name: $d}) DELETE d", d=domain).consume())
-        self._drain("MATCH (n:Entity {domain: $d})-[r:REL]->() WITH r LIMIT $batch DELETE r RETURN count(*) AS n",
-                    d=domain)
-        self._drain("MATCH (n:Entity {domain: $d}) WITH n LIMIT $batch DETACH DELETE n RETURN count(*) AS n",
-                    d=domain)
+        self._ensure_schema()
+        lock = DomainLock(self, domain, f"delete-{uuid.uuid4().hex}", "delete")
+        lock.acquire()
+        try:
+            marked = self._write(lambda tx: tx.run(
+                "MATCH (d:KgllmDomain {name: $d}) SET d.deleting = true, d.generation = coalesce(d.generation, 0) + 1 "
+                "RETURN count(d) AS n", d=domain).single()["n"])
+            if not marked:  # another client deleted it while this one waited for the lock
+                raise DomainNotFound(domain, self.domains())
+            self._snapshots.pop(domain, None)
+            self._purge(domain)
+        finally:
+            lock.release()
 
     # -- reading -------------------------------------------------------------------------------
     def domains(self) -> list[str]:
-        return [row["name"] for row in self._query("MATCH (d:KgllmDomain) RETURN d.name AS name ORDER BY name")]
+        return [row["name"] for row in self._query("MATCH (d:KgllmDomain) WHERE d.deleting IS NULL "
+                                                   "RETURN d.name AS name ORDER BY name")]
 
     def _require(self, domain: str) -> None:
-        if not self._query("MATCH (d:KgllmDomain {name: $d}) RETURN 1 AS ok", d=domain):
+        if not self._query(_LIVE + "RETURN 1 AS ok", d=domain):
             raise DomainNotFound(domain, self.domains())
 
     def count(self, domain: str | None = None) -> dict[str, int]:
@@ -400,7 +489,7 @@ class Neo4jGraphStore:
 
     def relations(self, domain: str) -> list[str]:
         """The domain's relation names, sorted, with their original spelling."""
-        rows = self._query("MATCH (d:KgllmDomain {name: $d}) RETURN d.relations AS relations", d=domain)
+        rows = self._query(_LIVE + "RETURN d.relations AS relations", d=domain)
         if not rows:
             raise DomainNotFound(domain, self.domains())
         return sorted(rows[0]["relations"] or [])
@@ -555,8 +644,8 @@ class Neo4jGraphStore:
 
     def _version(self, domain: str) -> tuple[tuple[str, int], list[str]]:
         """The domain's version (uid, generation) and relation names, or DomainNotFound."""
-        rows = self._query("MATCH (d:KgllmDomain {name: $d}) RETURN d.uid AS uid, d.generation AS generation, "
-                           "d.relations AS relations", d=domain)
+        rows = self._query(_LIVE + "RETURN d.uid AS uid, d.generation AS generation, d.relations AS relations",
+                           d=domain)
         if not rows:
             self._snapshots.pop(domain, None)
             raise DomainNotFound(domain, self.domains())
