@@ -23,7 +23,7 @@ def read_model_manifest(directory: str | Path, filename: str, *, key: str, expec
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path}: unreadable manifest ({exc})") from exc
+        raise ModelError(f"{path}: damaged manifest, not JSON ({exc})") from exc
     if not isinstance(manifest, dict) or manifest.get(key) != expected:
         found = manifest.get(key) if isinstance(manifest, dict) else None
         raise ModelError(f"{path}: not a {what} of this version ({key}={found!r}, expected {expected!r})")

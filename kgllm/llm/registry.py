@@ -74,21 +74,26 @@ _HF_KEEP = 2  # loaded local models kept for reuse (each may hold GBs of GPU mem
 _HF_LOCK = threading.Lock()
 
 
+def _kept(loaded: OrderedDict[Any, Any], lock: threading.Lock, key: Any, build: Any) -> Any:
+    """``loaded[key]``, built by ``build()`` the first time; the ``_HF_KEEP`` most recently used are kept."""
+    with lock:
+        if key in loaded:
+            loaded.move_to_end(key)
+            return loaded[key]
+        llm = build()
+        loaded[key] = llm
+        while len(loaded) > _HF_KEEP:
+            loaded.popitem(last=False)
+        return llm
+
+
 def hf_model(model: str, kwargs: dict[str, Any]) -> Any:
     """The local model for a spec, loaded once: ``kb.ask(q, llm="hf:...")`` in a loop must not reload it."""
     from kgllm.llm.hf import HFLLM
 
     key = (str(Path(model).expanduser().resolve()) if Path(model).expanduser().exists() else model,
            tuple(sorted(kwargs.items())))
-    with _HF_LOCK:
-        if key in _HF_LOADED:
-            _HF_LOADED.move_to_end(key)
-            return _HF_LOADED[key]
-        llm = HFLLM(model, **kwargs)
-        _HF_LOADED[key] = llm
-        while len(_HF_LOADED) > _HF_KEEP:
-            _HF_LOADED.popitem(last=False)
-        return llm
+    return _kept(_HF_LOADED, _HF_LOCK, key, lambda: HFLLM(model, **kwargs))
 
 
 _SOFT_LOADED: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
@@ -103,15 +108,7 @@ def soft_prompt_model(model_dir: str, kwargs: dict[str, Any]) -> Any:
     weights = path / WEIGHTS
     key = (str(path.resolve()), weights.stat().st_mtime_ns if weights.is_file() else None,
            tuple(sorted(kwargs.items())))
-    with _SOFT_LOCK:
-        if key in _SOFT_LOADED:
-            _SOFT_LOADED.move_to_end(key)
-            return _SOFT_LOADED[key]
-        llm = SoftPromptLLM(path, **kwargs)
-        _SOFT_LOADED[key] = llm
-        while len(_SOFT_LOADED) > _HF_KEEP:
-            _SOFT_LOADED.popitem(last=False)
-        return llm
+    return _kept(_SOFT_LOADED, _SOFT_LOCK, key, lambda: SoftPromptLLM(path, **kwargs))
 
 
 def _cache(cache: bool | str | Path | LLMCache | None) -> LLMCache | None:

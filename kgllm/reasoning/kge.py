@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from kgllm.exceptions import ModelError
+from kgllm.model_manifest import read_model_manifest
 
 __all__ = ["KGEConfig", "ComplEx", "train_complex", "combine"]
 
@@ -106,16 +107,7 @@ class ComplEx(nn.Module):
         Raises:
             ModelError: no model, another format or vocabulary, or a damaged or missing file (named).
         """
-        path = directory / "kge.json"
-        if not path.is_file():
-            raise ModelError(f"{directory}: no KGE model (expected kge.json and kge.pt)")
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{path}: damaged manifest, not JSON ({exc})") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            found = manifest.get("format") if isinstance(manifest, dict) else None
-            raise ModelError(f"{path}: format {found!r} is not {FORMAT!r}")
+        manifest = read_model_manifest(directory, "kge.json", key="format", expected=FORMAT, what="KGE model")
         if not (directory / "kge.pt").is_file():
             raise ModelError(f"{directory}: KGE model without its weights (expected kge.json and kge.pt)")
         if manifest.get("entities") != entities or manifest.get("relations") != relations:

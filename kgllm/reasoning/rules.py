@@ -30,6 +30,7 @@ import scipy.sparse as sp
 
 from kgllm.exceptions import LoadError, ModelError
 from kgllm.loaders._io import iter_lines
+from kgllm.model_manifest import read_model_manifest
 from kgllm.reasoning.rule_matrices import Atom, RuleMatrices, body_counts
 from kgllm.stores.snapshot import GraphSnapshot
 from kgllm.types import Hop, ReasoningPath
@@ -273,16 +274,7 @@ class RuleSet:
                 truncated or damaged rule file (naming the file and line).
         """
         directory = Path(directory)
-        path = directory / MANIFEST
-        if not path.is_file():
-            raise ModelError(f"{directory}: not a rule set (expected {MANIFEST} and rules.jsonl)")
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{path}: damaged manifest, not JSON ({exc})") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            found = manifest.get("format") if isinstance(manifest, dict) else None
-            raise ModelError(f"{path}: format {found!r} is not {FORMAT!r}")
+        manifest = read_model_manifest(directory, MANIFEST, key="format", expected=FORMAT, what="rule set")
         rules_path = directory / "rules.jsonl"
         if not rules_path.is_file():
             raise ModelError(f"{directory}: rule set without rules.jsonl (expected {MANIFEST} and rules.jsonl)")

@@ -104,7 +104,7 @@ def test_save_load_round_trip_and_bad_manifest(tmp_path):
     manifest = json.loads((tmp_path / "rules" / "manifest.json").read_text())
     assert manifest["num_rules"] == len(rules) and manifest["params"]["max_length"] == 2
 
-    with pytest.raises(ModelError, match="not a rule set"):
+    with pytest.raises(ModelError, match="not a trained rule set directory"):
         RuleSet.load(tmp_path)
     manifest["num_rules"] += 1
     (tmp_path / "rules" / "manifest.json").write_text(json.dumps(manifest))

@@ -96,7 +96,7 @@ def test_rules_persist_in_the_manifest_and_can_be_detached(kb, rules_dir, embedd
 
 
 def test_bad_rules_are_refused(kb, rules_dir, fixtures_dir, tmp_path):  # type: ignore[no-untyped-def]
-    with pytest.raises(ModelError, match="not a rule set"):
+    with pytest.raises(ModelError, match="not a trained rule set directory"):
         kb.use_rules("geography", tmp_path)
     with pytest.raises(DomainNotFound, match="nowhere"):
         kb.use_rules("nowhere", rules_dir)

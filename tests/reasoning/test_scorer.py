@@ -142,7 +142,7 @@ def test_model_dir_errors(tmp_path, movies, embedder):
     with pytest.raises(ModelError, match="not a trained path scorer"):
         LearnedScorer.load(tmp_path, graph, embedder)
     (tmp_path / "manifest.json").write_text("{not json")
-    with pytest.raises(ModelError, match="unreadable manifest"):
+    with pytest.raises(ModelError, match="damaged manifest, not JSON"):
         LearnedScorer.load(tmp_path, graph, embedder)
 
 
