@@ -84,7 +84,7 @@ def eval_cmd(
 @app.command(cls=_Command)
 def train(
     ctx: typer.Context,
-    target: str = typer.Argument(..., metavar="TARGET", help="What to train, e.g. metaqa, csqa, obqa, rules, router."),
+    target: str = typer.Argument(..., metavar="TARGET", help="What to train: metaqa, csqa, obqa, rules, router, softprompt."),
     data: Path = typer.Option(..., "--data", help="Training data folder (or file)."),
     out: Path = typer.Option(..., "--out", help="Model directory to write."),
     split: str = typer.Option("train", "--split"),
@@ -95,15 +95,20 @@ def train(
     option: list[str] = typer.Option([], "--option", "-o", help="Trainer-specific KEY=VALUE (repeatable)."),
 ) -> None:
     """Train a learned component (path scorer, adapter, rules, router)."""
-    from kgllm.eval.registry import TrainRequest, get_trainer
+    from kgllm.eval.registry import TrainRequest, check_options, get_trainer
 
     opts: Options = ctx.obj
+    spec = get_trainer(target)
     options = _parse_options(option)
-    for key, value in (("epochs", epochs), ("lr", lr), ("seed", seed)):
-        if value is not None:
-            options[key] = value
-    if no_graph:
-        options["no_graph"] = True
+    check_options(options, spec.options, f"kgllm train {target}")  # -o typos, before any work
+    flags = {"epochs": epochs, "lr": lr, "seed": seed, "no_graph": True if no_graph else None}
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if spec.options is not None and key not in spec.options:  # was silently ignored, as -o typos were
+            raise ConfigError(f"'kgllm train {target}' takes no --{key.replace('_', '-')}; accepted options: "
+                              f"{', '.join(sorted(spec.options)) or 'none'}")
+        options[key] = value
     request = TrainRequest(data=data, out=out, split=split, options=options, progress=opts.progress)
-    result = get_trainer(target).run(request)
+    result = spec.run(request)
     _emit(opts, result, json.dumps(result, indent=2, default=str))

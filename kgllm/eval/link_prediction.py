@@ -104,6 +104,13 @@ _NUMBERS: NumericSpec = {
     "epochs": (int, 1, None), "batch_size": (int, 1, None), "lr": (float, [0], None), "n3": (float, 0, None),
     "init_scale": (float, [0], None), "seed": (int, 0, SEED_MAX), "threads": (int, 1, None),
     "rule_weight": (float, 0, None), "split_seed": (int, 0, SEED_MAX)}
+# The ``-o`` keys each accepts (any other is refused before the data is read). Countries uses rules alone;
+# UMLS, Kinships and Nations add ComplEx (the fields of ``KGEConfig``, checked by a test) and the re-split.
+_KGE_OPTIONS = frozenset({"dim", "epochs", "batch_size", "lr", "n3", "init_scale", "seed", "threads"})
+COUNTRIES_OPTIONS = frozenset(_MINE_OPTIONS)
+LINK_PREDICTION_OPTIONS = frozenset({*_MINE_OPTIONS, *_KGE_OPTIONS, "rule_weight", "simulate_split", "split_seed",
+                                     "learn_valid"})
+RULES_TRAIN_OPTIONS = frozenset({*_MINE_OPTIONS, "kb", "domain"})
 
 
 def _checked(request: Any) -> Any:
@@ -353,14 +360,15 @@ def _register() -> None:
         benchmark(Benchmark(
             name=bench_name, description=f"Countries {level.upper()}: AUC-PR of locatedin(country, region)",
             primary_metric="auc_pr", run=functools.partial(run_countries, name=bench_name),
-            required_files=_countries_required))
+            required_files=_countries_required, options=COUNTRIES_OPTIONS))
     for bench_name, title in (("umls", "UMLS"), ("kinships", "Kinships"), ("nations", "Nations")):
         benchmark(Benchmark(
             name=bench_name, description=f"{title}: filtered link prediction (rules + ComplEx)",
             primary_metric="mrr", run=functools.partial(run_link_prediction, name=bench_name),
-            required_files=lambda data, split: ["train.txt", SPLIT_FILES.get(split, "valid.txt")]))
+            required_files=lambda data, split: ["train.txt", SPLIT_FILES.get(split, "valid.txt")],
+            options=LINK_PREDICTION_OPTIONS))
     trainer(Trainer(name="rules", description="mine weighted relation-path rules from a KG folder (train.txt)",
-                    run=train_rules))
+                    run=train_rules, options=RULES_TRAIN_OPTIONS))
 
 
 _register()

@@ -213,8 +213,11 @@ def evaluate(request: registry.EvalRequest, *, hops: int, ntm: bool = False) -> 
     }
 
 
+#: The ``-o`` keys of the benchmarks and of the trainer (any other is refused before the KB is built).
+EVAL_OPTIONS = frozenset({"batch_size", "held_out"})
 _TRAIN_NUMBERS: registry.NumericSpec = {"epochs": (int, 1, None), "lr": (float, [0], None), "hidden": (int, 1, None),
                                         "min_steps": (int, 0, None), "seed": (int, 0, registry.SEED_MAX)}
+TRAIN_OPTIONS = frozenset({*_TRAIN_NUMBERS, "ntm", "all_lines", "kb"})
 
 
 def train(request: registry.TrainRequest) -> dict[str, Any]:
@@ -277,10 +280,12 @@ for _name in ("metaqa-1hop", "metaqa-2hop", "metaqa-3hop", "metaqa-1hop-ntm"):
         primary_metric="hits@1",
         run=functools.partial(evaluate, hops=_hops, ntm=_ntm),
         required_files=_required(_hops, _ntm),
+        options=EVAL_OPTIONS,
     ))
 
 registry.trainer(registry.Trainer(
     name="metaqa",
     description="learned path scorer on the training half of MetaQA dev (1/2/3-hop + 1-hop ntm)",
     run=train,
+    options=TRAIN_OPTIONS,
 ))

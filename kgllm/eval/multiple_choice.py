@@ -9,7 +9,10 @@ Options (``-o KEY=VALUE``): ``graph`` (concept triples, default ``<data>/../conc
 ``layers``, ``heads``, ``dropout``, ``batch_size``, ``interaction``, ``dev_fraction`` (share of the
 training questions held out to pick the best epoch), ``threads`` (torch CPU threads), ``device`` (where the
 adapter trains and scores: ``cpu``, the default and the only bit-reproducible one, ``cuda``, ``cuda:N``, or
-``auto`` for a GPU when torch sees one; the frozen encoder picks its own).
+``auto`` for a GPU when torch sees one; the frozen encoder picks its own), and ``encoder``, ``epochs``, ``lr``,
+``weight_decay``, ``seed``, ``top_documents``, ``limit`` (train on the first N questions), ``no_graph``. Any other
+key is refused. ``kgllm eval csqa|obqa`` uses ``encoder``, ``cache_dir``, ``device`` and ``threads``; it accepts
+the trainer's other keys with a report warning that they had no effect (the model directory fixes them).
 """
 
 from __future__ import annotations
@@ -53,6 +56,12 @@ _NUMBERS: NumericSpec = {
     "top_documents": (int, 0, None), "limit": (int, 1, None), "threads": (int, 1, None), "lr": (float, [0], None),
     "weight_decay": (float, 0, None), "dropout": (float, 0, [1]), "dev_fraction": (float, 0, [1])}
 _NO = {"false", "0", "no", "off", ""}
+#: The ``-o`` keys of ``kgllm train csqa|obqa`` (``--epochs``, ``--lr``, ``--seed``, ``--no-graph`` among them).
+TRAIN_OPTIONS = frozenset({*_NUMBERS, "no_graph", "interaction", "device", "graph", "wordnet", "cache_dir", "encoder"})
+#: The keys that change ``kgllm eval csqa|obqa``; it also accepts the trainer's (the model directory fixes
+#: them: a report warning says they had no effect), so one option set serves training and evaluation.
+_EVAL_USED = frozenset({"encoder", "cache_dir", "device", "threads"})
+EVAL_OPTIONS = TRAIN_OPTIONS | _EVAL_USED
 
 
 def _split_file(name: str, data: Path, split: str) -> Path:
@@ -213,6 +222,7 @@ def run_benchmark(name: str, request: EvalRequest) -> dict[str, Any]:
     require_model(request.model, "kgllm-mcqa-adapter", f"kgllm eval {name}")
     opts = dict(request.options)
     _set_threads(opts)
+    unused = sorted(set(opts) - _EVAL_USED)
     path = _split_file(name, request.data, request.split)
     manifest = read_manifest(request.model)
     graph = load_graph(Path(request.model))
@@ -256,6 +266,8 @@ def run_benchmark(name: str, request: EvalRequest) -> dict[str, Any]:
         "timing": {"feature_seconds": feature_seconds, "adapter_seconds": model_seconds,
                    "questions_per_second": len(questions) / max(feature_seconds + model_seconds, 1e-9)},
         "predictions": predictions,
+        **({"warnings": [f"-o {', '.join(unused)}: no effect on 'kgllm eval {name}' (training options; the "
+                         f"model directory fixes them)"]} if unused else {}),
     }
 
 
@@ -273,9 +285,9 @@ def _register(name: str, title: str) -> None:
         return run_training(name, request)
 
     benchmark(Benchmark(name=name, description=f"{title}: multiple choice with the graph adapter",
-                        primary_metric="accuracy", run=run, required_files=_required(name)))
+                        primary_metric="accuracy", run=run, required_files=_required(name), options=EVAL_OPTIONS))
     trainer(Trainer(name=name, description=f"{title}: train the graph adapter (--no-graph: encoder alone)",
-                    run=train))
+                    run=train, options=TRAIN_OPTIONS))
 
 
 _register("csqa", "CommonsenseQA (in-house split)")

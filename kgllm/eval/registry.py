@@ -6,10 +6,12 @@ lazily from :data:`BENCHMARK_MODULES` so that ``kgllm --help`` does not pay for 
 
 from __future__ import annotations
 
+import difflib
+import functools
 import importlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,8 @@ from kgllm.exceptions import BenchmarkError, ConfigError, ModelError
 
 __all__ = ["EvalRequest", "TrainRequest", "Benchmark", "Trainer", "benchmark", "trainer", "get_benchmark",
            "get_trainer", "benchmarks", "trainers", "flag", "numeric_options", "NumericSpec", "SEED_MAX",
-           "BENCHMARK_MODULES", "MODEL_KINDS", "model_kind", "require_model"]
+           "BENCHMARK_MODULES", "MODEL_KINDS", "model_kind", "require_model", "check_options",
+           "unknown_option_message"]
 
 # Modules that register benchmarks/trainers when imported (add yours here).
 BENCHMARK_MODULES: list[str] = [
@@ -132,6 +135,50 @@ def _describe(low: Bound, high: Bound) -> str:
     return " and ".join(parts)
 
 
+def unknown_option_message(unknown: Iterable[str], accepted: Collection[str], command: str,
+                           reason: str = "") -> str:
+    """One line naming the unknown keys (each with a close accepted key, when there is one), ``command`` and the
+    accepted keys."""
+    choices = sorted(accepted)
+    named = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, choices, n=1, cutoff=0.6) or \
+            difflib.get_close_matches(key.lower(), choices, n=1, cutoff=0.6)
+        named.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    noun = "option" if len(named) == 1 else "options"
+    return (f"unknown {noun} {', '.join(named)} for '{command}'{reason}; accepted options: "
+            f"{', '.join(choices) or 'none'}")
+
+
+def check_options(options: Iterable[str], accepted: Collection[str] | None, command: str) -> None:
+    """Refuse a ``-o KEY=VALUE`` key that ``command`` does not take (a typo was silently ignored, and the numbers
+    measured came from the defaults). ``accepted`` ``None``: not declared, every key passes.
+
+    Raises:
+        ConfigError: one line naming the unknown keys, ``command``, a close accepted key and the accepted keys.
+    """
+    if accepted is None:
+        return
+    unknown = [key for key in options if key not in accepted]
+    if unknown:
+        raise ConfigError(unknown_option_message(unknown, accepted, command))
+
+
+def _checking(run: Callable[[Any], dict[str, Any]], accepted: frozenset[str],
+              command: str) -> Callable[[Any], dict[str, Any]]:
+    """``run`` refusing unknown option keys before it starts."""
+    if getattr(run, "_kgllm_checks_options", None) == (accepted, command):
+        return run
+
+    @functools.wraps(run)
+    def checked(request: Any) -> dict[str, Any]:
+        check_options(request.options, accepted, command)
+        return run(request)
+
+    checked._kgllm_checks_options = (accepted, command)  # type: ignore[attr-defined]
+    return checked
+
+
 @dataclass
 class EvalRequest:
     """What ``kgllm eval`` passes to a benchmark's run function."""
@@ -161,7 +208,9 @@ class Benchmark:
     """A registered benchmark.
 
     ``run`` returns a dict with at least ``n`` and ``metrics``; it may add ``latency_ms``,
-    ``config``, ``per_type`` and ``predictions``. The runner adds the envelope fields.
+    ``config``, ``per_type``, ``predictions`` and ``warnings``. The runner adds the envelope fields.
+    ``options`` are the ``-o`` keys it accepts: ``run`` refuses any other with a :class:`ConfigError` before
+    any work (``None``, not declared: every key passes, and typos are silently ignored).
     """
 
     name: str
@@ -170,13 +219,28 @@ class Benchmark:
     run: Callable[[EvalRequest], dict[str, Any]]
     required_files: Callable[[Path, str], list[str]] | None = None
     splits: tuple[str, ...] = ("dev", "test")
+    options: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.options is not None:
+            self.options = frozenset(self.options)
+            self.run = _checking(self.run, self.options, f"kgllm eval {self.name}")
 
 
 @dataclass
 class Trainer:
+    """A registered trainer; ``options`` as for :class:`Benchmark` (the CLI's ``--epochs``, ``--lr``, ``--seed``
+    and ``--no-graph`` arrive as options ``epochs``, ``lr``, ``seed``, ``no_graph``)."""
+
     name: str
     description: str
     run: Callable[[TrainRequest], dict[str, Any]]
+    options: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.options is not None:
+            self.options = frozenset(self.options)
+            self.run = _checking(self.run, self.options, f"kgllm train {self.name}")
 
 
 _BENCHMARKS: dict[str, Benchmark] = {}

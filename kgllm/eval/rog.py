@@ -150,7 +150,9 @@ def run_rog(request: EvalRequest, *, name: str) -> dict[str, Any]:
                        "file": path.name}}
 
 
+#: The ``-o`` keys of ``kgllm eval webqsp|cwq``.
+OPTIONS = frozenset({"max_hops", "embedder"})
 # No required_files: rog_file names every file name a split accepts (dev.jsonl, validation.jsonl, ...).
 for _name, _title in (("webqsp", "WebQSP"), ("cwq", "CWQ")):
     benchmark(Benchmark(name=_name, description=f"{_title} in the RoG format (per-question subgraphs): Hits@1, F1",
-                        primary_metric="hits@1", run=functools.partial(run_rog, name=_name)))
+                        primary_metric="hits@1", run=functools.partial(run_rog, name=_name), options=OPTIONS))

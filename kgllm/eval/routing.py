@@ -160,7 +160,11 @@ def _required(data: Path, split: str) -> list[str]:
     return [] if Path(data).is_file() else [f"{split}.jsonl"]
 
 
+#: The ``-o`` keys of ``kgllm eval routing`` and ``kgllm train router``.
+EVAL_OPTIONS = frozenset({"kb", "graphs", "plot"})
+TRAIN_OPTIONS = frozenset({"kb", "graphs", "c", "seed"})
 benchmark(Benchmark(name="routing", description="Expert routing accuracy on labelled questions (JSONL).",
-                    primary_metric="accuracy@1", run=_run, required_files=_required, splits=("dev",)))
+                    primary_metric="accuracy@1", run=_run, required_files=_required, splits=("dev",),
+                    options=EVAL_OPTIONS))
 trainer(Trainer(name="router", description="Softmax router over question embeddings, from labelled JSONL.",
-                run=_train))
+                run=_train, options=TRAIN_OPTIONS))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kgllm.eval import metrics
-from kgllm.eval.registry import EvalRequest, get_benchmark
+from kgllm.eval.registry import EvalRequest, check_options, get_benchmark, unknown_option_message
 from kgllm.exceptions import BenchmarkError, ConfigError
 
 __all__ = ["DATA_FOLDERS", "run_eval", "run_all", "envelope", "slim", "write_json", "print_summary"]
@@ -161,13 +161,15 @@ def run_eval(name: str, request: EvalRequest, *, out: Path | None = None,
     Raises:
         BenchmarkError: unknown benchmark (lists the known ones), unknown split, missing data files, a split
             without questions.
-        ConfigError: ``out`` is a folder or ``report_dir`` a file, or either cannot be written (checked
-            before the run).
+        ConfigError: an option key the benchmark does not accept (naming a close one and the accepted keys),
+            ``out`` is a folder or ``report_dir`` a file, or either cannot be written (all checked before the run).
     """
     _check_outputs(out, report_dir)
+    spec = get_benchmark(name)
+    check_options(request.options, spec.options, f"kgllm eval {name}")
     _check_files(name, request)
     started = time.perf_counter()
-    result = get_benchmark(name).run(request)
+    result = spec.run(request)
     if not int(result["n"]):
         raise BenchmarkError(f"{name}: no questions in the {request.split!r} split of {request.data}")
     report = envelope(name, request, result, time.perf_counter() - started)
@@ -189,6 +191,8 @@ def run_all(data_root: Path, *, split: str = "dev", limit: int | None = None,
     Benchmarks without data are skipped (listed in the summary); one failing benchmark is reported
     and the others still run. ``names`` restricts the set; ``out`` gets the list of reports. With
     ``echo`` (e.g. ``typer.echo``) each benchmark is announced and the summary table is printed at the end.
+    Each benchmark gets the ``options`` it accepts (``-o dim=8`` reaches the ComplEx benchmarks only); a key
+    that none of the chosen benchmarks accepts is refused before any runs.
 
     Returns:
         The reports, plus ``{"benchmark": name, "skipped": reason}`` / ``{"benchmark", "error"}`` entries.
@@ -196,7 +200,8 @@ def run_all(data_root: Path, *, split: str = "dev", limit: int | None = None,
     Raises:
         BenchmarkError: ``data_root`` is missing, an unknown name, or no benchmark could run (the message
             names the data folders expected under ``data_root``, and why those present were skipped).
-        ConfigError: ``out`` is a folder or ``report_dir`` a file, or either cannot be written.
+        ConfigError: an option key that no chosen benchmark accepts, ``out`` is a folder or ``report_dir`` a
+            file, or either cannot be written.
     """
     from kgllm.eval.registry import benchmarks
 
@@ -209,10 +214,14 @@ def run_all(data_root: Path, *, split: str = "dev", limit: int | None = None,
     for name in chosen:
         if name not in known:
             raise BenchmarkError(f"unknown benchmark {name!r}; known benchmarks: {', '.join(known)}")
+    given = dict(options or {})
+    _check_options_of_all(given, [known[name].options for name in chosen])
     reports: list[dict[str, Any]] = []
     for name in chosen:
         folder = data_root / DATA_FOLDERS.get(name, name)
-        request = EvalRequest(data=folder, split=split, limit=limit, options=dict(options or {}), progress=progress)
+        accepted = known[name].options
+        request = EvalRequest(data=folder, split=split, limit=limit, progress=progress,
+                              options={k: v for k, v in given.items() if accepted is None or k in accepted})
         try:
             _check_files(name, request)
         except BenchmarkError as exc:
@@ -241,6 +250,17 @@ def run_all(data_root: Path, *, split: str = "dev", limit: int | None = None,
     if echo is not None:
         print_summary(reports)
     return reports
+
+
+def _check_options_of_all(options: dict[str, Any], accepted: list[frozenset[str] | None]) -> None:
+    """Refuse the option keys that none of the chosen benchmarks accepts (``None``: one accepting every key)."""
+    if any(keys is None for keys in accepted):
+        return
+    union = frozenset().union(*(keys for keys in accepted if keys is not None))
+    unknown = [key for key in options if key not in union]
+    if unknown:
+        raise ConfigError(unknown_option_message(unknown, union, "kgllm eval all",
+                                                 reason=f" (no chosen benchmark accepts {'it' if len(unknown) == 1 else 'them'})"))
 
 
 def print_summary(reports: Sequence[dict[str, Any]], console: Any = None) -> None:

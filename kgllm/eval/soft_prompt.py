@@ -20,6 +20,8 @@ _NUMBERS: dict[str, Any] = {
     "epochs": (int, 1, None), "lr": (float, [0], None), "seed": (int, 0, SEED_MAX), "batch_size": (int, 1, None),
     "num_tokens": (int, 1, 256), "hidden": (int, 4, None), "layers": (int, 1, 16), "heads": (int, 1, 64),
 }
+#: The ``-o`` keys ``kgllm train softprompt`` accepts.
+OPTIONS = frozenset({*_NUMBERS, "kb", "llm", "domain", "device"})
 
 
 def _train(request: TrainRequest) -> dict[str, Any]:
@@ -46,4 +48,4 @@ def _train(request: TrainRequest) -> dict[str, Any]:
 
 
 trainer(Trainer(name="softprompt", description="graph soft prompt for a local causal LM (-o kb=DIR -o llm=hf:...)",
-                run=_train))
+                run=_train, options=OPTIONS))
