@@ -136,36 +136,32 @@ def test_cross_expert_chain(tmp_path, fixtures_dir):
     assert evidence and all("tagged" in line for line in evidence)  # only chains that reach an answer
 
 
-def test_cross_expert_chain_continues_from_every_answer(tmp_path, fixtures_dir):
+@pytest.mark.parametrize(("films", "question", "expected"), [
     # germany has 9 neighbours; only the first 5 answers (france, belgium, luxembourg, switzerland,
     # netherlands) came with a path, and the others were never bridged: only Amelie was found
-    films = ("Amelie|has_tags|france\nFlickering Lights|has_tags|denmark\nIda|has_tags|poland\n"
-             "Metropolis|has_tags|silent film\n")
+    ("Metropolis|has_tags|silent film\n", "Which films are tagged with the countries that border [germany]?",
+     {"Amelie", "Flickering Lights", "Ida"}),
+    # the films expert links [germany] too, so both experts are consulted and their answers merged before the
+    # chains continue; the geography answers past the 5th (poland) had no path then, and Ida was lost
+    ("Run Lola Run|has_tags|germany\n", "What is tagged with the countries bordering [germany]?",
+     {"Run Lola Run", "Amelie", "Flickering Lights", "Ida"}),
+])
+def test_cross_expert_chain_continues_from_every_answer(tmp_path, fixtures_dir, films, question, expected):
+    films = "Amelie|has_tags|france\nFlickering Lights|has_tags|denmark\nIda|has_tags|poland\n" + films
     with _geo_and_films(tmp_path, fixtures_dir, films, {"has_tags": "tagged"}) as kb:
-        question = "Which films are tagged with the countries that border [germany]?"
         answer = kb.ask(question)
         assert kb.ask_many([question])[0].answers == answer.answers
     assert [e.name for e in answer.experts] == ["tiny_geo", "films"]
-    assert {a.name for a in answer.answers} == {"Amelie", "Flickering Lights", "Ida"}
+    assert {a.name for a in answer.answers} == expected
     for item in answer.answers:
+        if item.name == "Run Lola Run":  # the films expert's own answer: one hop from germany
+            continue
         chain = answer.paths[item.paths[0]]
-        assert [h.relation for h in chain.hops] == ["neighbor", "same_as", "has_tags"] and chain.hops[0].head == "germany"
-
-
-def test_cross_expert_chain_continues_from_every_answer_when_both_experts_answer(tmp_path, fixtures_dir):
-    # the films expert links [germany] too, so both experts are consulted and their answers merged before
-    # the chains continue; the geography answers past the 5th (poland) had no path then, and Ida was lost
-    films = ("Amelie|has_tags|france\nFlickering Lights|has_tags|denmark\nIda|has_tags|poland\n"
-             "Run Lola Run|has_tags|germany\n")
-    with _geo_and_films(tmp_path, fixtures_dir, films, {"has_tags": "tagged"}) as kb:
-        question = "What is tagged with the countries bordering [germany]?"
-        answer = kb.ask(question)
-        assert kb.ask_many([question])[0].answers == answer.answers
-    assert [e.name for e in answer.experts] == ["tiny_geo", "films"]
-    assert {a.name for a in answer.answers} == {"Run Lola Run", "Amelie", "Flickering Lights", "Ida"}
+        assert [(h.relation, h.tail) for h in chain.hops][1:] == [("same_as", chain.hops[1].tail),
+                                                                  ("has_tags", item.id)]
+        assert (chain.hops[0].head, chain.hops[0].relation) == ("germany", "neighbor")
     ida = next(a for a in answer.answers if a.name == "Ida")
-    chain = answer.paths[ida.paths[0]]
-    assert [(h.head, h.relation, h.tail) for h in chain.hops] == [
+    assert [(h.head, h.relation, h.tail) for h in answer.paths[ida.paths[0]].hops] == [
         ("germany", "neighbor", "poland"), ("poland", "same_as", "poland"), ("poland", "has_tags", "Ida")]
     assert {("poland", "neighbor")} <= {(f.tail, f.relation) for f in answer.facts}  # the hop's fact is cited
 
