@@ -18,7 +18,7 @@ def validate_domain_name(name: str) -> str:
     """Domain names become directory names: letters, digits, ``_ . -``; at most 64 characters."""
     from kgllm.exceptions import ConfigError
 
-    if not isinstance(name, str) or not _DOMAIN_RE.match(name):
+    if not isinstance(name, str) or not _DOMAIN_RE.fullmatch(name):  # match's "$" let a trailing newline in
         raise ConfigError(f"invalid domain name {name!r}: use letters, digits, '_', '.', '-' (at most 64, "
                           "starting with a letter or digit)")
     return name

@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -46,6 +47,8 @@ _DEFAULT_ALIASES = {DEFAULT_MODEL_NAME, "all-MiniLM-L6-v2", "default"}
 _CACHE_FILE = "embeddings.sqlite"
 _SQL_CHUNK = 500  # keys per "IN (...)" query, below SQLite's variable limit
 _ENCODE_CHUNK = 4096  # texts per model call; each chunk is cached when done
+
+log = logging.getLogger(__name__)
 
 _MODELS: dict[tuple[str, str], SentenceTransformer] = {}
 _MODELS_LOCK = threading.Lock()
@@ -83,6 +86,9 @@ def _resolve(model: str | Path | None) -> tuple[str, str]:
     path = Path(model).expanduser()
     if path.exists():
         resolved = str(path.resolve())
+        bundled = default_model_path()
+        if resolved == str(Path(bundled).resolve()):  # the bundled model by its directory: the same model
+            return DEFAULT_MODEL_NAME, bundled
         return resolved, resolved
     return str(model), str(model)
 
@@ -203,6 +209,7 @@ class Embedder:
         self._lru_size = max(0, int(memory_cache_size))
         self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = None
+        self._write_failed = False  # warned once that the cache cannot be written
         self.cache_path: Path | None = None
         if cache_dir is not None:
             self._open_cache(Path(cache_dir))
@@ -230,7 +237,13 @@ class Embedder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        keys = [self._key(t) for t in texts]
+        keys = []
+        for i, text in enumerate(texts):
+            try:
+                keys.append(self._key(text))
+            except UnicodeEncodeError:  # a lone surrogate (input decoded badly): neither the key nor the
+                texts[i] = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")  # tokenizer took it
+                keys.append(self._key(texts[i]))
         found: dict[bytes, np.ndarray] = {}
         with self._lock:
             for key in dict.fromkeys(keys):
@@ -241,7 +254,13 @@ class Embedder:
             self.stats.memory_hits += sum(1 for k in keys if k in found)
             missing = [k for k in dict.fromkeys(keys) if k not in found]
             if missing and self._db is not None:
-                from_disk = self._read_disk(missing)
+                try:
+                    from_disk = self._read_disk(missing)
+                except sqlite3.DatabaseError as exc:  # damaged pages: every encode failed; it is only a cache
+                    log.warning("the embedding cache %s is damaged (%s) and is no longer used; delete it to start "
+                                "an empty one", self.cache_path, exc)
+                    self._db.close()
+                    self._db, from_disk = None, {}
                 self.stats.disk_hits += sum(1 for k in keys if k in from_disk)
                 found.update(from_disk)
                 self._remember(from_disk)
@@ -343,7 +362,10 @@ class Embedder:
                        "dim INTEGER NOT NULL, vec BLOB NOT NULL, PRIMARY KEY (model, key)) WITHOUT ROWID")
             db.commit()
         except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"cannot open the embedding cache in {str(cache_dir)!r}: {exc}") from exc
+            # it is only a cache: say how to get rid of a damaged one
+            damaged = isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
+            hint = f"; delete {self.cache_path} to start an empty one" if damaged else ""
+            raise ConfigError(f"cannot open the embedding cache in {str(cache_dir)!r}: {exc}{hint}") from exc
         self._db = db
 
     def _read_disk(self, keys: list[bytes]) -> dict[bytes, np.ndarray]:
@@ -366,5 +388,11 @@ class Embedder:
             return
         rows = [(self._namespace, key, self.dim, vec.astype(np.float32, copy=False).tobytes())
                 for key, vec in vecs.items()]
-        with self._db:  # one transaction
-            self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
+        try:
+            with self._db:  # one transaction
+                self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
+        except sqlite3.Error as exc:  # read-only, full or locked: the vectors are computed, only not kept
+            if not self._write_failed:
+                log.warning("cannot write to the embedding cache %s (%s); vectors are computed again next time",
+                            self.cache_path, exc)
+            self._write_failed = True

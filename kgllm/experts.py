@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from kgllm.kb import KnowledgeBase
 
 __all__ = ["ReasoningConfig", "Expert", "Router", "RouterModel", "new_expert", "reasoning_settings",
-           "question_spans", "normalize_name"]
+           "check_expert_info", "question_spans", "normalize_name"]
 
 _TOKEN = re.compile(r"[\w'\-\.]+", re.UNICODE)
 _BRACKET = re.compile(r"\[([^\]]+)\]")
@@ -104,6 +104,30 @@ class Expert(BaseModel):
                                if k in ReasoningConfig.model_fields}
         fields["same_as"] = [{k: v for k, v in pair.items() if v is not None} for pair in info.get("same_as") or []]
         return cls(name=name, **fields)
+
+
+def check_expert_info(name: str, info: dict[str, Any]) -> Expert:
+    """The expert a domain's manifest entry describes, checked.
+
+    Raises:
+        ConfigError: a setting is malformed or out of range (named in the message).
+    """
+    from pydantic import ValidationError
+
+    if info.get("reasoning") is not None and not isinstance(info["reasoning"], dict):
+        raise ConfigError(f"expert {name!r}: reasoning must be a dict of settings (hops or max_hops 1-4, "
+                          f"beam 1-256, retrievers), got {info['reasoning']!r}")
+    same_as = info.get("same_as") or []
+    bad = next((pair for pair in same_as if not isinstance(pair, dict) or not isinstance(pair.get("entity"), str)
+                or not isinstance(pair.get("same_as_domain"), str)
+                or not isinstance(pair.get("same_as_entity"), str)), None) if isinstance(same_as, list) else same_as
+    if bad is not None:
+        raise ConfigError(f"expert {name!r}: a same_as pair needs entity, same_as_domain and same_as_entity "
+                          f"(strings), got {bad!r}")
+    try:
+        return Expert.from_info(name, info)
+    except ValidationError as exc:
+        raise _bad_setting(name, exc, "setting") from exc
 
 
 def reasoning_settings(reasoning: dict[str, Any] | None) -> dict[str, Any]:
@@ -225,16 +249,34 @@ class RouterModel:
         manifest_path = directory / "manifest.json"
         if not manifest_path.exists():
             raise ModelError(f"{directory} is not a router model directory (no manifest.json)")
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if manifest.get("kind") != "kgllm-router":
-            raise ModelError(f"{manifest_path}: kind {manifest.get('kind')!r}, expected 'kgllm-router'")
-        if model is not None and manifest["embedder"] != model:
-            raise ModelError(f"{manifest_path}: router trained with embedder {manifest['embedder']!r}, "
-                             f"the KB uses {model!r}")
-        arrays = np.load(directory / "router.npz")
-        vocabulary = json.loads((directory / "vocabulary.json").read_text(encoding="utf-8"))
-        loaded = cls(manifest["labels"], arrays["coef"], arrays["intercept"], vocabulary, arrays["idf"],
-                     manifest["embedder"])
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise ModelError(f"{manifest_path}: not JSON ({exc}); train the router again") from exc
+        kind = manifest.get("kind") if isinstance(manifest, dict) else None
+        if kind != "kgllm-router":
+            raise ModelError(f"{manifest_path}: kind {kind!r}, expected 'kgllm-router'")
+        labels, embedder = manifest.get("labels"), manifest.get("embedder")
+        # a damaged or hand-edited model raised KeyError or failed every question at routing: refuse it here
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels) or not isinstance(embedder, str):
+            raise ModelError(f"{manifest_path}: not a router manifest (needs 'labels', a list of expert names, and "
+                             f"'embedder'); train it again with kgllm train router")
+        if model is not None and embedder != model:
+            raise ModelError(f"{manifest_path}: router trained with embedder {embedder!r}, the KB uses {model!r}")
+        try:
+            with np.load(directory / "router.npz") as arrays:
+                coef, intercept, idf = arrays["coef"], arrays["intercept"], arrays["idf"]
+            vocabulary = json.loads((directory / "vocabulary.json").read_text(encoding="utf-8"))
+        except (OSError, KeyError, ValueError) as exc:
+            raise ModelError(f"{directory}: router model files are missing or damaged ({exc}); "
+                             "train it again with kgllm train router") from exc
+        if (not isinstance(vocabulary, dict) or coef.ndim != 2 or coef.shape[0] != len(labels)
+                or coef.shape[1] <= len(vocabulary) or intercept.shape != (len(labels),)
+                or idf.shape != (len(vocabulary),)):
+            raise ModelError(f"{directory}: router model files do not fit together (coefficients {coef.shape} for "
+                             f"{len(labels)} labels and {len(vocabulary) if isinstance(vocabulary, dict) else '?'} "
+                             "n-grams): saved by two trainings? train it again with kgllm train router")
+        loaded = cls(labels, coef, intercept, vocabulary, idf, embedder)
         loaded.directory = directory
         return loaded
 

@@ -16,6 +16,8 @@ up to date incrementally (only new items are embedded) when first needed after a
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
@@ -63,6 +65,7 @@ class KnowledgeBase(DomainIndexes):
         self._embedder: Embedder | None = embedder if not isinstance(embedder, (str, type(None))) else None
         self._indexes: dict[tuple[str, str], VectorIndex] = {}
         self._index_stamps: dict[tuple[str, str], object] = {}
+        self._index_locks: dict[tuple[str, str], threading.Lock] = {}
         self._pipeline: Any = None
         self._router: Router | None = None
 
@@ -86,13 +89,18 @@ class KnowledgeBase(DomainIndexes):
         return dict(self._manifest["domains"][domain])
 
     def set_domain_info(self, domain: str, **info: Any) -> None:
-        """Record (merge) metadata for ``domain``; creates the entry when new."""
+        """Record (merge) metadata for ``domain``; creates the entry when new.
+
+        Raises:
+            ConfigError: the merged expert settings are malformed (as :meth:`add_expert` checks them);
+                nothing is recorded.
+        """
         validate_domain_name(domain)
 
-        from kgllm.experts import reasoning_settings
+        from kgllm.experts import check_expert_info, reasoning_settings
 
         def merge(manifest: dict[str, Any]) -> None:
-            entry = manifest["domains"].setdefault(domain, {})
+            entry = dict(manifest["domains"].get(domain, {}))
             for key, value in info.items():
                 if key == "reasoning" and isinstance(value, dict):  # hops and max_hops: one setting, the new one
                     entry[key] = {**reasoning_settings(entry.get(key)), **reasoning_settings(value)}
@@ -100,6 +108,9 @@ class KnowledgeBase(DomainIndexes):
                     entry[key] = {**entry[key], **value}
                 elif value is not None:
                     entry[key] = value
+            # a bad setting recorded here made kb.experts() and kb.stats() fail with pydantic's errors
+            check_expert_info(domain, entry)
+            manifest["domains"][domain] = entry
 
         self._update_manifest(merge)
         self._pipeline = None
@@ -173,6 +184,9 @@ class KnowledgeBase(DomainIndexes):
 
         validate_domain_name(domain)
         chunks = list(read_documents(paths, domain=domain, chunking=chunking or "paragraph"))  # type: ignore[arg-type]
+        if not chunks and domain not in self._manifest["domains"]:  # e.g. a glob that matched nothing
+            raise LoadError(f"no documents given for the new domain {domain!r}: nothing loaded (an expert "
+                            "without data is declared with add_expert)")
         return self._load(domain, [], chunks, {"description": description})
 
     def _load(self, domain: str, readers: Sequence[Iterable[RawTriple]], chunks: Sequence[Chunk],
@@ -252,15 +266,19 @@ class KnowledgeBase(DomainIndexes):
 
     # -- experts ------------------------------------------------------------------------------------
     def experts(self) -> list[Expert]:
-        """Every domain of the KB as an :class:`~kgllm.experts.Expert`."""
-        from kgllm.experts import Expert
+        """Every domain of the KB as an :class:`~kgllm.experts.Expert`.
 
-        return [Expert.from_info(name, self._manifest["domains"][name]) for name in self.domains]
+        Raises:
+            ConfigError: the manifest holds a malformed setting (edited by hand), named in the message.
+        """
+        from kgllm.experts import check_expert_info
+
+        return [check_expert_info(name, self._manifest["domains"][name]) for name in self.domains]
 
     def expert(self, name: str) -> Expert:
-        from kgllm.experts import Expert
+        from kgllm.experts import check_expert_info
 
-        return Expert.from_info(name, self.domain_info(name))
+        return check_expert_info(name, self.domain_info(name))
 
     def add_expert(self, name: str, *, description: str, relation_text: dict[str, str] | None = None,
                    reasoning: dict[str, Any] | None = None, scorer: str | Path | None = None,
@@ -365,7 +383,7 @@ class KnowledgeBase(DomainIndexes):
             for pair in expert.same_as:
                 linked[pair["same_as_domain"]] = linked.get(pair["same_as_domain"], 0) + 1
             domains[name] = {**counts, "relations": len(self.store.relations(name)) if counts["triples"] else 0,
-                             "chunks": len(self.chunks(name)), "indexes": indexes,
+                             "chunks": self._chunk_count(name), "indexes": indexes,
                              "description": info.get("description"),
                              "expert": {"reasoning": expert.reasoning.model_dump(), "scorer": expert.scorer,
                                         "prompt_template": expert.prompt_template,
@@ -406,7 +424,7 @@ def _progress(enabled: bool, description: str):  # type: ignore[no-untyped-def]
     return tqdm(desc=description, unit=" triples", leave=False)
 
 
-def open_kb(path: str | Path, *, store: str = "local", embedder: Embedder | str | None = None,
+def open_kb(path: str | Path, *, store: str = "local", embedder: Embedder | str | Path | None = None,
             create: bool = True, neo4j_uri: str | None = None, user: str | None = None,
             password: str | None = None, database: str | None = None) -> KnowledgeBase:
     """Open (or create) the knowledge base in directory ``path``.
@@ -427,6 +445,8 @@ def open_kb(path: str | Path, *, store: str = "local", embedder: Embedder | str 
     from kgllm.stores import open_store
 
     path = Path(path)
+    if isinstance(embedder, os.PathLike):  # a model directory as a Path: was taken for an Embedder
+        embedder = os.fspath(embedder)
     manifest = read_kb_manifest(path)
     if manifest is None:
         if path.exists() and not path.is_dir():

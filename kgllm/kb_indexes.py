@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import os
 import shutil
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kgllm.exceptions import ConfigError, IndexMismatch, LoadError
-from kgllm.kb_manifest import atomic_write_text
+from kgllm.exceptions import ConfigError, DomainNotFound, IndexMismatch, LoadError
+from kgllm.kb_manifest import atomic_write_text, locked_kb
 from kgllm.types import Chunk
 
 if TYPE_CHECKING:
@@ -49,6 +52,8 @@ class DomainIndexes:
     _embedder: Embedder | None
     _indexes: dict[tuple[str, str], VectorIndex]
     _index_stamps: dict[tuple[str, str], object]  # the source's identity each cached index was built from
+    _pipeline: Any  # the question pipeline, rebuilt when next used once set to None
+    _index_locks: dict[tuple[str, str], threading.Lock]  # held while an index is brought up to date
 
     def domain_info(self, domain: str) -> dict[str, Any]:
         raise NotImplementedError
@@ -87,9 +92,11 @@ class DomainIndexes:
             changes["factory"] = factory
         for knob, value in (("nprobe", nprobe), ("ef_search", ef_search)):
             if value is not None:
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                     raise ConfigError(f"{knob} must be a positive int, got {value!r}")
-                changes[knob] = value
+                if value >= 2**31:  # FAISS takes a C int: a larger one failed every search with OverflowError
+                    raise ConfigError(f"{knob} must be below 2**31 (a FAISS int), got {value!r}")
+                changes[knob] = int(value)  # a numpy integer too (JSON takes only ints)
 
         def record(manifest: dict[str, Any]) -> None:
             options = manifest.setdefault("index_options", {})
@@ -98,6 +105,7 @@ class DomainIndexes:
 
         self._update_manifest(record)
         self._indexes = {key: value for key, value in self._indexes.items() if key[1] not in kinds}
+        self._pipeline = None  # its retrievers hold the indexes they were given: asks kept the old ones
 
     # -- embedder and indexes --------------------------------------------------------------------
     @property
@@ -115,13 +123,19 @@ class DomainIndexes:
     def index(self, domain: str, kind: str) -> VectorIndex:
         """The ``kind`` index of ``domain``, brought up to date: only new items and items whose text changed
         are embedded."""
-        from kgllm.index import VectorIndex
-
         options = self.index_options(kind)
         self.domain_info(domain)
+        # one build at a time per index: threads asking at once each built it, embedded its items and saved
+        # into the same folder, where one's checksums could describe the other's files
+        with self._index_locks.setdefault((domain, kind), threading.Lock()):
+            return self._up_to_date_index(domain, kind, options)
+
+    def _up_to_date_index(self, domain: str, kind: str, options: dict[str, Any]) -> VectorIndex:
+        from kgllm.index import VectorIndex
+
         stamp = self._source_stamp(domain, kind)
         cached = self._indexes.get((domain, kind))
-        if cached is not None and self._index_stamps.get((domain, kind)) == stamp:
+        if cached is not None and _same_source(self._index_stamps.get((domain, kind)), stamp):
             return cached  # up to date: loads and deletes drop the domain's cached indexes
         directory = self._index_dir(domain, kind)
         known: dict[str, str] = {}
@@ -145,10 +159,16 @@ class DomainIndexes:
         digests = {item_id: _digest(text) for item_id, text in items}
         missing = [(item_id, text) for item_id, text in items
                    if item_id not in index or known.get(item_id) != digests[item_id]]
+        # items the source no longer holds (a folder left behind by a delete that failed, or written by
+        # another opener meanwhile) must not be served
+        held = len(digests) - len(missing)  # items in the index already: it holds others only when larger
+        gone = [item_id for item_id in index.ids() if item_id not in digests] if len(index) > held else []
+        if gone:
+            index.remove(gone)
         if missing:
             ids, texts = zip(*missing)
             index.add(list(ids), self.embedder.encode(list(texts)))  # a changed text replaces its vector
-        if missing or rebuilt:
+        if missing or rebuilt or gone:
             index.save(directory)
         if known != digests:
             doc = {"embedder": self.embedder.cache_identity, "digests": digests}
@@ -158,9 +178,15 @@ class DomainIndexes:
         return index
 
     def _source_stamp(self, domain: str, kind: str) -> object:
-        """What tells whether a cached index is stale: the chunks file's identity for ``chunks`` (one stat)."""
+        """What tells whether a cached index is stale: the chunks file's identity for ``chunks`` (one stat),
+        the store's snapshot of the graph otherwise (cached by the store until the domain changes)."""
         if kind != "chunks":
-            return None  # the graph: this KB's own loads forget the cached indexes
+            # another client of the store (a second KB object, another process with Neo4j) may have loaded
+            # into the domain: the index built from the older graph missed its new entities and facts
+            try:
+                return weakref.ref(self.store.snapshot(domain))  # a weak one: an old graph is not kept in memory
+            except DomainNotFound:  # a domain with documents only
+                return None
         try:
             st = os.stat(self._docs_file(domain))
         except FileNotFoundError:
@@ -198,8 +224,27 @@ class DomainIndexes:
         path = self._docs_file(domain)
         if not path.exists():
             return []
+        from pydantic import ValidationError
+
+        chunks = []
         with path.open(encoding="utf-8") as handle:
-            return [Chunk.model_validate_json(line) for line in handle if line.strip()]
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    chunks.append(Chunk.model_validate_json(line))
+                except ValidationError as exc:  # was pydantic's error, naming neither the file nor the line
+                    raise LoadError(f"damaged document chunk, changed outside kgllm? ({exc.errors()[0]['msg']})",
+                                    path=path, line=number) from exc
+        return chunks
+
+    def _chunk_count(self, domain: str) -> int:
+        """How many chunks ``domain`` holds, without reading them (``stats`` works with a damaged file)."""
+        path = self._docs_file(domain)
+        if not path.exists():
+            return 0
+        with path.open("rb") as handle:
+            return sum(1 for line in handle if line.strip())
 
     def add_chunks(self, domain: str, chunks: Sequence[Chunk]) -> int:
         """Append chunks (same id and text = same chunk, kept once); returns how many were new.
@@ -209,25 +254,28 @@ class DomainIndexes:
                 name, or the same one edited or chunked otherwise (nothing is written). Chunk ids are
                 ``<source>#<n>``, so keeping both would mix the two documents' chunks.
         """
-        existing = self.chunks(domain)
-        texts = {chunk.id: chunk.text for chunk in existing}
-        new = []
-        for chunk in chunks:
-            text = texts.get(chunk.id)
-            if text is None:
-                texts[chunk.id] = chunk.text
-                new.append(chunk.model_copy(update={"domain": domain}))
-            elif text != chunk.text:
-                from kgllm.loaders._io import shorten
+        # read, add and write under the KB's lock: two openers (or threads) adding documents at once each
+        # rewrote the file from what they had read, and the chunks of one of them were lost
+        with locked_kb(self.path):
+            existing = self.chunks(domain)
+            texts = {chunk.id: chunk.text for chunk in existing}
+            new = []
+            for chunk in chunks:
+                text = texts.get(chunk.id)
+                if text is None:
+                    texts[chunk.id] = chunk.text
+                    new.append(chunk.model_copy(update={"domain": domain}))
+                elif text != chunk.text:
+                    from kgllm.loaders._io import shorten
 
-                raise LoadError(f"domain {domain!r} already holds a different document named {chunk.source!r} "
-                                f"(its chunk {chunk.id!r} has another text); rename the file, or delete the "
-                                "domain and load it again", path=chunk.source, line=chunk.line,
-                                value=shorten(chunk.text))
-        if new:
-            text = "".join(chunk.to_json() + "\n" for chunk in existing + new)
-            atomic_write_text(self._docs_file(domain), text)
-            self._indexes.pop((domain, "chunks"), None)
+                    raise LoadError(f"domain {domain!r} already holds a different document named "
+                                    f"{chunk.source!r} (its chunk {chunk.id!r} has another text); rename the file, "
+                                    "or delete the domain and load it again", path=chunk.source, line=chunk.line,
+                                    value=shorten(chunk.text))
+            if new:
+                text = "".join(chunk.to_json() + "\n" for chunk in existing + new)
+                atomic_write_text(self._docs_file(domain), text)
+                self._indexes.pop((domain, "chunks"), None)
         return len(new)
 
     def _indexed_counts(self, domain: str) -> dict[str, int]:
@@ -250,6 +298,13 @@ class DomainIndexes:
         shutil.rmtree(self.path / "index" / domain, ignore_errors=True)
         self._docs_file(domain).unlink(missing_ok=True)
         self._forget_indexes(domain)
+
+
+def _same_source(old: object, new: object) -> bool:
+    """Whether two source stamps (see ``_source_stamp``) name the same source."""
+    if isinstance(old, weakref.ref) and isinstance(new, weakref.ref):
+        return old() is not None and old() is new()
+    return old == new
 
 
 def _check_kind(kind: str) -> str:

@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 __all__ = ["MANIFEST", "FORMAT", "FORMAT_VERSION", "atomic_write_text", "read_kb_manifest", "new_kb_manifest",
-           "update_kb_manifest", "check_index_models"]
+           "update_kb_manifest", "check_index_models", "locked_kb"]
 
 MANIFEST = "kgllm.json"
 LOCK = ".kgllm.lock"
@@ -77,7 +77,8 @@ def read_kb_manifest(directory: Path) -> dict[str, Any] | None:
 
 
 @contextmanager
-def _locked(directory: Path) -> Iterator[None]:
+def locked_kb(directory: Path) -> Iterator[None]:
+    """Hold the KB's advisory lock (other processes, and other threads with their own handle, wait)."""
     if fcntl is None:  # pragma: no cover - Windows
         yield
         return
@@ -98,7 +99,7 @@ def update_kb_manifest(directory: Path, mine: dict[str, Any],
     process opened the KB); everything else comes from the file. Also returns whether the file's
     domains differed from ``mine``'s (another process loaded or deleted one: the store needs a refresh).
     """
-    with _locked(directory):
+    with locked_kb(directory):
         fresh = read_kb_manifest(directory)
         others_changed = False
         if fresh is None:

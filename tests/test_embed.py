@@ -281,3 +281,67 @@ def test_gpu_is_the_default_and_agrees_with_cpu() -> None:
     gpu = Embedder()
     assert gpu.device == "cuda"
     np.testing.assert_allclose(gpu.encode(SENTENCES), Embedder(device="cpu").encode(SENTENCES), atol=1e-3)
+
+
+def test_cache_that_cannot_be_written_or_is_damaged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # a read-only cache file opened fine, then every encode of a new text raised sqlite3.OperationalError
+    emb = Embedder(cache_dir=tmp_path, device="cpu")
+    assert emb._db is not None
+    emb._db.execute("PRAGMA query_only = ON")  # what a read-only file (or a full disk) does to writes
+    with caplog.at_level("WARNING", logger="kgllm.embed"):
+        first = emb.encode(["a text never cached"])
+        emb.encode(["another text never cached"])
+    np.testing.assert_allclose(first, Embedder(device="cpu").encode(["a text never cached"]), atol=1e-5)
+    assert sum("cannot write to the embedding cache" in r.getMessage() for r in caplog.records) == 1  # once
+    emb.close()
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "embeddings.sqlite").write_bytes(b"not a database" * 100)
+    with pytest.raises(ConfigError, match=r"file is not a database; delete .*embeddings.sqlite to start an empty"):
+        Embedder(cache_dir=damaged, device="cpu")
+
+
+def test_text_with_a_lone_surrogate(embedder: Embedder) -> None:
+    # a badly decoded question ("\ud800") failed ask with UnicodeEncodeError (and the tokenizer refuses it)
+    vectors = embedder.encode(["Kismet \ud800 film", "Kismet \ufffd\ufffd\ufffd film"])
+    np.testing.assert_allclose(vectors[0], vectors[1], atol=1e-6)
+
+
+def test_cache_damaged_in_its_pages_is_dropped_not_fatal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # the header was intact, so the cache opened; then every encode failed with "database disk image is malformed"
+    texts = [f"text number {i}" for i in range(600)]
+    with Embedder(cache_dir=tmp_path, device="cpu") as first:
+        expected = first.encode(texts)
+    db = sqlite3.connect(tmp_path / "embeddings.sqlite")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.execute("PRAGMA journal_mode=DELETE")
+    db.close()
+    path = tmp_path / "embeddings.sqlite"
+    with open(path, "r+b") as handle:
+        for offset in range(8192, path.stat().st_size - 4096, 8192):
+            handle.seek(offset)
+            handle.write(np.random.default_rng(offset).bytes(4096))
+    emb = Embedder(cache_dir=tmp_path, device="cpu")
+    with caplog.at_level("WARNING", logger="kgllm.embed"):
+        np.testing.assert_allclose(emb.encode(texts), expected, atol=1e-5)
+        emb.encode(["one more"])
+    assert [r.getMessage() for r in caplog.records if "is damaged" in r.getMessage()] == [
+        f"the embedding cache {path} is damaged (database disk image is malformed) and is no longer used; "
+        "delete it to start an empty one"]
+
+
+def test_the_bundled_model_given_by_its_directory_is_the_default(tmp_path: Path) -> None:
+    # it was recorded as its path: a KB whose indexes the default built refused it as "another model",
+    # and its vectors were cached apart from the default's
+    import kgllm
+    from kgllm.embed import model_name
+
+    assert model_name(default_model_path()) == model_name(Path(default_model_path())) == DEFAULT_MODEL_NAME
+    assert Embedder(default_model_path(), device="cpu").cache_identity == DEFAULT_MODEL_NAME
+    data = tmp_path / "one.txt"
+    data.write_text("kismet|directed_by|tom hanks\n", encoding="utf-8")
+    with kgllm.open(tmp_path / "kb") as kb:
+        kb.load_triples("films", data, format="pipe")
+        kb.index("films", "entities")
+    with kgllm.open(tmp_path / "kb", embedder=default_model_path(), create=False) as reopened:
+        assert len(reopened.index("films", "entities")) == 2

@@ -343,3 +343,23 @@ def test_router_model_trained_for_other_experts_is_not_used(tmp_path, fixtures_d
         answer = kb.ask("which countries border [italy]?")
         assert answer.experts[0].name == "tiny_geo" and answer.answers
         assert any("not used" in w and "use_router_model(None)" in w for w in answer.warnings)
+
+
+def test_damaged_router_model_is_refused_or_routes_zero_shot(tmp_path, fixtures_dir):
+    # a manifest without labels raised KeyError from kb.router (every ask failed) and from use_router_model;
+    # files saved by two trainings (an interrupted one over an older model) were taken as one model
+    _train_router_into_the_kb(tmp_path, fixtures_dir)
+    manifest = tmp_path / "router" / "manifest.json"
+    good = manifest.read_text(encoding="utf-8")
+    manifest.write_text(json.dumps({**json.loads(good), "labels": None}), encoding="utf-8")
+    with kgllm.open(tmp_path / "kb", create=False) as kb:
+        answer = kb.ask("which countries border [italy]?")
+        assert answer.experts[0].name == "tiny_geo" and answer.answers
+        assert any("not a router manifest" in w and "routed zero-shot" in w for w in answer.warnings)
+        with pytest.raises(ModelError, match="not a router manifest"):
+            kb.use_router_model(tmp_path / "router")
+        manifest.write_text(good, encoding="utf-8")
+        vocabulary = tmp_path / "router" / "vocabulary.json"
+        vocabulary.write_text(json.dumps({"ab": 0, "bc": 1}), encoding="utf-8")  # another training's n-grams
+        with pytest.raises(ModelError, match="router model files do not fit together"):
+            kb.use_router_model(tmp_path / "router")

@@ -332,3 +332,43 @@ def test_gpu_search_matches_cpu_and_saves(factory: str, tmp_path: Path) -> None:
     assert "e0" not in {i for i, _ in gpu.search(vecs[0], 5)[0]}
     gpu.save(tmp_path)
     assert len(VectorIndex.load(tmp_path, device="cpu")) == 1999
+
+
+def test_factories_faiss_crashes_on_are_refused_and_numpy_k_is_taken() -> None:
+    # FAISS parses these but killed the process on the first add (segfault or abort), and a factory that is
+    # no string raised AttributeError; a numpy integer k (a computed top_k) raised a SWIG TypeError
+    for factory in ("HNSW0", "HNSW1", "IVF2_HNSW1,Flat", "IVF2,PQ2x0", "RR0,Flat"):
+        with pytest.raises(ConfigError, match=f"invalid FAISS factory string '{factory}'"):
+            VectorIndex.create(DIM, factory=factory, device="cpu")
+    with pytest.raises(ConfigError, match="factory must be a FAISS factory string .* got 32"):
+        VectorIndex.create(DIM, factory=32)  # type: ignore[arg-type]
+    assert VectorIndex.create(DIM, factory="HNSW2", device="cpu").factory == "HNSW2"
+    index = VectorIndex.create(DIM, device="cpu")
+    index.add(ids_of(5), clustered(5))
+    assert [len(row) for row in index.search(clustered(2), np.int64(3))] == [3, 3]
+    with pytest.raises(ValueError, match="k must be an integer >= 1, got True"):
+        index.search(clustered(1), True)
+
+
+def test_a_search_knob_beyond_a_c_int_still_searches() -> None:
+    # ef_search above 2**31-1 (from a manifest) failed every search with FAISS's OverflowError
+    index = VectorIndex.create(DIM, factory="HNSW32", device="cpu")
+    index.add(ids_of(50), clustered(50))
+    query = clustered(1, seed=3)
+    best = index.search(query, 3)[0]
+    index.ef_search = 10**12
+    assert index.search(query, 3)[0] == best
+
+
+def test_hnsw_over_trained_storage_compacts() -> None:
+    # compaction rebuilt the index from the factory: untrained for SQ/PQ storage, so the removal that made
+    # tombstones outnumber live vectors raised "'is_trained' failed" (a KB re-embedding many renamed entities)
+    vecs = clustered(1500, seed=4)
+    index = VectorIndex.create(DIM, factory="HNSW32,SQ8", device="cpu")
+    index.add(ids_of(1500), vecs)
+    assert index.is_trained
+    index.remove(ids_of(1400))
+    assert len(index) == 100 and index._index.ntotal == 100 and not index._dead
+    assert index.search(vecs[1450], 1)[0][0][0] == "e1450"
+    index.add(["e0"], vecs[:1])  # still trained: takes new vectors
+    assert index.search(vecs[0], 1)[0][0][0] == "e0"

@@ -7,6 +7,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import kgllm
@@ -160,6 +161,9 @@ def test_unknown_domain_lists_known(kb):
 def test_invalid_domain_name(kb, fixtures_dir):
     with pytest.raises(ConfigError, match="invalid domain name"):
         kb.load_triples("../escape", fixtures_dir / "kb" / "tiny_movies" / "kb.txt", format="pipe")
+    with pytest.raises(ConfigError, match="invalid domain name"):  # "$" matched before a final newline
+        kb.add_expert("films\n", description="Films.")
+    assert kb.domains == ["tiny_movies"]
 
 
 def test_entity_index_is_incremental_and_deleted_with_domain(kb, tmp_path):
@@ -365,6 +369,11 @@ def test_domain_with_documents_only(kb, tmp_path):
     assert kb.ask("Who directed [Kismet]?").answers[0].name == "William Dieterle"
     answer = kb.ask("Who directed [Kismet]?", domain="notes")
     assert answer.answers == [] and answer.text.startswith("No entity")
+    # no documents at all (a glob that matched nothing) made an empty expert, consulted by routing
+    with pytest.raises(LoadError, match="no documents given for the new domain 'science': nothing loaded"):
+        kb.load_documents("science", [])
+    assert "science" not in kb.domains
+    assert kb.load_documents("notes", [])["chunks_added"] == 0  # an existing domain: nothing to add
 
 
 def test_labels_only_rdf_names_existing_entities_but_makes_no_empty_domain(kb, tmp_path):
@@ -521,3 +530,157 @@ def test_a_later_hops_setting_replaces_an_earlier_max_hops(tmp_path, fixtures_di
         kb.set_domain_info("tiny-movies", reasoning={"hops": 1})
         assert kb.expert("tiny-movies").reasoning.max_hops == 1
         assert kb.pipeline.context("tiny-movies").max_hops == 1
+
+
+def test_index_options_reach_the_next_ask_and_odd_knobs(kb):
+    # the pipeline's fact retriever kept the index it was first given: asks searched the old factory with
+    # the old knobs until the KB was opened again; a knob above a C int was recorded, then every search
+    # failed with OverflowError; a numpy integer was refused as no positive int
+    def fact_indexes():  # what the retrieve stage of ask searches (graph facts go to an LLM's context)
+        evidence = kb.pipeline.evidence(kb.pipeline.context("tiny_movies"))
+        assert evidence.graph_facts("Who directed Kismet?", ["Kismet"], 3).facts
+        return [(r.index.factory, r.index.ef_search) for r in evidence._graph.retrievers if r.name == "vector-facts"]
+
+    assert fact_indexes() == [("Flat", 64)]
+    kb.set_index_options("facts", factory="HNSW32", ef_search=np.int64(40))
+    assert fact_indexes() == [("HNSW32", 40)]
+    with pytest.raises(ConfigError, match=r"ef_search must be below 2\*\*31 .*got 1000000000000"):
+        kb.set_index_options("facts", ef_search=10**12)
+    with pytest.raises(ConfigError, match="invalid FAISS factory string 'HNSW0'"):
+        kb.set_index_options("facts", factory="HNSW0")  # FAISS took it, then killed the process on add
+    assert kb.index_options("facts") == {"factory": "HNSW32", "ef_search": 40}
+
+
+def test_graph_indexes_follow_triples_loaded_by_another_opener(kb, tmp_path):
+    # the entity and fact indexes held in memory were checked against nothing: after another opener loaded
+    # into the domain (and this KB's store picked the change up), they were served without its new items
+    assert "New Film" not in kb.index("tiny_movies", "entities")
+    facts = len(kb.index("tiny_movies", "facts"))
+    extra = tmp_path / "extra.txt"
+    extra.write_text("New Film|directed_by|William Dieterle\n", encoding="utf-8")
+    with kgllm.open(tmp_path / "kb", create=False) as other:
+        other.load_triples("tiny_movies", extra, format="pipe", description="Films, their casts and directors.")
+    kb.add_expert("cooking", description="Recipes.")  # its manifest edit refreshes the store
+    assert "New Film" in kb.store.snapshot("tiny_movies").ids
+    assert "New Film" in kb.index("tiny_movies", "entities")
+    assert len(kb.index("tiny_movies", "facts")) == facts + 1
+
+
+def test_an_index_folder_left_behind_serves_no_item_the_domain_lost(kb, tmp_path):
+    # a delete whose index folder stayed (rmtree ignores errors), then a load of the same name: the old
+    # folder was brought up to date by adding the new items only, so the old entities and facts were served
+    kb.index("tiny_movies", "entities")
+    kb.index("tiny_movies", "facts")
+    shutil.copytree(kb.path / "index" / "tiny_movies", tmp_path / "left")
+    kb.delete_domain("tiny_movies")
+    shutil.copytree(tmp_path / "left", kb.path / "index" / "tiny_movies")
+    data = tmp_path / "films.txt"
+    data.write_text("Kismet|directed_by|Someone Else\n", encoding="utf-8")
+    kb.load_triples("tiny_movies", data, format="pipe")
+    assert sorted(kb.index("tiny_movies", "entities").ids()) == ["Kismet", "Someone Else"]
+    assert kb.index("tiny_movies", "facts").ids() == ["Kismet\x1fdirected_by\x1fSomeone Else"]
+    kb.close()
+    with kgllm.open(kb.path, create=False) as reopened:  # saved without them
+        assert len(reopened.index("tiny_movies", "entities")) == 2
+
+
+def test_set_domain_info_refuses_bad_expert_settings_and_stats_survive_damaged_documents(kb, tmp_path):
+    # set_domain_info recorded anything: then kb.experts() and kb.stats() failed with pydantic's
+    # ValidationError, ValueError or KeyError (a same_as pair without same_as_domain); a damaged
+    # documents file failed stats and every ask with pydantic's error naming neither file nor line
+    before = json.loads((kb.path / "kgllm.json").read_text(encoding="utf-8"))
+    with pytest.raises(ConfigError, match="expert 'tiny_movies': bad setting 'reasoning.beam'"):
+        kb.set_domain_info("tiny_movies", reasoning={"beam": 0})
+    with pytest.raises(ConfigError, match="expert 'tiny_movies': reasoning must be a dict"):
+        kb.set_domain_info("tiny_movies", reasoning="deep")
+    with pytest.raises(ConfigError, match="a same_as pair needs entity, same_as_domain and same_as_entity"):
+        kb.set_domain_info("tiny_movies", same_as=[{"entity": "Kismet"}])
+    with pytest.raises(ConfigError, match="expert 'films': bad setting 'description'"):
+        kb.set_domain_info("films", description=["Films."])
+    assert json.loads((kb.path / "kgllm.json").read_text(encoding="utf-8")) == before  # nothing recorded
+    assert kb.stats()["domains"]["tiny_movies"]["expert"]["reasoning"]["beam"] == 8
+    notes = tmp_path / "notes.md"
+    notes.write_text("Kismet is a 1944 film.\n\nIt was directed by William Dieterle.\n", encoding="utf-8")
+    kb.load_documents("tiny_movies", [notes])
+    docs, count = kb.path / "docs" / "tiny_movies.jsonl", len(kb.chunks("tiny_movies"))
+    docs.write_text(docs.read_text(encoding="utf-8") + '{"id": "notes.md#9"\n', encoding="utf-8")
+    assert kb.stats()["domains"]["tiny_movies"]["chunks"] == count + 1
+    with pytest.raises(LoadError, match=rf"tiny_movies.jsonl line {count + 1}: damaged document chunk"):
+        kb.chunks("tiny_movies")
+
+
+def test_embedder_given_as_a_path(tmp_path):
+    # a model directory given as a pathlib.Path (Embedder takes one) was taken for an Embedder: AttributeError
+    from test_embed import tiny_model
+
+    tiny_model(tmp_path)
+    with kgllm.open(tmp_path / "kb", embedder=tmp_path / "tiny-st") as kb:
+        kb.load_triples("films", _one_triple(tmp_path), format="pipe")
+        assert kb.index("films", "entities").dim == 24
+    with kgllm.open(tmp_path / "kb", embedder=tmp_path / "tiny-st", create=False) as reopened:
+        assert reopened.embedder.model_name == str((tmp_path / "tiny-st").resolve())
+        assert len(reopened.index("films", "entities")) == 2
+
+
+def test_threads_asking_for_an_index_at_once_build_it_once(kb, monkeypatch):
+    # each thread built its own copy (embedding every item) and saved it into the same folder
+    import threading
+    import time
+
+    calls = []
+    encode = type(kb.embedder).encode
+
+    def slow_encode(self, texts, **options):  # keeps the first build going while the other thread asks
+        calls.append(len(texts))
+        time.sleep(0.5)
+        return encode(self, texts, **options)
+
+    monkeypatch.setattr(type(kb.embedder), "encode", slow_encode)
+    found = []
+    threads = [threading.Thread(target=lambda: found.append(kb.index("tiny_movies", "entities"))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert found[0] is found[1] and calls == [44]
+
+
+def test_documents_added_at_once_by_two_openers_are_all_kept(kb, monkeypatch):
+    # each opener read the documents file, added its chunks and wrote the file back: one's chunks were lost
+    import threading
+    import time
+
+    import kgllm.kb_indexes
+    from kgllm.types import Chunk
+
+    write = kgllm.kb_indexes.atomic_write_text
+
+    def slow_write(path, text):  # between the read and the write, where the other opener came in
+        time.sleep(0.3)
+        write(path, text)
+
+    monkeypatch.setattr(kgllm.kb_indexes, "atomic_write_text", slow_write)
+    other = kgllm.open(kb.path, create=False)
+    chunks = [Chunk(id=f"{name}#0", domain="tiny_movies", text=f"{name} text", source=name) for name in ("a", "b")]
+    threads = [threading.Thread(target=opener.add_chunks, args=("tiny_movies", [chunk]))
+               for opener, chunk in zip((kb, other), chunks)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    other.close()
+    assert sorted(chunk.id for chunk in kb.chunks("tiny_movies")) == ["a#0", "b#0"]
+
+
+def test_a_hand_edited_bad_setting_is_named_by_experts_and_stats(kb):
+    # kb.experts(), kb.expert() and kb.stats() raised pydantic's ValidationError (or KeyError)
+    manifest = json.loads((kb.path / "kgllm.json").read_text(encoding="utf-8"))
+    manifest["domains"]["tiny_movies"]["reasoning"]["beam"] = 0
+    (kb.path / "kgllm.json").write_text(json.dumps(manifest), encoding="utf-8")
+    kb.close()
+    with kgllm.open(kb.path, create=False) as reopened:
+        for call in (reopened.experts, lambda: reopened.expert("tiny_movies"), reopened.stats):
+            with pytest.raises(ConfigError, match="expert 'tiny_movies': bad setting 'reasoning.beam'"):
+                call()
+        reopened.set_domain_info("tiny_movies", reasoning={"beam": 4})  # mended by setting it again
+        assert reopened.expert("tiny_movies").reasoning.beam == 4

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import numbers
 import operator
 import re
 import threading
@@ -59,6 +60,7 @@ METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 _GPU_INSTALL = 'pip install "kgllm[gpu]"'
 _GPU_MAX_K = 2048  # FAISS GPU kernels return at most this many neighbours
 _POINTS_PER_CENTROID = 39  # FAISS warns below this many training points per k-means centroid
+_C_INT_MAX = 2**31 - 1  # the largest search knob FAISS takes (a C int)
 
 
 def _min_train(factory: str) -> int:
@@ -125,8 +127,17 @@ class VectorIndex:
             raise ConfigError(f"dim must be a positive int, got {dim!r}") from None
         if dim < 1:
             raise ConfigError(f"dim must be a positive int, got {dim!r}")
+        if not isinstance(factory, str):
+            raise ConfigError(f"factory must be a FAISS factory string such as 'Flat' or 'HNSW32', got {factory!r}")
         if factory.startswith("IDMap"):
             raise ConfigError(f"give the factory without the id map (it is added): {factory!r}")
+        # FAISS parses these but crashes the process (segfault, abort) on the first add: refuse them here
+        for links in re.finditer(r"HNSW(\d+)", factory):
+            if int(links.group(1)) < 2:
+                raise ConfigError(f"invalid FAISS factory string {factory!r}: HNSW needs at least 2 links per "
+                                  f"node, got {links.group(0)}")
+        if empty := re.search(r"PQ\d+x0+(?!\d)|RR0+(?!\d)", factory):
+            raise ConfigError(f"invalid FAISS factory string {factory!r}: {empty.group(0)} is 0 bits or dimensions wide")
         try:
             index = _build(dim, factory, metric)
         except RuntimeError as exc:
@@ -238,8 +249,9 @@ class VectorIndex:
             vectors: ``(n, dim)`` or ``(dim,)`` queries.
             k: results per query (fewer when the index holds fewer).
         """
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k!r}")
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {k!r}")
+        k = int(k)  # FAISS refuses numpy integers
         queries = self._as_matrix(vectors)
         with self._lock:
             cpu = self._index if self._index.is_trained else self._pending
@@ -369,7 +381,7 @@ class VectorIndex:
         if isinstance(index, faiss.IndexIDMap2):
             inner = faiss.downcast_index(index.index)
             if isinstance(inner, faiss.IndexHNSW):
-                inner.hnsw.efSearch = max(self.ef_search, k)
+                inner.hnsw.efSearch = min(max(self.ef_search, k), _C_INT_MAX)  # a C int in FAISS
         ivf = faiss.try_extract_index_ivf(index)
         if ivf is not None:
             ivf.nprobe = min(ivf.nlist, self.nprobe)
@@ -405,10 +417,12 @@ class VectorIndex:
         """Rebuild a non-removable index without its tombstones."""
         live = np.asarray(sorted(self._id), dtype=np.int64)
         vecs = self._index.reconstruct_batch(live) if len(live) else np.empty((0, self.dim), np.float32)
-        fresh = _build(self.dim, self.factory, self.metric)
+        # emptied in place, not built anew: a fresh HNSW over trained storage ("HNSW32,SQ8", "HNSW32_PQ8")
+        # is untrained, and adding to it raised; reset() keeps the trained codebooks and the parameters
+        self._index.reset()
         if len(live):
-            fresh.add_with_ids(vecs, live)
-        self._index, self._dead = fresh, set()
+            self._index.add_with_ids(vecs, live)
+        self._dead = set()
 
     def _reconstruct_pending(self) -> tuple[np.ndarray, np.ndarray]:
         labels = faiss.vector_to_array(self._pending.id_map).astype(np.int64)
