@@ -86,7 +86,10 @@ def _resolve(model: str | Path | None) -> tuple[str, str]:
     path = Path(model).expanduser()
     if path.exists():
         resolved = str(path.resolve())
-        bundled = default_model_path()
+        try:
+            bundled = default_model_path()
+        except ConfigError:  # without the bundled package, a directory is never the bundled model
+            return resolved, resolved
         if resolved == str(Path(bundled).resolve()):  # the bundled model by its directory: the same model
             return DEFAULT_MODEL_NAME, bundled
         return resolved, resolved

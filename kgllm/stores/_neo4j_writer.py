@@ -166,13 +166,21 @@ class _WriteRels:
         self.create, self.merge, self.load, self.domain, self.lock = create, merge, load, domain, lock
 
     def __call__(self, tx: Any) -> int:
+        from neo4j.exceptions import Neo4jError
+
         self.lock.fence(tx)
         found = merged = 0
-        if self.create:
-            found += tx.run(_CREATE_RELS, rows=self.create).single()["found"]
-        if self.merge:
-            row = tx.run(_MERGE_RELS, rows=self.merge, load=self.load).single()
-            found, merged = found + row["found"], row["created"]
+        try:
+            if self.create:
+                found += tx.run(_CREATE_RELS, rows=self.create).single()["found"]
+            if self.merge:
+                row = tx.run(_MERGE_RELS, rows=self.merge, load=self.load).single()
+                found, merged = found + row["found"], row["created"]
+        except Neo4jError as exc:  # a node deleted while this transaction was matching it, not before
+            if exc.code != "Neo.ClientError.Statement.EntityNotFound":
+                raise
+            raise StoreError(f"nodes of domain {self.domain!r} were deleted by someone else during load "
+                             f"{self.load}: a triple lost an end ({exc.message})") from exc
         if found < len(self.create) + len(self.merge):
             raise StoreError(f"nodes of domain {self.domain!r} were deleted by someone else during load "
                              f"{self.load}: {len(self.create) + len(self.merge) - found} triples lost an end")
