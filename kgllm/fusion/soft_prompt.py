@@ -24,7 +24,7 @@ from kgllm.exceptions import ModelError
 from kgllm.fusion.adapter import GraphSoftPrompt
 from kgllm.fusion.grounding import NODE_CHOICE, NODE_CONTEXT, NODE_OTHER, NODE_QUESTION
 from kgllm.fusion.pyg import Batch, Data
-from kgllm.llm.base import BaseLLM, Generation, GraphEvidence, Message, StopTrimmer, current_evidence
+from kgllm.llm.base import BaseLLM, Generation, GraphEvidence, Message, current_evidence
 from kgllm.model_manifest import read_model_manifest
 
 __all__ = ["SoftPromptConfig", "EvidenceGraphs", "SoftPromptLLM", "save_soft_prompt", "load_soft_prompt",
@@ -224,13 +224,7 @@ class SoftPromptLLM(BaseLLM):
             kwargs["stopping_criteria"] = StoppingCriteriaList([StopOnText(self.lm.tokenizer, stop, 0)])
         with self.lm._lock, torch.inference_mode():
             new_tokens = self.soft_prompt.generate(inputs["input_ids"], batch, inputs.get("attention_mask"), **kwargs)[0]
-        text = str(self.lm.tokenizer.decode(new_tokens, skip_special_tokens=True))
-        trimmed = StopTrimmer(stop).trim(text)
-        eos = self.lm.tokenizer.eos_token_id
-        ended = len(new_tokens) < max_tokens or (eos is not None and len(new_tokens) and int(new_tokens[-1]) == eos)
-        return Generation(text=trimmed, prompt_tokens=n_prompt + self.soft_prompt.num_tokens,
-                          completion_tokens=int(len(new_tokens)),
-                          finish_reason="stop" if trimmed != text or ended else "length")
+        return self.lm.reply(new_tokens, n_prompt + self.soft_prompt.num_tokens, max_tokens, stop)
 
     def _stream(self, messages: list[Message], *, max_tokens: int, temperature: float,
                 stop: list[str]) -> Iterator[str]:

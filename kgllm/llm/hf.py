@@ -217,7 +217,10 @@ class HFLLM(BaseLLM):
         n_prompt = int(inputs["input_ids"].shape[1])
         with self._lock, torch.inference_mode():
             output = self._model.generate(**self._generate_kwargs(inputs, max_tokens, temperature, stop))
-        new_tokens = output[0][n_prompt:]
+        return self.reply(output[0][n_prompt:], n_prompt, max_tokens, stop)
+
+    def reply(self, new_tokens: Any, prompt_tokens: int, max_tokens: int, stop: list[str]) -> Generation:
+        """The generated token ids as a :class:`Generation`: decoded, cut at a stop string, and why it ended."""
         text = str(self.tokenizer.decode(new_tokens, skip_special_tokens=True))
         trimmed = StopTrimmer(stop).trim(text)
         eos = self.tokenizer.eos_token_id
@@ -227,7 +230,7 @@ class HFLLM(BaseLLM):
             reason = "stop"
         else:
             reason = "length"
-        return Generation(text=trimmed, prompt_tokens=n_prompt, completion_tokens=int(len(new_tokens)),
+        return Generation(text=trimmed, prompt_tokens=prompt_tokens, completion_tokens=int(len(new_tokens)),
                           finish_reason=reason)
 
     def _stream(self, messages: list[Message], *, max_tokens: int, temperature: float,
